@@ -1,0 +1,42 @@
+"""fnn: the lecture on training CNNs as a JAX library.
+
+Submodules are imported on first use (``fnn.losses``, ``fnn.optimizers``, ...), so
+``import fnn`` stays fast and does not pull TensorFlow Datasets or Orbax until needed.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "activations",
+    "augment",
+    "callbacks",
+    "conv",
+    "data",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "parallel",
+    "plot",
+    "pretrained",
+    "train",
+    "transfer",
+    "weights",
+)
+
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"fnn.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'fnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))

@@ -1,0 +1,22 @@
+"""Model zoo: the slides' CNN, the reference benchmark CNN and EfficientNet-Lite.
+
+Each model module is imported on first use.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "SimpleCNN": "fnn.models.cnn",
+    "ReferenceCNN": "fnn.models.cnn",
+    "EfficientNetLite": "fnn.models.efficientnet_lite",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fnn.models' has no attribute {name!r}")

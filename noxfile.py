@@ -1,0 +1,51 @@
+"""nox sessions: `nox -s tests` is the README's test command; `.ci/run` runs the rest too."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session):
+    """Install fnn as a user would and run the spec tests with the hypothesis `ci` profile."""
+    session.install(".[test]")
+    args = session.posargs or ["-n", "2", "--dist", "loadfile"]
+    session.run("pytest", "spec_tests", "--hypothesis-profile=ci", *args)
+
+
+@nox.session
+def lint(session):
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def examples(session):
+    """Every example in its --quick mode."""
+    session.install(".[examples]")
+    for script in sorted(__import__("pathlib").Path("examples").glob("*.py")):
+        session.run("python", str(script), "--quick")
+
+
+@nox.session
+def notebooks(session):
+    """Execute every notebook headless; any error fails the session."""
+    session.install(".[notebooks]")
+    session.run("python", "notebooks/run_all.py", *session.posargs)
+
+
+@nox.session
+def bench(session):
+    """Benchmarks side by side with peers (optional peers are skipped when absent)."""
+    session.install(".[examples]")
+    for script in sorted(__import__("pathlib").Path("benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)
+
+
+@nox.session
+def crosscheck(session):
+    """Optional cross-checks against PyTorch (CPU build) and Keras 3."""
+    session.install(".[test]", "torch==2.13.0", "keras>=3")
+    session.run("pytest", "spec_tests", "-m", "crosscheck", "--hypothesis-profile=ci")

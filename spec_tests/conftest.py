@@ -1,0 +1,17 @@
+"""Shared test configuration: hypothesis profiles and float64 for the oracles.
+
+Profiles: `dev` (default, quick), `ci` (more examples, still within CI's budget). jit compilation
+breaks hypothesis deadlines, so both use `deadline=None`.
+"""
+
+import os
+
+# Several tests need 8 host devices (data parallelism); set before JAX initialises its backend.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=15, **_common)
+settings.register_profile("ci", max_examples=40, print_blob=True, derandomize=True, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
