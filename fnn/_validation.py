@@ -21,7 +21,9 @@ def unknown_name_error(kind: str, name: str, known: Iterable[str]) -> ValueError
 def lookup(kind: str, name: str, table: dict):
     """Return ``table[name]`` (case-insensitive) or raise `unknown_name_error`."""
     if not isinstance(name, str):
-        raise TypeError(f"{kind} must be a string identifier or a callable, got {type(name).__name__}")
+        raise TypeError(
+            f"{kind} must be a string identifier or a callable, got {type(name).__name__}"
+        )
     key = name.lower()
     if key not in table:
         raise unknown_name_error(kind, name, table)

@@ -13,6 +13,8 @@ for name in names:
     path = here / name
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(here)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(here)}}
+    ).execute()
     print(f"{name}: ok in {time.perf_counter() - start:.1f} s", flush=True)
 print(f"{len(names)} notebooks executed")

@@ -21,6 +21,4 @@ def f32_arrays(shape, elements=moderate_f32):
 
 def batch_shapes(min_batch=1, max_batch=6, min_classes=2, max_classes=7):
     """(N, K) shapes for classification tests."""
-    return st.tuples(
-        st.integers(min_batch, max_batch), st.integers(min_classes, max_classes)
-    )
+    return st.tuples(st.integers(min_batch, max_batch), st.integers(min_classes, max_classes))
