@@ -1,0 +1,730 @@
+"""Datasets, splits and input pipelines: the first box of the lecture's pipeline.
+
+The slides' pipeline starts with *input data (train / validation / test split)*. This module loads
+that data, splits it, checks it and, when it does not fit in memory, streams it.
+
+Data contract
+-------------
+* An in-memory dataset is a :class:`Dataset`: a ``dict`` of NumPy arrays that share their leading
+  axis, ``{"image": float32 [N, H, W, C], "label": int32 [N]}``, with the metadata as attributes
+  (``ds.class_names``, ``ds.name``), never as dict items, so ``ds["image"]``, ``ds.items()`` and
+  ``jax.tree.map(f, ds)`` only ever see per-example arrays. A ``Dataset`` is a JAX pytree whose
+  metadata survives ``jax.tree.map`` and ``jax.device_put``.
+* Images are NHWC ``float32`` scaled to ``[0, 1]``: ``uint8`` pixels are divided by 255 and the 8×8
+  digits (integers 0..16) by 16. Grayscale images keep one channel (``C = 1``); use
+  :func:`to_rgb` (or ``load(..., rgb=True)``) for models that want three, such as EfficientNet.
+  Normalisation for a particular network (ImageNet mean/std, [-1, 1], ...) is the model's job.
+* Labels are ``int32`` class indices in ``[0, len(class_names))``; ``class_names[k]`` names class
+  ``k``.
+
+Sources (:func:`load`)
+----------------------
+``"digits"``
+    scikit-learn's 8×8 handwritten digits (UCI optdigits test set): 1,797 images, 10 classes,
+    offline. Shape ``[1797, 8, 8, 1]``.
+``"lfw_faces"``
+    scikit-image's ``lfw_subset()``: 200 grayscale 25×25 crops from Labeled Faces in the Wild,
+    offline. The first 100 are faces (label 1, ``"face"``), the last 100 background patches
+    (label 0, ``"non_face"``). Shape ``[200, 25, 25, 1]``.
+``"tfds:<name>[:<split>]"``
+    any TensorFlow Datasets catalogue entry, read through ``tfds.data_source`` (ArrayRecord files,
+    no TensorFlow needed to read). Preparing a dataset that is not prepared yet downloads it and
+    needs TensorFlow: ``pip install 'fnn[tensorflow]'``. The split defaults to ``"train"`` and
+    accepts TFDS slicing (``"tfds:mnist:test[:10%]"``).
+a folder path
+    one sub-folder per class, images inside (PNG, JPEG, BMP, GIF), as Keras'
+    ``image_dataset_from_directory`` expects; class names are the sorted sub-folder names.
+
+Splits
+------
+:func:`split` makes a seeded, optionally stratified train/validation/test split; :func:`validation_split`
+reproduces Keras' ``fit(validation_split=...)`` (the *last* fraction, taken before any shuffling);
+:func:`per_class` keeps ``n`` examples of each class.
+
+Streaming
+---------
+:func:`loader` builds a Grain ``DataLoader`` over any random-access source (a ``Dataset``, a TFDS
+data source, a folder) with shuffling, batching, prefetching and worker processes; its iterator's
+position can be saved (``get_state``) and restored (``set_state``) with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from fnn._validation import unknown_name_error
+
+__all__ = [
+    "Dataset",
+    "Splits",
+    "load",
+    "split",
+    "validation_split",
+    "per_class",
+    "check_finite",
+    "check_same_length",
+    "to_rgb",
+    "resize",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The in-memory dataset type.
+# --------------------------------------------------------------------------------------------
+
+
+class Dataset(dict):
+    """An in-memory dataset: a dict of per-example arrays plus metadata attributes.
+
+    It behaves exactly like the plain dict ``{"image": [N, H, W, C], "label": [N]}`` of the
+    data contract (``ds["image"]``, ``**ds``, ``ds.items()``), and adds:
+
+    * ``class_names``: tuple of strings, ``class_names[k]`` is the name of label ``k`` (or None);
+    * ``name``: where the data came from (``"digits"``, ``"tfds:mnist:train"``, a folder, ...);
+    * ``num_examples``: the shared leading length ``N``;
+    * ``take(indices)``: the examples at ``indices`` as a new ``Dataset`` with the same metadata.
+
+    A ``Dataset`` is registered as a JAX pytree (its arrays are the leaves, the metadata is static),
+    so ``jax.device_put(ds)`` or ``jax.tree.map(jnp.asarray, ds)`` return a ``Dataset``.
+
+    Examples:
+      >>> import numpy as np
+      >>> ds = Dataset(image=np.zeros((4, 2, 2, 1), np.float32), label=np.arange(4) % 2,
+      ...              class_names=("cat", "dog"))
+      >>> ds.num_examples, ds.class_names[ds["label"][1]]
+      (4, 'dog')
+      >>> ds.take([0, 2])["label"].tolist()
+      [0, 0]
+    """
+
+    def __init__(self, arrays=(), /, *, class_names=None, name=None, **items):
+        super().__init__(arrays, **items)
+        self.class_names = None if class_names is None else tuple(str(c) for c in class_names)
+        self.name = name
+
+    @property
+    def num_examples(self) -> int:
+        """The number of examples ``N`` (the leading axis of every array)."""
+        return _num_examples(self, "data")
+
+    def take(self, indices) -> Dataset:
+        """Return the examples at ``indices`` (an integer array or a slice) as a new ``Dataset``."""
+        if not isinstance(indices, slice):
+            indices = np.asarray(indices)
+        return self.replace({k: v[indices] for k, v in self.items()})
+
+    def replace(self, arrays: Mapping[str, Any]) -> Dataset:
+        """A new ``Dataset`` with these arrays and this dataset's metadata."""
+        return Dataset(arrays, class_names=self.class_names, name=self.name)
+
+    def __repr__(self) -> str:
+        fields = [f"name={self.name!r}"] if self.name is not None else []
+        for k, v in self.items():
+            if hasattr(v, "shape") and hasattr(v, "dtype"):
+                fields.append(f"{k}={v.dtype}{list(v.shape)}")
+            else:
+                fields.append(f"{k}={v!r}")
+        if self.class_names is not None:
+            fields.append(f"class_names={self.class_names!r}")
+        return f"Dataset({', '.join(fields)})"
+
+
+def _dataset_flatten_with_keys(ds):
+    keys = tuple(sorted(ds))
+    children = [(jax.tree_util.DictKey(k), ds[k]) for k in keys]
+    return children, (keys, ds.class_names, ds.name)
+
+
+def _dataset_flatten(ds):
+    keys = tuple(sorted(ds))
+    return [ds[k] for k in keys], (keys, ds.class_names, ds.name)
+
+
+def _dataset_unflatten(aux, children):
+    keys, class_names, name = aux
+    return Dataset(zip(keys, children), class_names=class_names, name=name)
+
+
+jax.tree_util.register_pytree_with_keys(
+    Dataset, _dataset_flatten_with_keys, _dataset_unflatten, _dataset_flatten
+)
+
+
+class Splits(NamedTuple):
+    """The result of :func:`split`: ``train, validation, test = split(...)``.
+
+    A split that was not asked for (fraction ``0`` or ``None``) is ``None``.
+    """
+
+    train: Any
+    validation: Any
+    test: Any
+
+
+# --------------------------------------------------------------------------------------------
+# Checks that the training engineer (fit) can call as well.
+# --------------------------------------------------------------------------------------------
+
+
+def _shape_str(x) -> str:
+    shape = getattr(x, "shape", None)
+    return str(tuple(shape)) if shape is not None else type(x).__name__
+
+
+def _num_examples(data, what: str) -> int:
+    """The shared leading length of the arrays in a mapping / sequence (checked)."""
+    items = _named_arrays(data, what)
+    if not items:
+        raise ValueError(f"{what} holds no arrays; expected e.g. {{'image': ..., 'label': ...}}")
+    check_same_length(**dict(items))
+    return int(np.shape(items[0][1])[0])
+
+
+def _named_arrays(data, what: str) -> list[tuple[str, Any]]:
+    if isinstance(data, Mapping):
+        return [(str(k), v) for k, v in data.items() if v is not None]
+    if isinstance(data, (tuple, list)):
+        return [(f"{what}[{i}]", v) for i, v in enumerate(data) if v is not None]
+    if hasattr(data, "shape"):
+        return [(what, data)]
+    raise TypeError(
+        f"{what} must be a dict of arrays (e.g. fnn.data.load(...)), a tuple of arrays or an "
+        f"array, got {type(data).__name__}"
+    )
+
+
+def check_same_length(**arrays) -> int:
+    """Check that every array has the same leading length ``N`` and return ``N``.
+
+    The common bad input "``x`` has 100 images but ``y`` has 99 labels" fails here with both names
+    and both lengths, instead of as a shape error deep inside a compiled step. ``None`` values are
+    skipped (an absent ``sample_weight``). Keras raises a similar "Data cardinality is ambiguous"
+    error; PyTorch's ``TensorDataset`` raises "Size mismatch between tensors".
+
+    Args:
+      **arrays: name → array with a leading example axis (``x=[N, ...]``, ``y=[N]``, ...).
+
+    Returns:
+      ``N``, the shared leading length.
+
+    Raises:
+      ValueError: when an array is a scalar or two leading lengths differ.
+
+    Examples:
+      >>> import numpy as np
+      >>> check_same_length(x=np.zeros((3, 8, 8, 1)), y=np.zeros(3), sample_weight=None)
+      3
+    """
+    lengths = {}
+    for name, value in arrays.items():
+        if value is None:
+            continue
+        shape = np.shape(value)
+        if len(shape) == 0:
+            raise ValueError(f"{name} must have a leading example axis, got a scalar")
+        lengths[name] = int(shape[0])
+    if not lengths:
+        raise ValueError("check_same_length needs at least one array")
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ValueError(
+            f"The arrays must have the same number of examples (leading axis), but {desc}. "
+            "Pass one label per image."
+        )
+    return next(iter(lengths.values()))
+
+
+def check_finite(x, name: str = "x") -> None:
+    """Raise a ValueError when ``x`` holds NaN or ±inf, naming the argument and the first index.
+
+    Integer and boolean arrays are always finite and return at once. For a ``jax.Array`` the test
+    runs on its device and only one boolean comes back to the host; the location is computed
+    only when the check fails.
+
+    Args:
+      x: an array, e.g. images ``[N, H, W, C]``.
+      name: the argument name used in the message (``"x"``, ``"validation_data[0]"``, ...).
+
+    Raises:
+      ValueError: ``"x contains 3 non-finite values (NaN or inf); the first is nan at index
+      (0, 4, 2, 0) ..."``.
+
+    Examples:
+      >>> import numpy as np
+      >>> check_finite(np.ones((2, 3)), "x")
+      >>> check_finite(np.array([1.0, np.nan]), "x")
+      Traceback (most recent call last):
+      ...
+      ValueError: x contains 1 non-finite value (NaN or inf); the first is nan at index (1,). Clean or impute the data before training.
+    """
+    dtype = np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    if not np.issubdtype(dtype, np.inexact):
+        return
+    if isinstance(x, jax.Array):
+        if bool(jax.numpy.isfinite(x).all()):
+            return
+    x = np.asarray(x)
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    count = int(bad.sum())
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    plural = "s" if count > 1 else ""
+    raise ValueError(
+        f"{name} contains {count} non-finite value{plural} (NaN or inf); the first is "
+        f"{x[first]} at index {first}. Clean or impute the data before training."
+    )
+
+
+def _check_fraction(value, name: str, *, allow_count: bool) -> None:
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a fraction in (0, 1), got the bool {value!r}")
+    if allow_count and isinstance(value, (int, np.integer)):
+        if value < 0:
+            raise ValueError(f"{name} must be a fraction in (0, 1) or a count >= 0, got {value}")
+        return
+    if not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a float fraction in (0, 1), got {type(value).__name__}")
+    if value == 0 and allow_count:
+        return
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a fraction strictly between 0 and 1, got {value}")
+
+
+def _count(value, n: int) -> int:
+    """The number of examples a fraction (or an integer count) of ``n`` stands for."""
+    if value is None or value == 0:
+        return 0
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return int(round(float(value) * n))
+
+
+# --------------------------------------------------------------------------------------------
+# Splits.
+# --------------------------------------------------------------------------------------------
+
+
+def _take(data, indices):
+    """Index every array of ``data`` (Dataset, dict, tuple/list or array) by ``indices``."""
+    if isinstance(data, Dataset):
+        return data.take(indices)
+    if isinstance(data, Mapping):
+        return type(data)({k: (None if v is None else v[indices]) for k, v in data.items()})
+    if isinstance(data, (tuple, list)):
+        return type(data)(None if v is None else v[indices] for v in data)
+    return data[indices]
+
+
+def _labels_for(data, stratify) -> np.ndarray:
+    if stratify is True:
+        if isinstance(data, Mapping):
+            if "label" not in data:
+                raise ValueError(
+                    "stratify=True needs a 'label' entry in data; pass stratify=<labels [N]> "
+                    f"instead. data has keys {sorted(data)}"
+                )
+            return np.asarray(data["label"])
+        if isinstance(data, (tuple, list)) and len(data) >= 2:
+            return np.asarray(data[1])
+        raise ValueError("stratify=True needs labels: pass data=(x, y) or stratify=<labels [N]>")
+    return np.asarray(stratify)
+
+
+def _allocate(counts: np.ndarray, total: int, capacity: np.ndarray) -> np.ndarray:
+    """Share ``total`` among classes in proportion to ``counts`` (largest remainder, capped)."""
+    quota = counts * (total / counts.sum())
+    alloc = np.minimum(np.floor(quota).astype(np.int64), capacity)
+    order = np.argsort(-(quota - alloc), kind="stable")
+    short = total - int(alloc.sum())
+    while short > 0:
+        for c in order:
+            if short and alloc[c] < capacity[c]:
+                alloc[c] += 1
+                short -= 1
+    return alloc
+
+
+def split(
+    data,
+    *,
+    validation: float | int | None = None,
+    test: float | int | None = None,
+    seed: int = 0,
+    stratify: bool | Any = False,
+    shuffle: bool = True,
+) -> Splits:
+    """Split a dataset into train / validation / test, deterministically given ``seed``.
+
+    The slides' first box: hold out a test set you never tune on, and a validation set to choose
+    hyperparameters and stop training. With ``N`` examples, the test split gets
+    ``round(test · N)`` of them, the validation split ``round(validation · N)``, train the rest;
+    the three are disjoint and together hold every example once.
+
+    ``stratify`` keeps each class's share the same in every split: class ``c`` with ``n_c``
+    examples puts ``≈ n_c · test`` of them in test (largest-remainder rounding, so each class is
+    within one example of its exact share and the split sizes equal the unstratified ones).
+
+    Equivalent to scikit-learn's ``train_test_split`` applied twice (same idea, different random
+    stream: the indices differ for the same seed). Keras has no three-way split; its
+    ``fit(validation_split=...)`` is :func:`validation_split`.
+
+    Args:
+      data: a :class:`Dataset` / dict of arrays ``{"image": [N, ...], "label": [N]}``, or a tuple
+        ``(x, y, ...)`` of arrays with the same leading length ``N``. ``None`` entries pass through.
+      validation: fraction in ``(0, 1)`` (or an integer count) of examples for validation; ``None``
+        or ``0`` for no validation split.
+      test: the same for the test split.
+      seed: seed of the NumPy generator that permutes the examples.
+      stratify: ``False``; ``True`` to stratify on ``data["label"]`` (or ``data[1]``); or an
+        integer array ``[N]`` of labels to stratify on.
+      shuffle: ``False`` keeps the original order and takes contiguous blocks: train first, then
+        validation, then test (per class when stratified); ``seed`` is then unused.
+
+    Returns:
+      ``Splits(train, validation, test)``, each of the same type as ``data`` (``None`` for a split
+      that was not asked for). Within a split the order is random (when ``shuffle``).
+
+    Raises:
+      ValueError: a fraction outside ``(0, 1)``, fractions leaving no training example, a split
+        that rounds to zero examples, arrays of different lengths, a stratify array of another
+        length.
+
+    Examples:
+      >>> import fnn
+      >>> ds = fnn.data.load("digits")
+      >>> train, val, test = fnn.data.split(ds, validation=0.1, test=0.2, seed=0, stratify=True)
+      >>> train.num_examples, val.num_examples, test.num_examples
+      (1258, 180, 359)
+    """
+    _check_fraction(validation, "validation", allow_count=True)
+    _check_fraction(test, "test", allow_count=True)
+    n = _num_examples(data, "data")
+    n_test, n_val = _count(test, n), _count(validation, n)
+    for name, value, k in (("validation", validation, n_val), ("test", test, n_test)):
+        if value not in (None, 0) and k == 0:
+            raise ValueError(
+                f"{name}={value} of {n} examples rounds to 0 examples; use a larger {name} "
+                "fraction or more data"
+            )
+    if n_test + n_val >= n:
+        raise ValueError(
+            f"validation={validation} and test={test} take {n_val} + {n_test} of the {n} "
+            "examples and leave none for training; their sum must be below 1"
+        )
+    rng = np.random.default_rng(seed)
+
+    if stratify is False or stratify is None:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        n_train = n - n_val - n_test
+        parts = [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
+    else:
+        labels = _labels_for(data, stratify)
+        if labels.shape != (n,):
+            raise ValueError(
+                f"stratify labels must have shape ({n},) like the data, got {labels.shape}"
+            )
+        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        test_c = _allocate(counts, n_test, counts)
+        val_c = _allocate(counts, n_val, counts - test_c)
+        parts = [[], [], []]
+        for c in range(len(classes)):
+            idx = np.flatnonzero(inverse == c)
+            if shuffle:
+                idx = rng.permutation(idx)
+            n_tr = counts[c] - val_c[c] - test_c[c]
+            parts[0].append(idx[:n_tr])
+            parts[1].append(idx[n_tr : n_tr + val_c[c]])
+            parts[2].append(idx[n_tr + val_c[c] :])
+        parts = [np.concatenate(p) for p in parts]
+        parts = [rng.permutation(p) if shuffle else np.sort(p) for p in parts]
+
+    train_idx, val_idx, test_idx = parts
+    return Splits(
+        train=_take(data, train_idx),
+        validation=_take(data, val_idx) if n_val else None,
+        test=_take(data, test_idx) if n_test else None,
+    )
+
+
+def validation_split(arrays, fraction: float):
+    """Keras' ``fit(validation_split=fraction)``: the LAST ``fraction`` of the data, unshuffled.
+
+    Keras takes ``split_at = floor(N · (1 - fraction))``, trains on ``arrays[:split_at]`` and
+    validates on ``arrays[split_at:]``, *before* any shuffling, so data sorted by class gives a
+    validation set of the last classes only (a classic surprise: shuffle first, or use
+    :func:`split`). This function reproduces that formula exactly, float rounding included,
+    so ``fnn`` and Keras pick the same examples. PyTorch has no such argument
+    (``random_split`` is random).
+
+    Contract for ``fit``: call it on the full ``(x, y, sample_weight)`` tuple before the first
+    epoch; the structure is preserved and ``None`` entries stay ``None``.
+
+    Args:
+      arrays: an array, a tuple/list ``(x, y, sample_weight)`` or a dict of arrays with the same
+        leading length ``N`` (NumPy or JAX; ``None`` allowed).
+      fraction: the validation fraction, strictly between 0 and 1.
+
+    Returns:
+      ``(train, validation)``: two structures like ``arrays`` holding ``[:split_at]`` and
+      ``[split_at:]``.
+
+    Raises:
+      ValueError: ``fraction`` outside ``(0, 1)``; arrays of different lengths; a split leaving
+        train or validation empty (Keras' "not sufficient to split" error).
+
+    Examples:
+      >>> import numpy as np
+      >>> (x_tr, y_tr), (x_va, y_va) = validation_split((np.arange(10), np.arange(10)), 0.2)
+      >>> x_va.tolist()
+      [8, 9]
+    """
+    _check_fraction(fraction, "validation_split", allow_count=False)
+    if fraction is None:
+        raise ValueError("validation_split must be a fraction strictly between 0 and 1, got None")
+    n = _num_examples(arrays, "arrays")
+    split_at = int(math.floor(n * (1.0 - fraction)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(
+            f"validation_split={fraction} of {n} examples leaves "
+            f"{'no training' if split_at == 0 else 'no validation'} example "
+            f"(split at index {split_at}); provide more data or another validation_split"
+        )
+    return _take(arrays, slice(0, split_at)), _take(arrays, slice(split_at, n))
+
+
+def per_class(data, n: int, *, seed: int = 0, label_key: str = "label"):
+    """Keep ``n`` randomly chosen examples of every class (a few-shot training subset).
+
+    Transfer learning's selling point is a good classifier from few labelled images; this gives
+    the "n images per class" training sets of that experiment. The chosen examples of a class are
+    a prefix of one seeded permutation, so ``per_class(d, 5, seed=s)`` is contained in
+    ``per_class(d, 10, seed=s)`` (learning curves compare nested sets).
+
+    Args:
+      data: a :class:`Dataset` / dict with ``data[label_key]`` of shape ``[N]``.
+      n: examples per class, ``>= 1``; every class needs at least ``n``.
+      seed: seed of the NumPy generator.
+      label_key: the key of the labels.
+
+    Returns:
+      the same type as ``data`` with ``n · num_classes`` examples, in random order.
+
+    Raises:
+      ValueError: ``n < 1`` or a class with fewer than ``n`` examples (named with its count).
+
+    Examples:
+      >>> import fnn
+      >>> few = fnn.data.per_class(fnn.data.load("digits"), 5, seed=0)
+      >>> few.num_examples
+      50
+    """
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n (examples per class) must be an integer >= 1, got {n!r}")
+    if not isinstance(data, Mapping) or label_key not in data:
+        raise ValueError(
+            f"per_class needs a dict of arrays with a {label_key!r} entry, got "
+            f"{sorted(data) if isinstance(data, Mapping) else type(data).__name__}"
+        )
+    _num_examples(data, "data")
+    labels = np.asarray(data[label_key])
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < n:
+            raise ValueError(f"class {c} has only {len(idx)} examples, fewer than n={n}")
+        chosen.append(rng.permutation(idx)[:n])
+    return _take(data, rng.permutation(np.concatenate(chosen)))
+
+
+# --------------------------------------------------------------------------------------------
+# Image helpers.
+# --------------------------------------------------------------------------------------------
+
+
+def to_rgb(images):
+    """Repeat a grayscale channel three times: ``[..., H, W, 1] -> [..., H, W, 3]``.
+
+    ImageNet networks (EfficientNet-Lite) expect three channels; the lecture's face and digit
+    images have one. ``R = G = B = gray`` is what Keras' ``grayscale_to_rgb`` and PIL's
+    ``convert("RGB")`` do. Three-channel input is returned unchanged, four-channel (RGBA) loses
+    its alpha channel. Works on NumPy (returns NumPy) and JAX arrays (returns JAX, jit-safe).
+
+    Args:
+      images: ``[..., H, W, C]`` with ``C`` in ``{1, 3, 4}``.
+
+    Returns:
+      ``[..., H, W, 3]``, same dtype.
+
+    Examples:
+      >>> import numpy as np
+      >>> to_rgb(np.zeros((2, 8, 8, 1))).shape
+      (2, 8, 8, 3)
+    """
+    shape = np.shape(images)
+    if len(shape) < 3 or shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"images must have shape [..., H, W, C] with C in (1, 3, 4), got {tuple(shape)}"
+        )
+    xp = jax.numpy if isinstance(images, jax.Array) else np
+    if shape[-1] == 1:
+        return xp.repeat(images, 3, axis=-1)
+    return images[..., :3]
+
+
+def resize(images, size, *, method: str = "bilinear", antialias: bool = True):
+    """Resize ``[N, H, W, C]`` (or ``[H, W, C]``) images to ``size = (height, width)`` on device.
+
+    A thin wrapper over ``jax.image.resize`` (``method`` is one of its methods: ``"nearest"``,
+    ``"bilinear"``, ``"bicubic"``, ``"lanczos3"``, ...; ``antialias`` low-pass filters when
+    shrinking), as ``tf.image.resize`` / Keras' ``Resizing`` layer do. Half-pixel centres, like
+    ``tf.image.resize`` and PyTorch's ``interpolate(align_corners=False)``. Runs wherever the
+    array lives (GPU/TPU for a ``jax.Array``); the batch and channel axes are untouched.
+
+    Args:
+      images: ``[N, H, W, C]`` or ``[H, W, C]`` float array.
+      size: ``(height, width)`` or one int for a square.
+      method: the interpolation method.
+      antialias: filter when downsampling.
+
+    Returns:
+      a ``jax.Array`` of shape ``[N, height, width, C]`` (or ``[height, width, C]``), float.
+
+    Examples:
+      >>> import numpy as np
+      >>> resize(np.zeros((2, 8, 8, 1), np.float32), (32, 32)).shape
+      (2, 32, 32, 1)
+    """
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    size = tuple(size)
+    if len(size) != 2 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in size):
+        raise ValueError(f"size must be (height, width) of positive ints, got {size}")
+    shape = np.shape(images)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"images must have shape [N, H, W, C] or [H, W, C], got {tuple(shape)}")
+    images = jax.numpy.asarray(images)
+    if not jax.numpy.issubdtype(images.dtype, jax.numpy.floating):
+        images = images.astype(jax.numpy.float32)
+    out_shape = (*shape[:-3], *size, shape[-1])
+    return jax.image.resize(images, out_shape, method=method, antialias=antialias)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading.
+# --------------------------------------------------------------------------------------------
+
+
+def _load_digits() -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:  # pragma: no cover - sklearn is in the examples/test extras
+        raise ImportError("load('digits') needs scikit-learn: pip install 'fnn[examples]'") from e
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[..., None]
+    return Dataset(
+        image=images,
+        label=bunch.target.astype(np.int32),
+        class_names=[str(int(t)) for t in bunch.target_names],
+        name="digits",
+    )
+
+
+def _load_lfw_faces() -> Dataset:
+    try:
+        from skimage.data import lfw_subset
+    except ImportError as e:  # pragma: no cover - scikit-image is in the examples/test extras
+        raise ImportError(
+            "load('lfw_faces') needs scikit-image: pip install 'fnn[examples]'"
+        ) from e
+    images = np.asarray(lfw_subset(), dtype=np.float64)
+    if images.max() > 1.0:  # older scikit-image releases shipped uint8
+        images = images / 255.0
+    labels = np.concatenate([np.ones(100, np.int32), np.zeros(len(images) - 100, np.int32)])
+    return Dataset(
+        image=images.astype(np.float32)[..., None],
+        label=labels,
+        class_names=("non_face", "face"),
+        name="lfw_faces",
+    )
+
+
+_BUILTIN = {"digits": _load_digits, "lfw_faces": _load_lfw_faces}
+
+
+def _finish(ds: Dataset, *, size, rgb: bool) -> Dataset:
+    images = ds["image"]
+    if rgb:
+        images = to_rgb(images)
+    if size is not None:
+        images = np.asarray(resize(images, size))
+    return ds.replace({**ds, "image": np.ascontiguousarray(images, dtype=np.float32)})
+
+
+def load(name: str | os.PathLike, *, size=None, rgb: bool = False, **kwargs) -> Dataset:
+    """Load a whole dataset into memory as ``{"image": float32 [N,H,W,C], "label": int32 [N]}``.
+
+    See the module docstring for the sources and the value range (always ``[0, 1]``). The class
+    names are ``ds.class_names``; ``x, y = ds["image"], ds["label"]`` feeds ``fit`` directly.
+
+    Args:
+      name: ``"digits"``, ``"lfw_faces"``, ``"tfds:<name>[:<split>]"`` or a folder path.
+      size: optional ``(height, width)`` to resize every image to (:func:`resize`, bilinear with
+        antialiasing), e.g. ``(224, 224)`` for EfficientNet-Lite0.
+      rgb: repeat grayscale images to three channels (:func:`to_rgb`).
+      **kwargs: source options: ``data_dir``, ``download`` for TFDS; ``color_mode``,
+        ``extensions`` for a folder.
+
+    Returns:
+      a :class:`Dataset`.
+
+    Raises:
+      ValueError: an unknown name (with a "did you mean" hint), an empty folder, an unreadable
+        image, a TFDS dataset that is not prepared and ``download=False``.
+      ImportError: preparing a TFDS dataset without TensorFlow installed.
+
+    Examples:
+      >>> import fnn
+      >>> ds = fnn.data.load("digits")
+      >>> ds["image"].shape, ds["image"].dtype, ds["label"].dtype, ds.class_names[:3]
+      ((1797, 8, 8, 1), dtype('float32'), dtype('int32'), ('0', '1', '2'))
+      >>> fnn.data.load("lfw_faces", rgb=True, size=(32, 32))["image"].shape
+      (200, 32, 32, 3)
+    """
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and os.path.isdir(name)):
+        ds = _load_folder(os.fspath(name), **kwargs)
+    elif not isinstance(name, str):
+        raise TypeError(f"name must be a dataset name or a folder path, got {type(name).__name__}")
+    elif name.startswith("tfds:"):
+        ds = _load_tfds(name, **kwargs)
+    elif name.lower() in _BUILTIN:
+        if kwargs:
+            raise TypeError(f"load({name!r}) takes no options {sorted(kwargs)}")
+        ds = _BUILTIN[name.lower()]()
+    else:
+        if os.sep in name or name.startswith("."):
+            raise ValueError(
+                f"Folder {name!r} does not exist (load() takes a folder of class "
+                "sub-folders, a built-in name or 'tfds:<name>')"
+            )
+        raise unknown_name_error(
+            "dataset", name, [*_BUILTIN, "tfds:<name>[:<split>]", "<folder path>"]
+        )
+    return _finish(ds, size=size, rgb=rgb)
+
+
+def _load_tfds(name: str, **kwargs) -> Dataset:  # filled in below
+    raise NotImplementedError("tfds loading is not implemented yet")
+
+
+def _load_folder(path: str, **kwargs) -> Dataset:  # filled in below
+    raise NotImplementedError("folder loading is not implemented yet")
