@@ -1,0 +1,1477 @@
+"""The lecture's optimizers as pure functions packaged as `optax.GradientTransformation`.
+
+Data contract
+-------------
+Every optimizer here is an ``optax.GradientTransformation``: ``init(params) -> state`` and
+``update(grads, state, params=None) -> (updates, new_state)``, both pure. ``params`` and ``grads``
+are pytrees of floating-point arrays with the same structure and leaf shapes; ``updates`` has that
+structure too and is *added* to the parameters (``optax.apply_updates(params, updates)``), so
+``updates = -η·direction``. Each state is a typed ``NamedTuple`` whose first two fields are
+
+* ``count``: int32 scalar, the number of updates applied so far (``t − 1`` inside the update that
+  produces step ``t``);
+* ``learning_rate``: float32 scalar, the learning rate used by the most recent update (before the
+  first update, the rate the first update will use). `learning_rate` reads it back from any
+  state, also inside ``optax.chain`` / ``optax.masked`` / ``optax.inject_hyperparams``.
+
+followed by per-parameter slots (trees shaped like ``params``). They work with ``optax.chain``
+(e.g. after ``optax.clip_by_global_norm``), learning-rate schedules, ``optax.masked``,
+``optax.inject_hyperparams`` and ``optax.apply_updates``.
+
+Step convention (the same as Optax's and Keras'): in the update that produces step ``t = 1, 2,
+…`` a learning-rate *schedule* is evaluated at ``count = t − 1`` (so the first update uses
+``schedule(0)``), while bias corrections use ``t`` (``1 − β₁ᵗ``).
+
+Two sets of defaults
+--------------------
+* The factories (`adam`, `rmsprop`, ...) take Optax's hyperparameter names and Optax's defaults,
+  and compute Optax's formulas unless ``convention="keras"`` asks for Keras' formulation.
+* `get` (``fnn.optimizers.get("adam")``) returns the Keras optimizer of that name: Keras' default
+  hyperparameters and Keras' formulation, as the lecture's ``compile(optimizer="adam")`` does.
+
+| name | slide / paper rule (per element) | Keras convention differs by |
+|---|---|---|
+| `sgd` | θ ← θ − η∇ | (same) |
+| `momentum` | v ← γv + η∇, θ ← θ − v | (same; Optax/PyTorch keep v/η) |
+| `nesterov` | v ← γv + η∇, θ ← θ − (γv + η∇) | (same) |
+| `adagrad` | G ← G + ∇², θ ← θ − η∇/√(G + ε) | (same) |
+| `rmsprop` | E ← ρE + (1−ρ)∇², θ ← θ − η∇/√(E + ε) | (same) |
+| `adam` | bias-corrected m̂/(√v̂ + ε) | ε added to the uncorrected √v |
+| `adam_simplified` | m/√(v + ε), no bias correction | — |
+| `adamw` | adam + decoupled decay η·λ·θ | (same decay, Keras' adam) |
+| `amsgrad` | adam with v̂max = max(v̂max, v̂) | max of the raw v |
+| `adamax` | m̂ / max(β₂u, \\|∇\\| + ε) | m̂ / (max(β₂u, \\|∇\\|) + ε) |
+| `nadam` | Nesterov-Adam (Optax: b1·m̂ₜ₊₁ + (1−b1)ĝ) | Dozat's μₜ = β₁(1 − ½·0.96ᵗ) |
+| `adadelta` | Zeiler's Δ = −√(E[Δ²]+ε)/√(E[∇²]+ε)·∇ | (same) |
+| `ftrl` | FTRL-Proximal (Keras only) | — |
+
+References: the lecture slides "Training CNNs: optimizers"; Kingma & Ba 2015 (Adam, AdaMax);
+Duchi et al. 2011 (AdaGrad); Tieleman & Hinton 2012 (RMSProp); Zeiler 2012 (AdaDelta); Dozat
+2016 (Nadam); Loshchilov & Hutter 2019 (AdamW); Reddi et al. 2018 (AMSGrad); McMahan et al. 2013
+(FTRL-Proximal).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from fnn._validation import lookup
+
+__all__ = [
+    "AdadeltaState",
+    "AdagradState",
+    "AdamState",
+    "AdamaxState",
+    "FtrlState",
+    "MomentumState",
+    "NadamState",
+    "RmspropState",
+    "SgdState",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adam_simplified",
+    "adamax",
+    "adamw",
+    "amsgrad",
+    "flatten",
+    "ftrl",
+    "get",
+    "learning_rate",
+    "momentum",
+    "nadam",
+    "names",
+    "nesterov",
+    "rmsprop",
+    "sgd",
+]
+
+ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
+_CONVENTIONS = ("optax", "keras")
+
+
+# ----------------------------------------------------------------------------------------------
+# States. count: int32 [], learning_rate: float32 []; slots are trees shaped like params.
+# ----------------------------------------------------------------------------------------------
+
+
+class SgdState(NamedTuple):
+    """State of `sgd`: only the step counter and the last learning rate."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+
+
+class MomentumState(NamedTuple):
+    """State of `momentum` / `nesterov`: the slide's velocity ``v`` (already scaled by η)."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    velocity: Any  # tree like params
+
+
+class AdagradState(NamedTuple):
+    """State of `adagrad`: the running sum of squared gradients ``G``."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    sum_of_squares: Any  # tree like params
+
+
+class RmspropState(NamedTuple):
+    """State of `rmsprop`: ``nu`` = E[∇²]; ``mu`` = E[∇] when centered; ``momentum`` buffer."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    nu: Any  # tree like params
+    mu: Any  # tree like params, or None when not centered
+    momentum: Any  # tree like params, or None without momentum
+
+
+class AdamState(NamedTuple):
+    """State of `adam`, `adamw`, `amsgrad`, `adam_simplified`: moments ``mu``, ``nu``."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    mu: Any  # tree like params: first moment m
+    nu: Any  # tree like params: second moment v
+    nu_max: Any  # tree like params (AMSGrad's running max), or None
+
+
+class AdamaxState(NamedTuple):
+    """State of `adamax`: first moment ``mu`` and the exponentially weighted infinity norm."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    mu: Any  # tree like params
+    nu: Any  # tree like params: u = max(β₂u, |∇|)
+
+
+class NadamState(NamedTuple):
+    """State of `nadam`; ``mu_product`` = Πμₛ of Dozat's momentum schedule (Keras convention)."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    mu: Any  # tree like params
+    nu: Any  # tree like params
+    mu_product: jax.Array  # shape=(), dtype=float32; stays 1 in the Optax convention
+
+
+class AdadeltaState(NamedTuple):
+    """State of `adadelta`: running averages E[∇²] (``e_g``) and E[Δθ²] (``e_x``)."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    e_g: Any  # tree like params
+    e_x: Any  # tree like params
+
+
+class FtrlState(NamedTuple):
+    """State of `ftrl`: the accumulator ``n`` of squared gradients and the linear term ``z``."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    accumulator: Any  # tree like params
+    linear: Any  # tree like params
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation (only concrete values are checked: inside jit / inject_hyperparams they are traced).
+# ----------------------------------------------------------------------------------------------
+
+
+def _concrete(x) -> float | None:
+    """``float(x)`` for a concrete scalar, None for tracers and schedules."""
+    if callable(x) or isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        arr = np.asarray(x)
+    except Exception:  # noqa: BLE001 - anything not array-like is reported by the caller
+        return None
+    if arr.shape != () or arr.dtype.kind not in "biuf":
+        raise TypeError(f"expected a real scalar, got {type(x).__name__} with shape {arr.shape}")
+    return float(arr)
+
+
+def _check_lr(learning_rate, *, positive: bool = False) -> None:
+    if learning_rate is None:
+        raise ValueError("learning_rate must be a finite number >= 0 or a schedule, got None")
+    if callable(learning_rate):
+        return
+    value = _concrete(learning_rate)
+    if value is None:
+        return
+    bad = not math.isfinite(value) or value < 0 or (positive and value == 0)
+    if bad:
+        expected = "> 0" if positive else ">= 0"
+        raise ValueError(
+            f"learning_rate must be a finite number {expected} or an Optax schedule, "
+            f"got {learning_rate!r}"
+        )
+
+
+def _check_unit(name: str, value, *, closed: bool = False) -> None:
+    """Check ``value`` ∈ [0, 1) (or [0, 1] when closed)."""
+    v = _concrete(value)
+    if v is None:
+        return
+    ok = math.isfinite(v) and 0.0 <= v and (v <= 1.0 if closed else v < 1.0)
+    if not ok:
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def _check_nonneg(name: str, value) -> None:
+    if value is None and name == "weight_decay":
+        return
+    v = _concrete(value)
+    if v is not None and not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _is_on(value) -> bool:
+    """Static switch: False for a concrete 0 (or None), True otherwise (also when traced)."""
+    if value is None:
+        return False
+    v = _concrete(value)
+    return v is None or v != 0.0
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in _CONVENTIONS:
+        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared machinery
+# ----------------------------------------------------------------------------------------------
+
+
+def _lr_value(learning_rate, count) -> jax.Array:
+    """The learning rate for the update taking the state from ``count`` to ``count + 1``."""
+    lr = learning_rate(count) if callable(learning_rate) else learning_rate
+    return jnp.asarray(lr, dtype=jnp.float32)
+
+
+def _describe(tree) -> str:
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    shown = ", ".join(
+        f"{jax.tree_util.keystr(path) or '<root>'}: {tuple(np.shape(leaf))}"
+        for path, leaf in leaves[:6]
+    )
+    more = f", ... ({len(leaves)} leaves)" if len(leaves) > 6 else ""
+    return "{" + shown + more + "}"
+
+
+def _check_tree(grads, reference, what: str):
+    """Raise a ValueError when ``grads`` does not match ``reference`` (structure and shapes)."""
+    g_def = jax.tree.structure(grads)
+    r_def = jax.tree.structure(reference)
+    if g_def != r_def:
+        raise ValueError(
+            f"grads tree does not match the {what} tree: expected {_describe(reference)}, "
+            f"got {_describe(grads)}"
+        )
+    for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(reference)):
+        if np.shape(g) != np.shape(r):
+            raise ValueError(
+                f"grads leaf {jax.tree_util.keystr(path) or '<root>'} has shape "
+                f"{tuple(np.shape(g))}, but the {what} leaf has shape {tuple(np.shape(r))}"
+            )
+
+
+def _map(fn: Callable, n_out: int, tree, *others):
+    """Apply ``fn`` leaf-wise to ``tree`` and ``others`` (None entries allowed) and unzip.
+
+    ``fn`` returns a tuple of ``n_out`` arrays per leaf; the result is a tuple of ``n_out`` trees
+    shaped like ``tree``.
+    """
+    treedef = jax.tree.structure(tree)
+    leaves = treedef.flatten_up_to(tree)
+    other_leaves = [[None] * len(leaves) if o is None else treedef.flatten_up_to(o) for o in others]
+    outs = [fn(*args) for args in zip(leaves, *other_leaves)]
+    return tuple(treedef.unflatten([o[i] for o in outs]) for i in range(n_out))
+
+
+def _decay_mask(mask, params):
+    if mask is None:
+        return None
+    return mask(params) if callable(mask) else mask
+
+
+def _needs_params(name: str, params):
+    if params is None:
+        raise ValueError(
+            f"{name} needs params: call tx.update(grads, state, params) (weight decay / FTRL "
+            "use the current parameter values)"
+        )
+
+
+def _pow(base: float | jax.Array, count: jax.Array) -> jax.Array:
+    """``base ** count`` in float32 (count is int32)."""
+    return jnp.asarray(base, jnp.float32) ** count.astype(jnp.float32)
+
+
+def _zeros_like(params):
+    return jax.tree.map(jnp.zeros_like, params)
+
+
+def _count0():
+    return jnp.zeros([], jnp.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradient descent: sgd, momentum, nesterov
+# ----------------------------------------------------------------------------------------------
+
+
+def sgd(
+    learning_rate: ScalarOrSchedule = 0.01,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    *,
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""Gradient descent: ``θ ← θ − η ∇θ L`` (batch, mini-batch or stochastic).
+
+    The slide's three variants differ only in the data the gradient is taken over: the whole
+    training set (batch GD, the gradient of the mean loss), a mini-batch, or one example (SGD).
+    The rule is the same. With ``momentum`` this returns `momentum` (the slide's form).
+
+    Args:
+      learning_rate: η, a float ≥ 0 or an Optax schedule ``count -> η``. Keras' default is 0.01.
+      momentum: γ; None (or 0 without ``nesterov``) gives plain gradient descent.
+      nesterov: use Nesterov's look-ahead (see `nesterov`).
+      weight_decay: λ or None (off), Keras' decoupled decay ``θ ← θ(1 − ηλ)`` before the step (0 = off).
+      mask: pytree of bools (or a function of params) choosing which leaves are decayed.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `SgdState` (or `MomentumState`).
+
+    Optax ``optax.sgd(η)``, Keras ``SGD(η)`` and PyTorch ``SGD(lr=η)`` compute the same thing.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> tx = sgd(0.1)
+      >>> params = {"w": jnp.array([1.0, 2.0])}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.array([1.0, -1.0])}, state)
+      >>> optax.apply_updates(params, updates)["w"]
+      Array([0.9, 2.1], dtype=float32)
+    """
+    if momentum is not None:
+        m = _concrete(momentum)
+        if m is None or m != 0.0 or nesterov:
+            return globals()["momentum"](
+                learning_rate, momentum, nesterov, weight_decay=weight_decay, mask=mask
+            )
+    _check_lr(learning_rate)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+
+    def init_fn(params):
+        return SgdState(count=_count0(), learning_rate=_lr_value(learning_rate, _count0()))
+
+    def update_fn(grads, state, params=None):
+        if params is not None:
+            _check_tree(grads, params, "params")
+        lr = _lr_value(learning_rate, state.count)
+        step = -lr if callable(learning_rate) else -learning_rate
+        decay = _decay_mask(mask, params) if wd_on else None
+        if wd_on:
+            _needs_params("sgd with weight_decay", params)
+
+            def leaf(g, p, d):
+                u = jnp.asarray(step, g.dtype) * g
+                if d is None or d:
+                    u = u - p * jnp.asarray(lr * weight_decay, p.dtype)
+                return (u,)
+
+            (updates,) = _map(leaf, 1, grads, params, decay)
+        else:
+            updates = jax.tree.map(lambda g: jnp.asarray(step, g.dtype) * g, grads)
+        return updates, SgdState(count=optax.safe_increment(state.count), learning_rate=lr)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def momentum(
+    learning_rate: ScalarOrSchedule = 0.01,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    *,
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""SGD with momentum in the slide's form: ``v ← γ v + η ∇``, ``θ ← θ − v``.
+
+    With ``nesterov=True`` the step looks ahead: ``θ ← θ − (γ v + η ∇)`` (after updating v).
+
+    Args:
+      learning_rate: η, a float ≥ 0 or an Optax schedule.
+      momentum: γ ∈ [0, 1).
+      nesterov: Nesterov accelerated gradient (Sutskever et al. 2013, as Keras and Optax write it).
+      weight_decay: λ or None (off), Keras' decoupled decay ``θ ← θ(1 − ηλ)`` before the step.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `MomentumState`; ``velocity`` is the slide's v.
+
+    How others differ: Keras ``SGD(momentum=γ)`` keeps ``m = −v`` and is identical. Optax
+    ``optax.sgd(η, momentum=γ)`` and PyTorch keep a trace ``b ← γ b + ∇`` and step ``−η b``; for a
+    constant η, ``v = η b`` exactly, but with a learning-rate schedule the slide's v remembers
+    each past gradient with the η of *its* step while Optax rescales the whole trace by today's η.
+    Some texts (and fastai) use the EMA ``v ← β v + (1 − β)∇``, i.e. η' = η/(1 − β).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = momentum(0.1, momentum=0.9)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.ones(2), state)
+      >>> u, state = tx.update(jnp.ones(2), state)
+      >>> state.velocity  # 0.9·0.1 + 0.1
+      Array([0.19, 0.19], dtype=float32)
+    """
+    _check_lr(learning_rate)
+    _check_unit("momentum", momentum)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+
+    def init_fn(params):
+        return MomentumState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            velocity=_zeros_like(params),
+        )
+
+    def update_fn(grads, state, params=None):
+        _check_tree(grads, state.velocity, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        decay = None
+        if wd_on:
+            _needs_params("momentum with weight_decay", params)
+            decay = _decay_mask(mask, params)
+
+        def leaf(g, v, p, d):
+            eta = lr.astype(g.dtype)
+            g_eta = eta * g
+            v = momentum * v + g_eta
+            u = -(momentum * v + g_eta) if nesterov else -v
+            if wd_on and (d is None or d):
+                u = u - p * (eta * weight_decay)
+            return u, v
+
+        updates, velocity = _map(leaf, 2, grads, state.velocity, params, decay)
+        new_state = MomentumState(
+            count=optax.safe_increment(state.count), learning_rate=lr, velocity=velocity
+        )
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def nesterov(
+    learning_rate: ScalarOrSchedule = 0.01,
+    momentum: float = 0.9,
+    *,
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""Nesterov momentum: ``v ← γ v + η ∇``, ``θ ← θ − (γ v + η ∇)``.
+
+    The gradient is evaluated at the current θ, and the step uses the velocity one step ahead
+    (Sutskever et al. 2013's reformulation, used by Keras, Optax and PyTorch).
+
+    Args:
+      learning_rate: η, a float ≥ 0 or an Optax schedule.
+      momentum: γ ∈ [0, 1).
+      weight_decay: λ or None (off), Keras' decoupled decay.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `MomentumState`.
+
+    Keras ``SGD(momentum=γ, nesterov=True)`` is identical; Optax ``optax.sgd(η, γ,
+    nesterov=True)`` and PyTorch equal it for a constant η (``v = η·trace``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = nesterov(0.1, momentum=0.5)
+      >>> u, _ = tx.update(jnp.ones(1), tx.init(jnp.zeros(1)))
+      >>> u  # -(0.5·0.1 + 0.1)
+      Array([-0.15], dtype=float32)
+    """
+    return globals()["momentum"](
+        learning_rate, momentum, nesterov=True, weight_decay=weight_decay, mask=mask
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Adaptive learning rates: adagrad, rmsprop, adadelta
+# ----------------------------------------------------------------------------------------------
+
+
+def adagrad(
+    learning_rate: ScalarOrSchedule = 0.001,
+    initial_accumulator_value: float = 0.1,
+    eps: float = 1e-7,
+    *,
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""AdaGrad, the slide's form: ``G ← G + ∇²``, ``θ ← θ − η ∇ / √(G + ε)``.
+
+    Each coordinate's effective step ``η/√(G + ε)`` can only shrink, since G only grows.
+
+    Args:
+      learning_rate: η (Keras default 0.001).
+      initial_accumulator_value: G₀. The slide starts at 0; Keras and Optax start at 0.1 (the
+        default here), which keeps the first steps ≤ η·|∇|/√0.1.
+      eps: ε, added inside the root (as Keras and Optax do).
+      weight_decay: λ or None (off), Keras' decoupled decay.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `AdagradState`.
+
+    Keras ``Adagrad`` and ``optax.adagrad`` compute the same rule (Optax writes
+    ``∇·rsqrt(G + ε)`` and returns 0 where G = 0). PyTorch's ``Adagrad`` starts at 0 and puts ε
+    outside the root: ``η ∇/(√G + ε)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = adagrad(0.5, initial_accumulator_value=0.0, eps=0.0)
+      >>> u, state = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+      >>> u  # -0.5·2/√4
+      Array([-0.5], dtype=float32)
+    """
+    _check_lr(learning_rate)
+    _check_nonneg("initial_accumulator_value", initial_accumulator_value)
+    _check_nonneg("eps", eps)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+
+    def init_fn(params):
+        return AdagradState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            sum_of_squares=jax.tree.map(
+                lambda p: jnp.full_like(p, initial_accumulator_value), params
+            ),
+        )
+
+    def update_fn(grads, state, params=None):
+        _check_tree(grads, state.sum_of_squares, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        decay = None
+        if wd_on:
+            _needs_params("adagrad with weight_decay", params)
+            decay = _decay_mask(mask, params)
+
+        def leaf(g, s, p, d):
+            s = g * g + s
+            scale = jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0.0).astype(g.dtype)
+            u = -lr.astype(g.dtype) * (scale * g)
+            if wd_on and (d is None or d):
+                u = u - p * (lr * weight_decay).astype(p.dtype)
+            return u, s
+
+        updates, sos = _map(leaf, 2, grads, state.sum_of_squares, params, decay)
+        new_state = AdagradState(
+            count=optax.safe_increment(state.count), learning_rate=lr, sum_of_squares=sos
+        )
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule = 0.001,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    centered: bool = False,
+    momentum: float | None = None,
+    *,
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""RMSProp, the slide's form: ``E ← ρE + (1 − ρ)∇²``, ``θ ← θ − η ∇ / √(E + ε)``.
+
+    Centered (Graves 2013): also ``M ← ρM + (1 − ρ)∇`` and divide by ``√(E − M² + ε)``.
+    With momentum γ (Keras' form, like the slide's momentum): ``b ← γb + η∇/√(·)``, ``θ ← θ − b``.
+
+    Args:
+      learning_rate: η (Keras default 0.001).
+      decay: ρ ∈ [0, 1) (Keras calls it ``rho``; default 0.9 in both).
+      eps: ε, inside the root (Optax default 1e-8, Keras 1e-7).
+      initial_scale: E₀ (0 in Keras and Optax).
+      centered: subtract the squared running mean of ∇.
+      momentum: γ or None.
+      weight_decay: λ or None (off), Keras' decoupled decay.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `RmspropState`.
+
+    ``optax.rmsprop`` (``eps_in_sqrt=True``, its default) and Keras ``RMSprop`` compute the same
+    rule without momentum; with momentum, Optax traces the unscaled step and multiplies by
+    today's η (equal for a constant η). PyTorch puts ε outside the root: ``η∇/(√E + ε)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = rmsprop(0.1, decay=0.0, eps=0.0)
+      >>> u, _ = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
+      >>> u  # -0.1·3/√9
+      Array([-0.1], dtype=float32)
+    """
+    _check_lr(learning_rate)
+    _check_unit("decay", decay)
+    _check_nonneg("eps", eps)
+    _check_nonneg("initial_scale", initial_scale)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+    if momentum is not None:
+        _check_unit("momentum", momentum)
+
+    def init_fn(params):
+        return RmspropState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            nu=jax.tree.map(lambda p: jnp.full_like(p, initial_scale), params),
+            mu=_zeros_like(params) if centered else None,
+            momentum=_zeros_like(params) if momentum is not None else None,
+        )
+
+    def update_fn(grads, state, params=None):
+        _check_tree(grads, state.nu, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        wd_mask = None
+        if wd_on:
+            _needs_params("rmsprop with weight_decay", params)
+            wd_mask = _decay_mask(mask, params)
+
+        def leaf(g, nu, mu, b, p, d):
+            eta = lr.astype(g.dtype)
+            nu = (1 - decay) * (g * g) + decay * nu
+            if centered:
+                mu = (1 - decay) * g + decay * mu
+                scale = jax.lax.rsqrt(nu - mu * mu + eps)
+            else:
+                scale = jax.lax.rsqrt(nu + eps)
+            if momentum is not None:
+                b = momentum * b + eta * (g * scale)
+                u = -b
+            else:
+                u = -eta * (g * scale)
+            if wd_on and (d is None or d):
+                u = u - p * (eta * weight_decay)
+            return u, nu, mu, b
+
+        updates, nu, mu, b = _map(
+            leaf, 4, grads, state.nu, state.mu, state.momentum, params, wd_mask
+        )
+        new_state = RmspropState(
+            count=optax.safe_increment(state.count),
+            learning_rate=lr,
+            nu=nu,
+            mu=mu if centered else None,
+            momentum=b if momentum is not None else None,
+        )
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adadelta(
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    *,
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""AdaDelta (Zeiler 2012): a step with the units of θ, no hand-tuned rate needed.
+
+    ``E[∇²] ← ρE[∇²] + (1 − ρ)∇²``; ``Δ = √(E[Δ²] + ε) / √(E[∇²] + ε) · ∇``;
+    ``E[Δ²] ← ρE[Δ²] + (1 − ρ)Δ²``; ``θ ← θ − η Δ``.
+
+    Args:
+      learning_rate: η (1.0 in the paper and PyTorch; Keras' default is 0.001).
+      rho: ρ ∈ [0, 1) (Optax 0.9, Keras 0.95).
+      eps: ε (Optax 1e-6, Keras 1e-7).
+      weight_decay: λ or None (off), Keras' decoupled decay.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `AdadeltaState`.
+
+    Optax ``optax.adadelta`` and Keras ``Adadelta`` compute the same rule.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = adadelta(1.0, rho=0.0, eps=1.0)
+      >>> u, _ = tx.update(jnp.array([0.0]), tx.init(jnp.zeros(1)))
+      >>> u
+      Array([-0.], dtype=float32)
+    """
+    _check_lr(learning_rate)
+    _check_unit("rho", rho)
+    _check_nonneg("eps", eps)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+
+    def init_fn(params):
+        return AdadeltaState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            e_g=_zeros_like(params),
+            e_x=_zeros_like(params),
+        )
+
+    def update_fn(grads, state, params=None):
+        _check_tree(grads, state.e_g, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        wd_mask = None
+        if wd_on:
+            _needs_params("adadelta with weight_decay", params)
+            wd_mask = _decay_mask(mask, params)
+
+        def leaf(g, e_g, e_x, p, d):
+            eta = lr.astype(g.dtype)
+            e_g = (1 - rho) * (g * g) + rho * e_g
+            delta = (jnp.sqrt(e_x + eps) / jnp.sqrt(e_g + eps)) * g
+            e_x = (1 - rho) * (delta * delta) + rho * e_x
+            u = -eta * delta
+            if wd_on and (d is None or d):
+                u = u - p * (eta * weight_decay)
+            return u, e_g, e_x
+
+        updates, e_g, e_x = _map(leaf, 3, grads, state.e_g, state.e_x, params, wd_mask)
+        new_state = AdadeltaState(
+            count=optax.safe_increment(state.count), learning_rate=lr, e_g=e_g, e_x=e_x
+        )
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# ----------------------------------------------------------------------------------------------
+# Adam family
+# ----------------------------------------------------------------------------------------------
+
+
+def adam(
+    learning_rate: ScalarOrSchedule = 0.001,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    bias_correction: bool = True,
+    amsgrad: bool = False,
+    convention: str = "optax",
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""Adam (Kingma & Ba 2015), bias-corrected.
+
+    ``m ← β₁m + (1 − β₁)∇``, ``v ← β₂v + (1 − β₂)∇²``, ``m̂ = m/(1 − β₁ᵗ)``,
+    ``v̂ = v/(1 − β₂ᵗ)``, ``θ ← θ − η m̂ / (√(v̂ + ε_root) + ε)``.
+
+    ``bias_correction=False, eps=0, eps_root=ε`` is the slide's "Adam (simplified)",
+    ``θ ← θ − η m/√(v + ε)`` (see `adam_simplified`); its first steps are about
+    ``1/(1 − β₁) = 10×`` too small compared to bias-corrected Adam.
+
+    Args:
+      learning_rate: η (Keras default 0.001; Optax has none).
+      b1: β₁ ∈ [0, 1) (Keras ``beta_1``).
+      b2: β₂ ∈ [0, 1) (Keras ``beta_2``).
+      eps: ε outside the root (Optax 1e-8, Keras ``epsilon`` 1e-7).
+      eps_root: ε inside the root (Optax's ``eps_root``).
+      bias_correction: divide the moments by ``1 − βᵗ``.
+      amsgrad: AMSGrad (Reddi et al. 2018): use the running max of the second moment.
+      convention: ``"optax"`` (the formula above, = ``optax.adam``) or ``"keras"`` (Keras 3's
+        ``Adam``): ``θ ← θ − η·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m/(√v + ε)``, i.e. ε is added to the
+        *uncorrected* √v (Optax's formula with ε·√(1 − β₂ᵗ)); with AMSGrad Keras keeps the max of
+        the raw v, Optax the max of v̂.
+      weight_decay: λ, decoupled weight decay (`adamw`): ``θ ← θ − ηλθ`` — Keras applies it as
+        ``θ ← θ(1 − ηλ)`` before the step, which is the same update.
+      mask: pytree of bools or a function of params: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `AdamState`.
+
+    PyTorch's ``Adam`` is the Optax formula; its ``weight_decay`` is an L2 penalty added to the
+    gradient, not decoupled decay (use ``torch.optim.AdamW`` / `adamw` for that).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = adam(0.1)
+      >>> u, state = tx.update(jnp.array([3.0, -0.5]), tx.init(jnp.zeros(2)))
+      >>> [round(x, 4) for x in u.tolist()]  # the first bias-corrected step is ≈ -η·sign(∇)
+      [-0.1, 0.1]
+    """
+    _check_lr(learning_rate)
+    _check_unit("b1", b1)
+    _check_unit("b2", b2)
+    _check_nonneg("eps", eps)
+    _check_nonneg("eps_root", eps_root)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+    _check_convention(convention)
+    keras = convention == "keras"
+
+    def init_fn(params):
+        return AdamState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            mu=_zeros_like(params),
+            nu=_zeros_like(params),
+            nu_max=_zeros_like(params) if amsgrad else None,
+        )
+
+    def update_fn(grads, state, params=None):
+        _check_tree(grads, state.mu, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        count = optax.safe_increment(state.count)
+        wd_mask = None
+        if wd_on:
+            _needs_params("adam with weight_decay", params)
+            wd_mask = _decay_mask(mask, params)
+        if bias_correction:
+            bc1 = 1 - _pow(b1, count)
+            bc2 = 1 - _pow(b2, count)
+        else:
+            bc1 = bc2 = jnp.ones([], jnp.float32)
+        if keras:
+            alpha = lr * jnp.sqrt(bc2) / bc1
+
+        def leaf(g, m, v, vmax, p, d):
+            if keras:
+                m = m + (g - m) * (1 - b1)
+                v = v + (g * g - v) * (1 - b2)
+                v_use = v
+                if amsgrad:
+                    vmax = jnp.maximum(vmax, v)
+                    v_use = vmax
+                u = -(m * alpha.astype(g.dtype)) / (jnp.sqrt(v_use + eps_root) + eps)
+            else:
+                m = (1 - b1) * g + b1 * m
+                v = (1 - b2) * (g * g) + b2 * v
+                m_hat = m / bc1.astype(m.dtype) if bias_correction else m
+                v_hat = v / bc2.astype(v.dtype) if bias_correction else v
+                if amsgrad:
+                    vmax = jnp.maximum(vmax, v_hat)
+                    v_hat = vmax
+                direction = m_hat / (jnp.sqrt(v_hat + eps_root) + eps)
+                if wd_on and (d is None or d):
+                    return -lr.astype(g.dtype) * (direction + weight_decay * p), m, v, vmax
+                u = -lr.astype(g.dtype) * direction
+            if wd_on and (d is None or d):
+                u = u - p * (lr * weight_decay).astype(p.dtype)
+            return u, m, v, vmax
+
+        updates, mu, nu, nu_max = _map(
+            leaf, 4, grads, state.mu, state.nu, state.nu_max, params, wd_mask
+        )
+        new_state = AdamState(
+            count=count, learning_rate=lr, mu=mu, nu=nu, nu_max=nu_max if amsgrad else None
+        )
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adam_simplified(
+    learning_rate: ScalarOrSchedule = 0.001,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+) -> optax.GradientTransformation:
+    r"""The slide's "Adam (simplified)": no bias correction, ε under the root.
+
+    ``m ← β₁m + (1 − β₁)∇``, ``v ← β₂v + (1 − β₂)∇²``, ``θ ← θ − η m / √(v + ε)``.
+
+    Equal to ``adam(learning_rate, b1, b2, eps=0, eps_root=eps, bias_correction=False)``.
+    Because m and v start at 0, the first step is ``η(1 − β₁)∇/√((1 − β₂)∇² + ε)`` ≈ ``0.1·η/√0.001
+    ≈ 3.2η`` per unit-size gradient for the defaults, not η: bias correction fixes exactly this.
+
+    Args:
+      learning_rate: η.
+      b1: β₁ ∈ [0, 1).
+      b2: β₂ ∈ [0, 1).
+      eps: ε, under the root.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `AdamState`.
+
+    Optax: ``optax.adam(η, b1, b2, eps=0, eps_root=ε)`` still bias-corrects; Keras and PyTorch
+    have no switch for it.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = adam_simplified(1.0, b1=0.5, b2=0.75, eps=0.0)
+      >>> u, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+      >>> u  # -(0.5·2)/√(0.25·4)
+      Array([-1.], dtype=float32)
+    """
+    return adam(learning_rate, b1, b2, eps=0.0, eps_root=eps, bias_correction=False)
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule = 0.001,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    weight_decay: float = 1e-4,
+    mask=None,
+    *,
+    amsgrad: bool = False,
+    convention: str = "optax",
+) -> optax.GradientTransformation:
+    r"""AdamW (Loshchilov & Hutter 2019): Adam plus decoupled weight decay.
+
+    ``θ ← θ − η (m̂/(√(v̂ + ε_root) + ε) + λθ)``, Adam's moments as in `adam`.
+
+    Args:
+      learning_rate: η (Keras default 0.001).
+      b1: β₁ ∈ [0, 1).
+      b2: β₂ ∈ [0, 1).
+      eps: ε (Optax 1e-8, Keras 1e-7).
+      eps_root: ε inside the root.
+      weight_decay: λ (Optax default 1e-4, Keras 0.004). Note η multiplies λ, as in Optax, Keras
+        and PyTorch (the paper uses a separate schedule multiplier).
+      mask: pytree of bools or a function of params; True leaves are decayed.
+      amsgrad: AMSGrad variant.
+      convention: ``"optax"`` or ``"keras"`` (see `adam`). Keras decays ``θ ← θ(1 − ηλ)``
+        before the Adam step: mathematically the same update.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `AdamState`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = adamw(0.1, weight_decay=0.5)
+      >>> u, _ = tx.update(jnp.array([0.0]), tx.init(jnp.ones(1)), jnp.ones(1))
+      >>> u  # gradient 0: only the decay -η·λ·θ
+      Array([-0.05], dtype=float32)
+    """
+    return adam(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        amsgrad=amsgrad,
+        convention=convention,
+        weight_decay=weight_decay,
+        mask=mask,
+    )
+
+
+def amsgrad(
+    learning_rate: ScalarOrSchedule = 0.001,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    convention: str = "optax",
+) -> optax.GradientTransformation:
+    r"""AMSGrad (Reddi et al. 2018): Adam whose denominator never decreases.
+
+    Optax: ``v̂max ← max(v̂max, v̂)``, ``θ ← θ − η m̂/(√(v̂max + ε_root) + ε)``.
+    Keras (``Adam(amsgrad=True)``, ``convention="keras"``): ``vmax ← max(vmax, v)`` of the *raw*
+    v, then Keras' Adam step with vmax. They differ because v̂ = v/(1 − β₂ᵗ) shrinks over time.
+
+    Args:
+      learning_rate: η.
+      b1: β₁ ∈ [0, 1).
+      b2: β₂ ∈ [0, 1).
+      eps: ε.
+      eps_root: ε inside the root.
+      convention: ``"optax"`` or ``"keras"``.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `AdamState` (``nu_max`` holds the max).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = amsgrad(0.1)
+      >>> u, state = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
+      >>> round(float(u[0]), 4)
+      -0.1
+    """
+    return adam(learning_rate, b1, b2, eps, eps_root, amsgrad=True, convention=convention)
+
+
+def adamax(
+    learning_rate: ScalarOrSchedule = 0.001,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    convention: str = "optax",
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""AdaMax (Kingma & Ba 2015, §7.1): Adam with the infinity norm.
+
+    ``m ← β₁m + (1 − β₁)∇``; Optax: ``u ← max(β₂u, |∇| + ε)``, ``θ ← θ − η m̂/u``;
+    Keras (``convention="keras"``): ``u ← max(β₂u, |∇|)``, ``θ ← θ − η m̂/(u + ε)`` — ε outside the
+    max. ``m̂ = m/(1 − β₁ᵗ)``; u needs no bias correction.
+
+    Args:
+      learning_rate: η.
+      b1: β₁ ∈ [0, 1).
+      b2: β₂ ∈ [0, 1).
+      eps: ε (Optax 1e-8, Keras 1e-7).
+      convention: ``"optax"`` or ``"keras"``.
+      weight_decay: λ or None (off), Keras' decoupled decay.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `AdamaxState`.
+
+    PyTorch's ``Adamax`` follows Optax (ε inside the max).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = adamax(0.5, eps=0.0)
+      >>> u, _ = tx.update(jnp.array([4.0]), tx.init(jnp.zeros(1)))
+      >>> u.round(4)
+      Array([-0.5], dtype=float32)
+    """
+    _check_lr(learning_rate)
+    _check_unit("b1", b1)
+    _check_unit("b2", b2)
+    _check_nonneg("eps", eps)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+    _check_convention(convention)
+    keras = convention == "keras"
+
+    def init_fn(params):
+        return AdamaxState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            mu=_zeros_like(params),
+            nu=_zeros_like(params),
+        )
+
+    def update_fn(grads, state, params=None):
+        _check_tree(grads, state.mu, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        count = optax.safe_increment(state.count)
+        bc1 = 1 - _pow(b1, count)
+        wd_mask = None
+        if wd_on:
+            _needs_params("adamax with weight_decay", params)
+            wd_mask = _decay_mask(mask, params)
+
+        def leaf(g, m, u_inf, p, d):
+            eta = lr.astype(g.dtype)
+            if keras:
+                m = m + (g - m) * (1 - b1)
+                u_inf = jnp.maximum(b2 * u_inf, jnp.abs(g))
+                u = -(eta * m) / (bc1.astype(g.dtype) * (u_inf + eps))
+            else:
+                m = (1 - b1) * g + b1 * m
+                u_inf = jnp.maximum(jnp.abs(g) + eps, b2 * u_inf)
+                u = -eta * ((m / bc1.astype(m.dtype)) / u_inf)
+            if wd_on and (d is None or d):
+                u = u - p * (eta * weight_decay)
+            return u, m, u_inf
+
+        updates, mu, nu = _map(leaf, 3, grads, state.mu, state.nu, params, wd_mask)
+        return updates, AdamaxState(count=count, learning_rate=lr, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def nadam(
+    learning_rate: ScalarOrSchedule = 0.001,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    convention: str = "optax",
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""Nadam (Dozat 2016): Adam with Nesterov momentum.
+
+    Optax (``optax.nadam``, Timothy Dozat's Algorithm 2 with a constant β₁):
+    ``m̄ = β₁ m/(1 − β₁ᵗ⁺¹) + (1 − β₁) ∇/(1 − β₁ᵗ)``, ``θ ← θ − η m̄/(√(v̂ + ε_root) + ε)``.
+
+    Keras (``convention="keras"``) uses Dozat's momentum schedule
+    ``μₜ = β₁(1 − ½·0.96ᵗ)`` with ``Πₜ = μ₁⋯μₜ``:
+    ``m̄ = μₜ₊₁ m/(1 − Πₜμₜ₊₁) + (1 − μₜ)∇/(1 − Πₜ)``, ``θ ← θ − η m̄/(√v̂ + ε)``.
+
+    Args:
+      learning_rate: η.
+      b1: β₁ ∈ [0, 1).
+      b2: β₂ ∈ [0, 1).
+      eps: ε (Optax 1e-8, Keras 1e-7).
+      eps_root: ε inside the root (Optax convention only).
+      convention: ``"optax"`` or ``"keras"``.
+      weight_decay: λ or None (off), Keras' decoupled decay.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `NadamState`.
+
+    PyTorch's ``NAdam`` uses the Keras schedule (``momentum_decay=0.004`` ≈ 0.96 per 10 steps
+    in its own parametrisation, so numbers differ slightly).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = nadam(0.1)
+      >>> u, state = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
+      >>> float(u[0]) < 0
+      True
+    """
+    _check_lr(learning_rate)
+    _check_unit("b1", b1)
+    _check_unit("b2", b2)
+    _check_nonneg("eps", eps)
+    _check_nonneg("eps_root", eps_root)
+    _check_nonneg("weight_decay", weight_decay)
+    wd_on = _is_on(weight_decay)
+    _check_convention(convention)
+    keras = convention == "keras"
+
+    def init_fn(params):
+        return NadamState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            mu=_zeros_like(params),
+            nu=_zeros_like(params),
+            mu_product=jnp.ones([], jnp.float32),
+        )
+
+    def update_fn(grads, state, params=None):
+        _check_tree(grads, state.mu, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        count = optax.safe_increment(state.count)
+        bc2 = 1 - _pow(b2, count)
+        if keras:
+            mu_t = b1 * (1.0 - 0.5 * _pow(0.96, count))
+            mu_t1 = b1 * (1.0 - 0.5 * _pow(0.96, count + 1))
+            mu_product = state.mu_product * mu_t
+            c_m = mu_t1 / (1 - mu_product * mu_t1)
+            c_g = (1 - mu_t) / (1 - mu_product)
+        else:
+            mu_product = state.mu_product
+            bc1 = 1 - _pow(b1, count)
+            bc1_next = 1 - _pow(b1, count + 1)
+        wd_mask = None
+        if wd_on:
+            _needs_params("nadam with weight_decay", params)
+            wd_mask = _decay_mask(mask, params)
+
+        def leaf(g, m, v, p, d):
+            eta = lr.astype(g.dtype)
+            if keras:
+                m = m + (g - m) * (1 - b1)
+                v = v + (g * g - v) * (1 - b2)
+                m_bar = c_m.astype(g.dtype) * m + c_g.astype(g.dtype) * g
+                v_hat = v / bc2.astype(v.dtype)
+                u = -(m_bar * eta) / (jnp.sqrt(v_hat) + eps)
+            else:
+                m = (1 - b1) * g + b1 * m
+                v = (1 - b2) * (g * g) + b2 * v
+                m_bar = b1 * (m / bc1_next.astype(m.dtype)) + (1 - b1) * (g / bc1.astype(g.dtype))
+                v_hat = v / bc2.astype(v.dtype)
+                u = -eta * (m_bar / (jnp.sqrt(v_hat + eps_root) + eps))
+            if wd_on and (d is None or d):
+                u = u - p * (eta * weight_decay)
+            return u, m, v
+
+        updates, mu, nu = _map(leaf, 3, grads, state.mu, state.nu, params, wd_mask)
+        new_state = NadamState(count=count, learning_rate=lr, mu=mu, nu=nu, mu_product=mu_product)
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ftrl(
+    learning_rate: ScalarOrSchedule = 0.001,
+    learning_rate_power: float = -0.5,
+    initial_accumulator_value: float = 0.1,
+    l1_regularization_strength: float = 0.0,
+    l2_regularization_strength: float = 0.0,
+    l2_shrinkage_regularization_strength: float = 0.0,
+    beta: float = 0.0,
+    *,
+    weight_decay: float | None = None,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""FTRL-Proximal (McMahan et al. 2013) exactly as Keras 3's ``Ftrl`` computes it.
+
+    With ``p = −learning_rate_power`` (½ by default), λ₂' = λ₂ + β/(2η):
+    ``ĝ = ∇ + 2λ_shrink θ``; ``n' = n + ∇²``; ``z ← z + ĝ − (n'ᵖ − nᵖ)/η · θ``;
+    ``θ ← (clip(z, −λ₁, λ₁) − z) / (n'ᵖ/η + 2λ₂')``; ``n ← n'``.
+    The new θ depends on the old one, so ``update`` needs ``params``. Optax has no FTRL;
+    PyTorch neither. Hyperparameter names are Keras' (no Optax name exists).
+
+    Args:
+      learning_rate: η > 0.
+      learning_rate_power: −p ≤ 0.
+      initial_accumulator_value: n₀ ≥ 0.
+      l1_regularization_strength: λ₁ ≥ 0 (sparsity: |z| ≤ λ₁ gives θ = 0).
+      l2_regularization_strength: λ₂ ≥ 0.
+      l2_shrinkage_regularization_strength: λ_shrink ≥ 0 (acts on the gradient).
+      beta: β ≥ 0.
+      weight_decay: λ or None (off), Keras' decoupled decay ``θ ← θ(1 − ηλ)`` applied before the step.
+      mask: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `FtrlState`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = ftrl(0.5)
+      >>> p = jnp.array([1.0])
+      >>> u, _ = tx.update(jnp.array([1.0]), tx.init(p), p)
+      >>> (p + u).round(4)  # Keras' own single-step test value
+      Array([0.2218], dtype=float32)
+    """
+    _check_lr(learning_rate, positive=True)
+    lrp = _concrete(learning_rate_power)
+    if lrp is not None and not (math.isfinite(lrp) and lrp <= 0):
+        raise ValueError(f"learning_rate_power must be <= 0, got {learning_rate_power!r}")
+    for name, value in [
+        ("initial_accumulator_value", initial_accumulator_value),
+        ("l1_regularization_strength", l1_regularization_strength),
+        ("l2_regularization_strength", l2_regularization_strength),
+        ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength),
+        ("beta", beta),
+        ("weight_decay", weight_decay),
+    ]:
+        _check_nonneg(name, value)
+    wd_on = _is_on(weight_decay)
+
+    def init_fn(params):
+        return FtrlState(
+            count=_count0(),
+            learning_rate=_lr_value(learning_rate, _count0()),
+            accumulator=jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params),
+            linear=_zeros_like(params),
+        )
+
+    def update_fn(grads, state, params=None):
+        _needs_params("ftrl", params)
+        _check_tree(grads, state.accumulator, "optimizer state (params)")
+        lr = _lr_value(learning_rate, state.count)
+        wd_mask = _decay_mask(mask, params) if wd_on else None
+
+        def leaf(g, n, z, p_old, d):
+            eta = lr.astype(g.dtype)
+            p = p_old
+            if wd_on and (d is None or d):
+                p = p - p * (eta * weight_decay)
+            l2 = l2_regularization_strength + beta / (2.0 * eta)
+            g_shrink = g + 2 * l2_shrinkage_regularization_strength * p
+            n_new = n + g * g
+            power = -learning_rate_power
+            z = z + (g_shrink - ((n_new**power - n**power) / eta) * p)
+            quadratic = n_new**power / eta + 2 * l2
+            l1 = l1_regularization_strength
+            p_new = (jnp.clip(z, -l1, l1) - z) / quadratic
+            return p_new - p_old, n_new, z
+
+        updates, acc, lin = _map(leaf, 3, grads, state.accumulator, state.linear, params, wd_mask)
+        new_state = FtrlState(
+            count=optax.safe_increment(state.count), learning_rate=lr, accumulator=acc, linear=lin
+        )
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the learning rate back; flat-buffer view; the Keras registry
+# ----------------------------------------------------------------------------------------------
+
+
+def learning_rate(state) -> jax.Array:
+    """The learning rate in an optimizer state: η of the most recent update.
+
+    Before the first update it is the rate the first update will use (``schedule(0)``); after
+    the update that produced step t it is ``schedule(t − 1)``, the η that step used. Searches
+    ``optax.chain`` tuples, ``optax.masked`` and ``optax.inject_hyperparams`` states (where it
+    reads ``hyperparams["learning_rate"]``, which follows the same convention) and returns the
+    first learning rate found, depth first.
+
+    Args:
+      state: any optimizer state containing an fnn state or an ``InjectHyperparamsState``.
+
+    Returns:
+      float32 scalar array.
+
+    Raises:
+      ValueError: if the state holds no learning rate (e.g. a plain ``optax.adam`` state).
+
+    Examples:
+      >>> import optax, jax.numpy as jnp
+      >>> tx = optax.chain(optax.clip_by_global_norm(1.0), adam(optax.linear_schedule(1.0, 0.0, 10)))
+      >>> state = tx.init(jnp.zeros(3))
+      >>> _, state = tx.update(jnp.ones(3), state)
+      >>> _, state = tx.update(jnp.ones(3), state)
+      >>> learning_rate(state)  # the 2nd update used schedule(1)
+      Array(0.9, dtype=float32)
+    """
+    found = _find_lr(state)
+    if found is None:
+        raise ValueError(
+            "state holds no learning rate: expected an fnn optimizer state (with a "
+            "`learning_rate` field) or an optax.inject_hyperparams state, got "
+            f"{type(state).__name__}"
+        )
+    return found
+
+
+def _find_lr(state):
+    if isinstance(state, optax.InjectHyperparamsState):
+        if "learning_rate" in state.hyperparams:
+            return jnp.asarray(state.hyperparams["learning_rate"])
+        return _find_lr(state.inner_state)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        if "count" in state._fields and "learning_rate" in state._fields:
+            return state.learning_rate
+    if isinstance(state, (tuple, list)):
+        items = list(state)
+    elif isinstance(state, dict):
+        items = list(state.values())
+    else:
+        return None
+    for item in items:
+        found = _find_lr(item)
+        if found is not None:
+            return found
+    return None
+
+
+def flatten(params) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+    """View a parameter pytree as one flat buffer: the fused-optimizer path.
+
+    PyTorch's fused/foreach optimizers update all tensors in one kernel. In JAX the equivalent
+    is to keep the parameters as one 1-D buffer and unflatten (slices and reshapes that XLA
+    fuses away) inside the loss: gradients then arrive flat, and any optimizer here runs one
+    fused loop over the buffer instead of one loop per leaf.
+
+    Args:
+      params: pytree of arrays (all of one float dtype for a lossless round trip).
+
+    Returns:
+      ``(flat, unflatten)``: ``flat`` has shape ``[P]`` (P = total number of parameters) and
+      ``unflatten(flat)`` rebuilds the pytree.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+      >>> flat, unflatten = flatten(params)
+      >>> flat.shape
+      (9,)
+      >>> loss = lambda f: jnp.sum(unflatten(f)["w"] ** 2)
+      >>> tx = adam(0.1)
+      >>> state = tx.init(flat)
+      >>> updates, state = tx.update(jax.grad(loss)(flat), state)
+      >>> unflatten(optax.apply_updates(flat, updates))["w"].shape
+      (2, 3)
+    """
+    return ravel_pytree(params)
+
+
+# Keras 3 identifiers -> (factory, Keras defaults in fnn/Optax argument names).
+_KERAS = {
+    "sgd": (sgd, dict(learning_rate=0.01, momentum=None, nesterov=False)),
+    "momentum": (momentum, dict(learning_rate=0.01, momentum=0.9)),
+    "nesterov": (nesterov, dict(learning_rate=0.01, momentum=0.9)),
+    "adagrad": (adagrad, dict(learning_rate=0.001, initial_accumulator_value=0.1, eps=1e-7)),
+    "rmsprop": (rmsprop, dict(learning_rate=0.001, decay=0.9, eps=1e-7)),
+    "adam": (adam, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
+    "adam_simplified": (adam_simplified, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7)),
+    "amsgrad": (amsgrad, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
+    "adamw": (
+        adamw,
+        dict(
+            learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.004, convention="keras"
+        ),
+    ),
+    "adamax": (adamax, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
+    "nadam": (nadam, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
+    "adadelta": (adadelta, dict(learning_rate=0.001, rho=0.95, eps=1e-7)),
+    "ftrl": (ftrl, dict(learning_rate=0.001)),
+}
+
+# Keras argument names accepted by `get` as overrides.
+_KERAS_ARG_NAMES = {"beta_1": "b1", "beta_2": "b2", "epsilon": "eps"}
+
+
+def names() -> list[str]:
+    """The identifiers `get` accepts (Keras' lower-cased names plus the lecture's variants)."""
+    return sorted(_KERAS)
+
+
+def get(name_or_tx, **overrides) -> optax.GradientTransformation:
+    """The optimizer for a Keras identifier, with Keras 3's defaults and formulation.
+
+    ``get("adam")`` is Keras' ``Adam()``: η = 0.001, β₁ = 0.9, β₂ = 0.999, ε = 1e-7 and
+    ``convention="keras"`` — what the lecture's ``model.compile(optimizer="adam")`` uses.
+    Defaults: sgd η=0.01 (no momentum); rmsprop η=0.001, ρ=0.9, ε=1e-7; adagrad η=0.001,
+    G₀=0.1, ε=1e-7; adamw λ=0.004; adadelta η=0.001, ρ=0.95, ε=1e-7; ftrl η=0.001.
+    ``overrides`` replace them, in fnn/Optax names (``b1``, ``eps``, ``decay``) or Keras'
+    (``beta_1``, ``beta_2``, ``epsilon``; ``rho`` for RMSprop). Names are case-insensitive.
+
+    Args:
+      name_or_tx: an identifier from `names` (``"adam"``, ``"RMSprop"``, ...) or an existing
+        ``optax.GradientTransformation``, returned unchanged (then no overrides are allowed).
+      **overrides: hyperparameters to change.
+
+    Returns:
+      ``optax.GradientTransformation``.
+
+    Raises:
+      ValueError: unknown name (with a "did you mean"), or overrides given with a transformation.
+      TypeError: an override the optimizer does not take.
+
+    Examples:
+      >>> tx = get("adam", learning_rate=3e-4)
+      >>> import jax.numpy as jnp
+      >>> state = tx.init({"w": jnp.zeros(2)})
+      >>> learning_rate(state)
+      Array(0.0003, dtype=float32)
+    """
+    if isinstance(name_or_tx, optax.GradientTransformation):
+        if overrides:
+            raise ValueError(
+                f"overrides {sorted(overrides)} cannot be applied to an existing "
+                "optax.GradientTransformation; pass an optimizer name instead"
+            )
+        return name_or_tx
+    factory, defaults = lookup("optimizer", name_or_tx, _KERAS)
+    kwargs = dict(defaults)
+    key = name_or_tx.lower()
+    for arg, value in overrides.items():
+        if key == "rmsprop" and arg == "rho":
+            arg = "decay"
+        arg = _KERAS_ARG_NAMES.get(arg, arg)
+        kwargs[arg] = value
+    try:
+        return factory(**kwargs)
+    except TypeError as err:
+        raise TypeError(f"optimizer {name_or_tx!r} got an unexpected override: {err}") from err
