@@ -1,0 +1,1537 @@
+"""The slides' training loop: forward, loss, backward, update, iterate, validate.
+
+Data contract:
+
+* A batch is a dict ``{"image": [B, ...] float32, "label": [B] int or [B, K], "sample_weight":
+  optional [B]}`` (the `fnn.data` layout). Models are Flax NNX modules taking ``image``.
+* A train step is a pure function ``(state, batch, key) -> (state, metrics)`` compiled with
+  `jax.jit`, the state donated (its buffers are updated in place; do not reuse the old state).
+  The step's randomness (Dropout, augmentation layers) is ``fold_in(key, state.step)``, so the
+  same state, batch and key always give the same result, and a resumed run repeats an
+  uninterrupted one bit for bit.
+* `TrainState` keeps the model as ``params`` (`nnx.Param`) and ``model_state`` (everything else:
+  BatchNorm statistics, RNG streams) separately, plus the optimizer state, so the optimizer sees
+  only parameters and BatchNorm statistics change only in training.
+
+One step computes, for a batch of ``B`` examples with weights ``wᵢ`` (``sample_weight`` times
+``class_weight[yᵢ]``, default 1)::
+
+    L(θ) = λ · 1/B Σᵢ wᵢ ℓ(yᵢ, f_θ(xᵢ))          (Keras' "sum_over_batch_size"; λ = loss_weights)
+    g = ∇_θ L(θ),   (u, s) = tx.update(g, s, θ),   θ ← θ + η_scale · u
+
+``η_scale`` is 1 unless a learning-rate callback changed it. Metrics: ``loss``, every compiled
+metric, ``learning_rate`` (when the optimizer exposes it, e.g. `optax.inject_hyperparams` or
+`fnn.optimizers`), ``grad_norm`` ‖g‖₂ and ``param_norm`` ‖θ‖₂ (after the update).
+
+`compile` returns a `Trainer` with Keras' ``fit`` / ``evaluate`` / ``predict``. Differences from
+Keras, all deliberate: in-memory data is copied to the device once and every epoch's shuffle is a
+device permutation; the host does not touch the loop between steps except at logging time
+(callbacks' ``on_train_batch_end`` receive lazy logs that synchronise only when read);
+``TerminateOnNaN`` is on by default and raises an error naming the step rather than stopping
+quietly; arguments that cannot apply raise errors instead of being ignored. The last, partial
+batch of an epoch is padded to the full batch size with examples from the start of the epoch's
+permutation that carry zero weight, so every step has one shape (one compilation) and the loss is
+exactly Keras' mean over the real examples (padded examples do enter BatchNorm's batch
+statistics). PyTorch has no ``fit``; its loop is written by hand (``loss.backward();
+opt.step()``), which is `make_train_step` here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+
+from fnn import metrics as metrics_lib
+from fnn import parallel
+
+__all__ = [
+    "TrainState",
+    "make_train_step",
+    "make_eval_step",
+    "compile",
+    "Trainer",
+    "History",
+]
+
+_NO_BAD_STEP = np.iinfo(np.int32).max
+
+
+# --------------------------------------------------------------------------------------------
+# Train state
+# --------------------------------------------------------------------------------------------
+
+
+class ModelSpec:
+    """The static half of a `TrainState`: graph definitions and the optimizer (hashed by identity).
+
+    ``graphdef`` has Dropout on and BatchNorm updating (``model.train()``), ``frozen_graphdef``
+    Dropout on and BatchNorm in inference mode, ``eval_graphdef`` both off (``model.eval()``).
+    Modules that pin their own mode (a frozen pretrained base) keep it in all three.
+    """
+
+    def __init__(self, model: nnx.Module, tx: optax.GradientTransformation):
+        def split(**mode):
+            view = nnx.view(model, raise_if_not_found=False, **mode)
+            return nnx.split(view, nnx.Param, ...)[0]
+
+        self.graphdef = split(deterministic=False, use_running_average=False)
+        self.frozen_graphdef = split(deterministic=False, use_running_average=True)
+        self.eval_graphdef = split(deterministic=True, use_running_average=True)
+        self.tx = tx
+        self.rng_tags = tuple(
+            sorted(
+                {
+                    stream.key.tag
+                    for _, stream in nnx.iter_graph(model)
+                    if isinstance(stream, nnx.RngStream)
+                }
+            )
+        )
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything a training step reads and writes, as one pytree.
+
+    Attributes:
+      step: int32 ``[]``, the number of optimizer steps taken (the key is folded with it).
+      params: `nnx.State` of the model's `nnx.Param` variables (what the optimizer updates).
+      model_state: `nnx.State` of every other variable (BatchNorm ``mean``/``var``, RNG streams).
+      opt_state: the optimizer's state for ``params``.
+      lr_scale: float32 ``[]``, multiplies every update (learning-rate callbacks set it).
+      spec: static `ModelSpec` (graph definitions and ``tx``).
+
+    Flax's ``flax.training.train_state.TrainState`` keeps ``batch_stats`` outside the state and
+    ``apply_fn``/``tx`` static in the same way; Keras hides all of this inside the model.
+
+    Examples:
+      >>> import optax
+      >>> from flax import nnx
+      >>> state = TrainState.create(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+      >>> int(state.step), sorted(state.params.keys())
+      (0, ['bias', 'kernel'])
+    """
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+    lr_scale: jax.Array
+    spec: ModelSpec = struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, model: nnx.Module, tx: optax.GradientTransformation) -> TrainState:
+        """Split ``model`` once into graph definitions, params and model state; init ``tx``."""
+        if not isinstance(model, nnx.Module):
+            raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+        if not isinstance(tx, optax.GradientTransformation):
+            raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
+        _, params, model_state = nnx.split(model, nnx.Param, ...)
+        # Own copies: donation must never delete the arrays the user's model still holds.
+        params, model_state = jax.tree.map(jnp.copy, (params, model_state))
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            model_state=model_state,
+            opt_state=tx.init(params),
+            lr_scale=jnp.ones((), jnp.float32),
+            spec=ModelSpec(model, tx),
+        )
+
+    @property
+    def tx(self) -> optax.GradientTransformation:
+        return self.spec.tx
+
+    def apply_gradients(self, grads, **changes) -> TrainState:
+        """One optimizer update ``θ ← θ + lr_scale · tx.update(g, s, θ)``; ``step += 1``."""
+        updates, opt_state = self.spec.tx.update(grads, self.opt_state, self.params)
+        updates = jax.tree.map(lambda u: u * self.lr_scale.astype(u.dtype), updates)
+        return self.replace(
+            step=self.step + 1,
+            params=optax.apply_updates(self.params, updates),
+            opt_state=opt_state,
+            **changes,
+        )
+
+    def model(self, *, train: bool = False) -> nnx.Module:
+        """A fresh module holding this state (eval mode unless ``train``)."""
+        graphdef = self.spec.graphdef if train else self.spec.eval_graphdef
+        return nnx.merge(graphdef, self.params, self.model_state)
+
+
+def _reseeded(spec: ModelSpec, params, model_state, key: jax.Array):
+    """``model_state`` with every RNG stream keyed from ``key`` (one fold per stream name)."""
+    if not spec.rng_tags:
+        return model_state
+    model = nnx.merge(spec.graphdef, params, model_state)
+    nnx.reseed(model, **{tag: jax.random.fold_in(key, i) for i, tag in enumerate(spec.rng_tags)})
+    return nnx.split(model, nnx.Param, ...)[2]
+
+
+def learning_rate(opt_state) -> jax.Array | None:
+    """The learning rate an optimizer state exposes, or ``None`` when it exposes none.
+
+    Reads ``fnn.optimizers.learning_rate`` when that module provides it, else the
+    ``hyperparams["learning_rate"]`` of an `optax.inject_hyperparams` state anywhere in the tree
+    (the first one found, depth first).
+    """
+    try:
+        from fnn import optimizers as _opt
+
+        reader = getattr(_opt, "learning_rate", None)
+    except ImportError:
+        reader = None
+    if reader is not None:
+        try:
+            value = reader(opt_state)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            value = None
+        if value is not None:
+            return jnp.asarray(value, jnp.float32)
+
+    def find(node):
+        hp = getattr(node, "hyperparams", None)
+        if isinstance(hp, Mapping) and "learning_rate" in hp:
+            return jnp.asarray(hp["learning_rate"], jnp.float32)
+        children = (
+            node.values() if isinstance(node, Mapping) else node if isinstance(node, tuple) else ()
+        )
+        for child in children:
+            found = find(child)
+            if found is not None:
+                return found
+        return None
+
+    return find(opt_state)
+
+
+# --------------------------------------------------------------------------------------------
+# Objective: loss + metrics on one batch
+# --------------------------------------------------------------------------------------------
+
+
+def _name_of(fn) -> str:
+    return metrics_lib.name_of(fn)
+
+
+def _resolve_loss(loss) -> tuple[Callable, str]:
+    if loss is None:
+        raise ValueError("loss is required, e.g. loss='sparse_categorical_crossentropy'")
+    if isinstance(loss, str | Callable):
+        from fnn import losses as losses_lib
+
+        fn = losses_lib.get(loss)
+        return fn, loss if isinstance(loss, str) else _name_of(fn)
+    raise TypeError(
+        f"loss must be a Keras loss name or a callable f(*, y_true, y_pred) -> [N], "
+        f"got {type(loss).__name__}"
+    )
+
+
+def _resolve_optimizer(optimizer) -> optax.GradientTransformation:
+    if optimizer is None:
+        raise ValueError("optimizer is required, e.g. optimizer='adam'")
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    if isinstance(optimizer, str | Callable):
+        from fnn import optimizers as optimizers_lib
+
+        tx = optimizers_lib.get(optimizer)
+        if not isinstance(tx, optax.GradientTransformation):
+            raise TypeError(f"optimizer {optimizer!r} did not give an optax.GradientTransformation")
+        return tx
+    raise TypeError(
+        f"optimizer must be a name (e.g. 'adam') or an optax.GradientTransformation, "
+        f"got {type(optimizer).__name__}"
+    )
+
+
+def _metric_list(metrics, argname: str) -> list:
+    if metrics is None:
+        return []
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        raise ValueError(
+            f"{argname}: a dict of metrics per output applies only to multi-output models; "
+            f"pass a list for a single-output model"
+        )
+    out = []
+    for m in metrics:
+        metrics_lib.get(m)  # raises "did you mean" for unknown names
+        out.append(m)
+    return out
+
+
+def _loss_scale(loss_weights) -> float:
+    if loss_weights is None:
+        return 1.0
+    if isinstance(loss_weights, Mapping):
+        values = list(loss_weights.values())
+    elif isinstance(loss_weights, Sequence):
+        values = list(loss_weights)
+    else:
+        values = [loss_weights]
+    if len(values) != 1 or not isinstance(values[0], numbers.Real):
+        raise ValueError(
+            "loss_weights: fnn models have a single output, so loss_weights must be one number "
+            f"(or a one-element list/dict); got {loss_weights!r}"
+        )
+    return float(values[0])
+
+
+class Objective:
+    """Loss and metrics of one batch, as mergeable `fnn.metrics.Mean` values.
+
+    ``loss`` is ``Mean(λ Σᵢ wᵢ mᵢ ℓᵢ, Σᵢ mᵢ)`` (m = 1 for real examples, 0 for padding), so
+    ``compute()`` is Keras' ``sum_over_batch_size``; a metric is ``Mean(Σ mᵢ vᵢ, Σ mᵢ)``; a
+    weighted metric ``Mean(Σ wᵢ mᵢ vᵢ, Σ wᵢ mᵢ)`` (Keras' ``weighted_metrics``).
+    """
+
+    def __init__(self, loss, *, metrics=None, weighted_metrics=None, loss_weights=None):
+        self.loss_fn, self.loss_name = _resolve_loss(loss)
+        self.metrics = _metric_list(metrics, "metrics")
+        self.weighted_metrics = _metric_list(weighted_metrics, "weighted_metrics")
+        self.loss_scale = _loss_scale(loss_weights)
+        names = [metrics_lib.name_of(m) for m in self.metrics]
+        wnames = [metrics_lib.name_of(m) for m in self.weighted_metrics]
+        self.metric_names = names
+        self.weighted_names = [f"weighted_{n}" if n in names else n for n in wnames]
+        if len(set(names + self.weighted_names)) != len(names) + len(self.weighted_names):
+            raise ValueError(f"metrics: duplicate metric names {names + self.weighted_names}")
+
+    @property
+    def names(self) -> list[str]:
+        return ["loss", *self.metric_names, *self.weighted_names]
+
+    def _fn(self, m, y_true, y_pred):
+        fn = metrics_lib.get(m)
+        if fn is None:  # "accuracy": Keras' shape rule
+            fn = metrics_lib.resolve_accuracy(jnp.shape(y_true), jnp.shape(y_pred))
+        return fn
+
+    def __call__(self, batch, y_pred) -> tuple[jax.Array, dict[str, metrics_lib.Mean]]:
+        y = batch["label"]
+        n = y_pred.shape[0]
+        mask = batch.get("mask", jnp.ones((n,), jnp.float32))
+        weight = mask * batch["sample_weight"] if "sample_weight" in batch else mask
+        values = self.loss_fn(y_true=y, y_pred=y_pred)
+        per_ex = jnp.asarray(values, jnp.float32)
+        total = self.loss_scale * jnp.sum(per_ex * weight)
+        count = jnp.sum(mask)
+        stats = {"loss": metrics_lib.Mean(total, count)}
+        for name, m in zip(self.metric_names, self.metrics):
+            stats[name] = metrics_lib.Mean.from_values(
+                self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), mask
+            )
+        for name, m in zip(self.weighted_names, self.weighted_metrics):
+            stats[name] = metrics_lib.Mean.from_values(
+                self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), weight
+            )
+        return total / count, stats
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------
+
+
+def _train_core(objective: Objective, *, update_batch_stats: bool = True):
+    """The un-jitted step: ``(state, batch, key) -> (state, stats)`` with `Mean` stats."""
+
+    def step(state: TrainState, batch, key):
+        spec = state.spec
+        graphdef = spec.graphdef if update_batch_stats else spec.frozen_graphdef
+        step_key = jax.random.fold_in(key, state.step)
+
+        seeded = _reseeded(spec, state.params, state.model_state, step_key)
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, seeded, copy=True)
+            y_pred = model(batch["image"])
+            loss, stats = objective(batch, y_pred)
+            _, _, model_state = nnx.split(model, nnx.Param, ...)
+            return loss, (stats, model_state)
+
+        (loss, (stats, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
+        grad_norm = optax.global_norm(grads)
+        new_state = state.apply_gradients(grads, model_state=model_state)
+        stats = dict(stats)
+        lr = learning_rate(new_state.opt_state)
+        if lr is not None:
+            stats["learning_rate"] = lr * state.lr_scale
+        stats["grad_norm"] = grad_norm
+        stats["param_norm"] = optax.global_norm(new_state.params)
+        stats["_loss"] = loss
+        return new_state, stats
+
+    return step
+
+
+def _eval_core(objective: Objective):
+    def step(state: TrainState, batch, key):
+        model_state = _reseeded(
+            state.spec, state.params, state.model_state, jax.random.fold_in(key, state.step)
+        )
+        model = nnx.merge(state.spec.eval_graphdef, state.params, model_state)
+        y_pred = model(batch["image"])
+        loss, stats = objective(batch, y_pred)
+        return stats
+
+    return step
+
+
+def _public_metrics(stats) -> dict[str, jax.Array]:
+    out = {}
+    for k, v in stats.items():
+        if k == "_loss":
+            continue
+        out[k] = v.compute() if isinstance(v, metrics_lib.Mean) else v
+    return out
+
+
+def _constrain(batch, mesh):
+    if mesh is None or mesh.devices.size == 1:
+        return batch
+    return jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
+
+
+def make_train_step(
+    loss,
+    *,
+    metrics=None,
+    weighted_metrics=None,
+    loss_weights=None,
+    update_batch_stats: bool = True,
+    mesh=None,
+    jit: bool = True,
+):
+    """A pure, compiled train step ``step(state, batch, key) -> (state, metrics)``.
+
+    The step is forward → loss → backward → update (module docstring for the formula), compiled
+    once with `jax.jit` and ``state`` donated. The model is merged from ``state.spec`` inside the
+    compiled function (Flax NNX's performance guide: split once outside, merge inside), so a
+    call costs one dispatch. Dropout and augmentation use ``fold_in(key, state.step)``.
+
+    Args:
+      loss: a Keras loss name (``"sparse_categorical_crossentropy"``) or a callable
+        ``f(*, y_true, y_pred) -> [B]``, through `fnn.losses.get`.
+      metrics: Keras metric names or callables ``f(*, y_true, y_pred) -> [B]``.
+      weighted_metrics: metrics averaged with ``batch["sample_weight"]``.
+      loss_weights: a number λ multiplying the loss.
+      update_batch_stats: ``False`` keeps BatchNorm in inference mode (running statistics used
+        and left unchanged) while the parameters train, e.g. for a frozen base; independent of
+        which parameters the optimizer freezes.
+      mesh: a `jax.sharding.Mesh` with a ``"data"`` axis: the batch is split over it.
+      jit: ``False`` returns the plain Python function (debugging).
+
+    Returns:
+      ``step(state, batch, key)`` with ``batch = {"image": [B,...], "label": [B] or [B,K],
+      "sample_weight": optional [B]}`` and ``key`` a `jax.random.key`; metrics are float32
+      scalars ``loss``, each metric, ``learning_rate`` (when readable), ``grad_norm``,
+      ``param_norm``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> def mse(*, y_true, y_pred):
+      ...     return jnp.mean((y_pred - y_true) ** 2, axis=-1)
+      >>> state = TrainState.create(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+      >>> step = make_train_step(mse)
+      >>> batch = {"image": jnp.ones((4, 3)), "label": jnp.zeros((4, 1))}
+      >>> state, m = step(state, batch, jax.random.key(0))
+      >>> int(state.step), sorted(m)
+      (1, ['grad_norm', 'loss', 'param_norm'])
+    """
+    objective = Objective(
+        loss, metrics=metrics, weighted_metrics=weighted_metrics, loss_weights=loss_weights
+    )
+    core = _train_core(objective, update_batch_stats=update_batch_stats)
+
+    def step(state, batch, key):
+        state, stats = core(state, _constrain(batch, mesh), key)
+        return state, _public_metrics(stats)
+
+    return jax.jit(step, donate_argnums=0) if jit else step
+
+
+def make_eval_step(
+    loss, *, metrics=None, weighted_metrics=None, loss_weights=None, mesh=None, jit=True
+):
+    """A pure, compiled evaluation step ``step(state, batch, key) -> metrics``.
+
+    Dropout off, BatchNorm with its running statistics (``model.eval()``), nothing updated; the
+    metrics are the batch means of the loss and of each metric (see `make_train_step`).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> def mse(*, y_true, y_pred):
+      ...     return jnp.mean((y_pred - y_true) ** 2, axis=-1)
+      >>> state = TrainState.create(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+      >>> m = make_eval_step(mse)(state, {"image": jnp.ones((4, 3)), "label": jnp.zeros((4, 1))}, jax.random.key(0))
+      >>> sorted(m)
+      ['loss']
+    """
+    objective = Objective(
+        loss, metrics=metrics, weighted_metrics=weighted_metrics, loss_weights=loss_weights
+    )
+    core = _eval_core(objective)
+
+    def step(state, batch, key):
+        return _public_metrics(core(state, _constrain(batch, mesh), key))
+
+    return jax.jit(step) if jit else step
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints (Orbax)
+# --------------------------------------------------------------------------------------------
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_saveable(tree):
+    """Typed PRNG keys become their uint32 key data (Orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _from_saveable(tree, like):
+    return jax.tree.map(
+        lambda x, ref: (
+            jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref)) if _is_key(ref) else x
+        ),
+        tree,
+        like,
+    )
+
+
+def _checkpoint_tree(state: TrainState, weights_only: bool) -> dict:
+    tree = {"params": state.params, "model_state": state.model_state}
+    if not weights_only:
+        tree.update(step=state.step, opt_state=state.opt_state, lr_scale=state.lr_scale)
+    return _to_saveable(tree)
+
+
+def _manager(directory, *, create: bool):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
+
+
+def save_checkpoint(
+    directory,
+    state: TrainState,
+    *,
+    epoch: int,
+    weights_only: bool = False,
+    metadata: dict | None = None,
+) -> None:
+    """Save ``state`` with Orbax under ``directory/<epoch>`` (atomic: a temporary folder is renamed).
+
+    An existing checkpoint of the same ``epoch`` is replaced only after the new one is complete.
+
+    Args:
+      directory: the checkpoint folder (created if missing).
+      state: the `TrainState`; ``weights_only`` keeps params and model state only (Keras'
+        ``save_weights_only``), otherwise step, optimizer state and learning-rate scale too.
+      epoch: the number of completed epochs (the Orbax step).
+      metadata: JSON-serialisable extras stored next to the arrays.
+    """
+    import orbax.checkpoint as ocp
+
+    tree = _checkpoint_tree(state, weights_only)
+    meta = {"epoch": int(epoch), "weights_only": bool(weights_only), **(metadata or {})}
+    with _manager(directory, create=True) as mngr:
+        if epoch in mngr.all_steps():
+            # Write the replacement beside the old one first, so a crash never loses both.
+            tmp = os.path.join(os.fspath(directory), f".replacing_{epoch}")
+            with _manager(tmp, create=True) as side:
+                side.save(
+                    epoch,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
+                    ),
+                )
+            mngr.delete(epoch)
+            os.replace(
+                os.path.join(tmp, str(epoch)), os.path.join(os.fspath(directory), str(epoch))
+            )
+            os.rmdir(tmp) if not os.listdir(tmp) else None
+            mngr.reload()
+        else:
+            mngr.save(
+                epoch,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
+                ),
+            )
+
+
+def restore_checkpoint(
+    directory, state: TrainState, *, epoch: int | None = None
+) -> tuple[TrainState, dict]:
+    """Read a checkpoint written by `save_checkpoint` into the structure of ``state``.
+
+    Args:
+      directory: the checkpoint folder.
+      state: a `TrainState` of the same model and optimizer (its arrays give shapes, dtypes and
+        shardings; its values are replaced).
+      epoch: which checkpoint; the latest when ``None``.
+
+    Returns:
+      ``(state, metadata)``; ``metadata["epoch"]`` is the number of completed epochs, the
+      ``initial_epoch`` to resume `Trainer.fit` from.
+    """
+    import orbax.checkpoint as ocp
+
+    path = os.path.abspath(os.fspath(directory))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"directory: no checkpoint folder at {path}")
+    with _manager(path, create=False) as mngr:
+        steps = mngr.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"directory: no checkpoints in {path}")
+        if epoch is None:
+            epoch = max(steps)
+        if epoch not in steps:
+            raise ValueError(
+                f"epoch={epoch} has no checkpoint in {path}; available: {sorted(steps)}"
+            )
+        meta = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        template = _checkpoint_tree(state, meta.get("weights_only", False))
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        restored = mngr.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )["state"]
+    like = {"params": state.params, "model_state": state.model_state}
+    if not meta.get("weights_only", False):
+        like.update(step=state.step, opt_state=state.opt_state, lr_scale=state.lr_scale)
+    restored = _from_saveable(restored, like)
+    return state.replace(**restored), meta
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+
+def _array(value, name: str) -> np.ndarray:
+    if isinstance(value, jax.Array):
+        value = np.asarray(jax.device_get(value))
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # noqa: BLE001 - re-raised with the argument's name
+        raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from e
+    if arr.dtype == object:
+        raise TypeError(f"{name}: expected a numeric array, got dtype object")
+    if arr.ndim == 0:
+        raise ValueError(f"{name}: expected an array with a leading batch axis, got a scalar")
+    return arr
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+        first = int(np.argmax(bad))
+        raise ValueError(
+            f"{name} contains NaN or inf: {int(bad.sum())} of {len(arr)} examples "
+            f"(the first at index {first}); clean or drop them before training"
+        )
+
+
+def _unpack_xy(x, y, name: str = "x"):
+    """Accept ``(x, y)`` or a dataset dict ``{"image": ..., "label": ...}`` (the fnn.data layout)."""
+    if isinstance(x, Mapping):
+        if y is not None:
+            raise ValueError(f"{name} is a dict with 'image' and 'label'; do not pass y as well")
+        missing = {"image", "label"} - set(x)
+        if missing:
+            raise ValueError(
+                f"{name}: a dataset dict needs keys 'image' and 'label'; missing {sorted(missing)}"
+            )
+        return x["image"], x["label"], x.get("sample_weight")
+    return x, y, None
+
+
+def _is_stream(x) -> bool:
+    return not isinstance(x, np.ndarray | jax.Array | Mapping | list | tuple) and (
+        hasattr(x, "__iter__") or hasattr(x, "__next__")
+    )
+
+
+def _prepare_arrays(x, y, sample_weight, class_weight, *, name="x"):
+    """Host-side checks; returns float32 x, y, float32 weights [N]."""
+    x, y, sw_in_dict = _unpack_xy(x, y, name)
+    if sample_weight is None:
+        sample_weight = sw_in_dict
+    if x is None:
+        raise ValueError(f"{name} is required")
+    if _is_stream(x):
+        raise TypeError(
+            f"{name}: expected in-memory arrays (NumPy/JAX) or a dict {{'image', 'label'}}, got "
+            f"{type(x).__name__}; iterate a streaming pipeline yourself with make_train_step"
+        )
+    x = _array(x, name)
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+        raise TypeError(f"{name}: expected numbers, got dtype {x.dtype}")
+    if y is None:
+        raise ValueError(f"y is required with {name} (labels [N] or [N, K])")
+    y = _array(y, "y")
+    if len(x) != len(y):
+        raise ValueError(
+            f"x and y have different lengths: x has {len(x)} examples (shape {x.shape}), "
+            f"y has {len(y)} (shape {y.shape})"
+        )
+    _check_finite(x, name)
+    _check_finite(y, "y")
+    n = len(x)
+    weights = np.ones((n,), np.float32)
+    if sample_weight is not None:
+        sw = _array(sample_weight, "sample_weight").astype(np.float32)
+        if sw.shape != (n,):
+            raise ValueError(
+                f"sample_weight must have shape ({n},) like x's batch axis, got {sw.shape}"
+            )
+        _check_finite(sw, "sample_weight")
+        if (sw < 0).any():
+            raise ValueError(f"sample_weight must be non-negative; got a minimum of {sw.min()}")
+        weights = weights * sw
+    if class_weight is not None:
+        weights = weights * _class_weights(class_weight, y)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    elif x.dtype != np.float32:
+        x = x.astype(np.float32)
+    return x, y, weights
+
+
+def _class_ids(y: np.ndarray) -> np.ndarray:
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        return np.argmax(y, axis=-1).reshape(len(y))
+    return y.reshape(len(y)).astype(np.int64)
+
+
+def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
+    if not isinstance(class_weight, Mapping):
+        raise TypeError(
+            f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}"
+        )
+    ids = _class_ids(y)
+    present = np.unique(ids)
+    missing = sorted(int(c) for c in present if int(c) not in class_weight)
+    if missing:
+        raise ValueError(
+            f"class_weight has no weight for classes {missing} present in y; it covers "
+            f"{sorted(class_weight)}"
+        )
+    table = np.zeros(int(max(max(class_weight), present.max())) + 1, np.float32)
+    for c, w in class_weight.items():
+        if not isinstance(c, numbers.Integral) or c < 0:
+            raise ValueError(f"class_weight keys must be class indices >= 0, got {c!r}")
+        table[int(c)] = float(w)
+    return table[ids]
+
+
+def _check_streaming_args(max_queue_size, workers, use_multiprocessing):
+    given = {
+        k: v
+        for k, v, default in (
+            ("max_queue_size", max_queue_size, 10),
+            ("workers", workers, 1),
+            ("use_multiprocessing", use_multiprocessing, False),
+        )
+        if v != default
+    }
+    if given:
+        raise ValueError(
+            f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: these configure worker "
+            f"processes that read a streaming dataset; in-memory arrays are already on the "
+            f"device and need none (leave them at their defaults, or use fnn.data's streaming "
+            f"loader)"
+        )
+
+
+def _positive_int(value, name: str, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _verbosity(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled loops over device-resident data
+# --------------------------------------------------------------------------------------------
+
+
+def _gather(data, perm, offset, batch_size: int, n: int, mesh):
+    idx = jax.lax.dynamic_slice_in_dim(perm, offset, batch_size)
+    batch = {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
+    batch["mask"] = (offset + jnp.arange(batch_size) < n).astype(jnp.float32)
+    return _constrain(batch, mesh)
+
+
+class _LazyLogs(Mapping):
+    """Logs that fetch device values only when a callback reads them (logging time)."""
+
+    def __init__(self, fetch: Callable[[], dict]):
+        self._fetch = fetch
+        self._value: dict | None = None
+
+    def _get(self) -> dict:
+        if self._value is None:
+            self._value = self._fetch()
+        return self._value
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self):
+        return len(self._get())
+
+
+class History:
+    """Per-epoch logs of `Trainer.fit`: ``history.history["loss"][e]`` (Keras' ``History``).
+
+    Attributes:
+      history: dict name → list of floats, one per completed epoch.
+      epoch: list of epoch indices (0-based) that completed.
+      params: ``{"epochs", "steps", "verbose"}``.
+    """
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.params: dict = {}
+
+    def _append(self, epoch: int, logs: Mapping) -> None:
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
+
+
+class Trainer:
+    """A compiled model: Keras' ``fit`` / ``evaluate`` / ``predict`` over a `TrainState`.
+
+    Built by `compile`; see it for the arguments. Attributes: ``state`` (the current
+    `TrainState`), ``model`` (the user's module; updated in place at the end of ``fit``),
+    ``mesh``, ``stop_training`` (callbacks set it), ``history``.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        optimizer,
+        loss,
+        metrics=None,
+        loss_weights=None,
+        weighted_metrics=None,
+        run_eagerly: bool = False,
+        steps_per_execution: int = 1,
+        seed: int = 0,
+        devices=None,
+        terminate_on_nan: bool = True,
+        update_batch_stats: bool = True,
+    ):
+        if not isinstance(model, nnx.Module):
+            raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+        self.model = model
+        self.tx = _resolve_optimizer(optimizer)
+        self.objective = Objective(
+            loss, metrics=metrics, weighted_metrics=weighted_metrics, loss_weights=loss_weights
+        )
+        if not isinstance(run_eagerly, bool):
+            raise TypeError(f"run_eagerly must be True or False, got {run_eagerly!r}")
+        self.run_eagerly = run_eagerly
+        self.steps_per_execution = _positive_int(steps_per_execution, "steps_per_execution")
+        if not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = int(seed)
+        self.terminate_on_nan = bool(terminate_on_nan)
+        self.update_batch_stats = bool(update_batch_stats)
+        self.mesh = parallel.make_mesh(devices)
+        self.state = parallel.replicate(TrainState.create(model, self.tx), self.mesh)
+        self._has_lr = learning_rate(self.state.opt_state) is not None
+        key = jax.random.key(self.seed)
+        self._shuffle_key, self._step_key = jax.random.split(key)
+        self._runners: dict = {}
+        self.stop_training = False
+        self.history: History | None = None
+        self.nonfinite_step: int | None = None
+        self._sample = None
+
+    # -- learning rate ------------------------------------------------------------------------
+
+    def _base_lr(self) -> float:
+        lr = learning_rate(self.state.opt_state)
+        if lr is None:
+            raise ValueError(
+                "the learning rate cannot be read from this optimizer's state; use "
+                "fnn.optimizers.get(...) or wrap it with optax.inject_hyperparams(...)"
+            )
+        return float(lr)
+
+    @property
+    def learning_rate(self) -> float:
+        """The current learning rate: the optimizer's times the callbacks' scale."""
+        return self._base_lr() * float(self.state.lr_scale)
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        base = self._base_lr()
+        if base == 0:
+            raise ValueError("the optimizer's learning rate is 0; it cannot be rescaled")
+        self.scale_learning_rate(float(value) / base / float(self.state.lr_scale))
+
+    def scale_learning_rate(self, factor: float) -> None:
+        """Multiply every future update by ``factor`` (works with any optimizer)."""
+        if not np.isfinite(factor) or factor < 0:
+            raise ValueError(f"factor must be finite and >= 0, got {factor}")
+        scale = jnp.asarray(float(self.state.lr_scale) * factor, jnp.float32)
+        self.state = self.state.replace(
+            lr_scale=jax.device_put(scale, parallel.replicated(self.mesh))
+        )
+
+    # -- weights --------------------------------------------------------------------------------
+
+    def get_weights(self):
+        """A copy of ``(params, model_state)`` (on the device)."""
+        return jax.tree.map(jnp.copy, (self.state.params, self.state.model_state))
+
+    def set_weights(self, weights) -> None:
+        """Replace ``(params, model_state)`` with a copy of ``weights`` (see `get_weights`)."""
+        params, model_state = jax.tree.map(jnp.copy, weights)
+        self.state = self.state.replace(params=params, model_state=model_state)
+
+    def _sync_model(self) -> None:
+        nnx.update(self.model, *jax.tree.map(jnp.copy, (self.state.params, self.state.model_state)))
+
+    def save(self, directory, *, epoch: int, weights_only: bool = False) -> None:
+        """Write the state to ``directory/<epoch>`` with Orbax (see `save_checkpoint`)."""
+        save_checkpoint(
+            directory,
+            self.state,
+            epoch=epoch,
+            weights_only=weights_only,
+            metadata={"seed": self.seed},
+        )
+
+    def restore(self, directory, *, epoch: int | None = None) -> int:
+        """Load a checkpoint (the latest by default); returns the epoch to resume ``fit`` from.
+
+        Examples:
+          ``trainer.fit(x, y, epochs=4, initial_epoch=trainer.restore("ckpt"))``
+        """
+        state, meta = restore_checkpoint(directory, self.state, epoch=epoch)
+        self.state = parallel.replicate(state, self.mesh)
+        self._sync_model()
+        return int(meta["epoch"])
+
+    # -- compiled loops ---------------------------------------------------------------------
+
+    def _jit(self, fn, **kw):
+        return fn if self.run_eagerly else jax.jit(fn, **kw)
+
+    def _call(self, fn, *args):
+        if self.run_eagerly:
+            with jax.disable_jit():
+                return fn(*args)
+        return fn(*args)
+
+    def _acc_init(self, kind: str):
+        acc = {name: metrics_lib.Mean.empty() for name in self.objective.names}
+        if kind == "train":
+            acc["grad_norm"] = metrics_lib.Mean.empty()
+            acc["param_norm"] = jnp.zeros((), jnp.float32)
+            if self._has_lr:
+                acc["learning_rate"] = jnp.zeros((), jnp.float32)
+            acc["nonfinite_step"] = jnp.asarray(_NO_BAD_STEP, jnp.int32)
+        return parallel.replicate(acc, self.mesh)
+
+    def _runner(self, kind: str, k: int, batch_size: int, n: int):
+        cache_key = (kind, k, batch_size, n)
+        if cache_key in self._runners:
+            return self._runners[cache_key]
+        mesh = self.mesh
+        names = self.objective.names
+        if kind == "train":
+            core = _train_core(self.objective, update_batch_stats=self.update_batch_stats)
+
+            def body(carry, i, data, perm, start, key):
+                state, acc = carry
+                batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
+                step = state.step
+                state, stats = core(state, batch, key)
+                new = {name: acc[name].merge(stats[name]) for name in names}
+                new["grad_norm"] = acc["grad_norm"].merge(
+                    metrics_lib.Mean(stats["grad_norm"], jnp.ones((), jnp.float32))
+                )
+                new["param_norm"] = stats["param_norm"]
+                if "learning_rate" in acc:
+                    new["learning_rate"] = stats["learning_rate"]
+                bad = ~(jnp.isfinite(stats["_loss"]) & jnp.isfinite(stats["grad_norm"]))
+                first = acc["nonfinite_step"] == _NO_BAD_STEP
+                new["nonfinite_step"] = jnp.where(bad & first, step, acc["nonfinite_step"])
+                return (state, new), None
+
+            def run(state, acc, data, perm, start, key):
+                if k == 1:
+                    return body((state, acc), 0, data, perm, start, key)[0]
+                return jax.lax.scan(
+                    lambda c, i: body(c, i, data, perm, start, key), (state, acc), jnp.arange(k)
+                )[0]
+
+            fn = self._jit(run, donate_argnums=(0, 1))
+        elif kind == "eval":
+            core = _eval_core(self.objective)
+
+            def run(state, acc, data, perm, start, key):
+                def body(acc, i):
+                    batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
+                    stats = core(state, batch, key)
+                    return {name: acc[name].merge(stats[name]) for name in names}, None
+
+                if k == 1:
+                    return body(acc, 0)[0]
+                return jax.lax.scan(body, acc, jnp.arange(k))[0]
+
+            fn = self._jit(run, donate_argnums=(1,))
+        else:  # predict
+
+            def run(state, data, perm, start, key):
+                model = nnx.merge(state.spec.eval_graphdef, state.params, state.model_state)
+
+                def body(_, i):
+                    batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
+                    return None, model(batch["image"])
+
+                return jax.lax.scan(body, None, jnp.arange(k))[1]
+
+            fn = self._jit(run)
+        self._runners[cache_key] = fn
+        return fn
+
+    def _perm(self, n: int, total: int, epoch: int, shuffle: bool):
+        key = ("perm", n, total, shuffle)
+        if key not in self._runners:
+
+            def perm_fn(shuffle_key, epoch):
+                if shuffle:
+                    p = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+                else:
+                    p = jnp.arange(n)
+                reps = -(-total // n)
+                return jnp.tile(p, reps)[:total].astype(jnp.int32)
+
+            self._runners[key] = jax.jit(perm_fn, out_shardings=parallel.replicated(self.mesh))
+        return self._runners[key](self._shuffle_key, epoch)
+
+    def _upload(self, x, y=None, w=None):
+        data = {"image": x}
+        if y is not None:
+            data["label"] = y
+            data["sample_weight"] = w
+        return parallel.replicate(data, self.mesh)
+
+    # -- shape checks -------------------------------------------------------------------------
+
+    def _probe_output(self, x_shape, batch_size):
+        spec = jax.ShapeDtypeStruct((batch_size, *x_shape[1:]), jnp.float32)
+        graphdef = self.state.spec.eval_graphdef
+
+        def forward(params, model_state, x):
+            return nnx.merge(graphdef, params, model_state)(x)
+
+        try:
+            out = jax.eval_shape(forward, self.state.params, self.state.model_state, spec)
+        except Exception as e:  # noqa: BLE001 - re-raised with the shapes
+            raise ValueError(
+                f"the model cannot take inputs of shape {(batch_size, *x_shape[1:])} "
+                f"(x has shape {tuple(x_shape)}): {type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(out, jax.ShapeDtypeStruct):
+            raise ValueError(
+                f"the model returns {type(out).__name__}; fnn.train supports models with one "
+                f"array output"
+            )
+        return out
+
+    def _check_targets(self, y: np.ndarray, x_shape, batch_size: int, name: str = "y") -> None:
+        out = self._probe_output(x_shape, batch_size)
+        y_spec = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), jnp.asarray(y[:1]).dtype)
+        loss_name = self.objective.loss_name
+        try:
+            values = jax.eval_shape(
+                lambda yt, yp: self.objective.loss_fn(y_true=yt, y_pred=yp), y_spec, out
+            )
+        except Exception as e:  # noqa: BLE001 - re-raised with the shapes
+            raise ValueError(
+                f"the model's output shape {tuple(out.shape)} does not fit loss {loss_name!r} "
+                f"with {name} of shape {(batch_size, *y.shape[1:])}: {e}"
+            ) from e
+        if getattr(values, "shape", None) != (batch_size,):
+            raise ValueError(
+                f"loss {loss_name!r} must return one value per example, shape ({batch_size},), "
+                f"for output {tuple(out.shape)} and {name} {(batch_size, *y.shape[1:])}; it "
+                f"returned {getattr(values, 'shape', values)}"
+            )
+        sparse = y.ndim == 1 or (y.ndim == len(out.shape) and y.shape[-1] == 1)
+        if sparse and len(out.shape) == 2 and out.shape[-1] > 1:
+            k = out.shape[-1]
+            if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
+                raise ValueError(
+                    f"{name} holds non-integer values but the model outputs {k} class scores "
+                    f"for integer labels; pass class indices in [0, {k})"
+                )
+            lo, hi = y.min(), y.max()
+            if lo < 0 or hi >= k:
+                raise ValueError(
+                    f"{name} has labels outside [0, {k}) (the model's {k} output classes): "
+                    f"min {lo}, max {hi}"
+                )
+        if "binary" in loss_name and "crossentropy" in loss_name and (y.min() < 0 or y.max() > 1):
+            raise ValueError(
+                f"{name} must be in [0, 1] for loss {loss_name!r}; got min {y.min()}, max {y.max()}"
+            )
+
+    # -- fit ----------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose="auto",
+        callbacks=None,
+        validation_split: float = 0.0,
+        validation_data=None,
+        shuffle: bool = True,
+        class_weight: Mapping | None = None,
+        sample_weight=None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq=1,
+        max_queue_size: int = 10,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+    ) -> History:
+        """Train for ``epochs`` epochs (Keras' ``Model.fit`` arguments and meaning).
+
+        Every argument is checked before the first step (x/y lengths, NaN/inf, label range, the
+        model output against the loss, batch sizes against the data and the devices, ...); an
+        argument that cannot apply raises a ``ValueError`` rather than being ignored.
+
+        Args:
+          x: inputs ``[N, ...]`` (NumPy or JAX), or a dataset dict ``{"image", "label"}``.
+          y: labels ``[N]`` (class ids) or ``[N, K]``.
+          batch_size: examples per step (default 32); a multiple of the device count.
+          epochs: train until this epoch index (with ``initial_epoch``, as Keras counts).
+          verbose: ``"auto"``/1 a tqdm bar per epoch, 2 one line per epoch, 0 silent.
+          callbacks: `fnn.callbacks.Callback` instances. ``TerminateOnNaN`` is added unless
+            ``compile(..., terminate_on_nan=False)``.
+          validation_split: the fraction in (0, 1) of the data, taken from the end before
+            shuffling, held out for validation (Keras' rule). 0 means none.
+          validation_data: ``(x_val, y_val)``, ``(x_val, y_val, sample_weight_val)`` or a dataset
+            dict; evaluated at the end of each validation epoch (``val_`` logs).
+          shuffle: reshuffle the training data each epoch (a device permutation seeded by
+            ``compile(seed=)`` and the epoch index).
+          class_weight: ``{class: weight}``; multiplies each example's loss weight.
+          sample_weight: ``[N]`` per-example loss weights.
+          initial_epoch: the epoch to start from (resuming; see `Trainer.restore`).
+          steps_per_epoch: steps per epoch, at most ``ceil(N / batch_size)`` (default that).
+          validation_steps: validation batches per evaluation (default all).
+          validation_batch_size: default ``batch_size``.
+          validation_freq: validate every this many epochs, or at the epochs (1-based) listed.
+          max_queue_size, workers, use_multiprocessing: for streaming inputs; with in-memory
+            arrays a non-default value raises (there are no worker processes to configure).
+
+        Returns:
+          `History` whose ``history`` maps ``loss``, each metric, ``learning_rate``,
+          ``grad_norm``, ``param_norm`` and the ``val_`` values to per-epoch lists.
+        """
+        from fnn import callbacks as callbacks_lib
+
+        _check_streaming_args(max_queue_size, workers, use_multiprocessing)
+        verbose = _verbosity(verbose)
+        epochs = _positive_int(epochs, "epochs")
+        if not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch <= epochs:
+            raise ValueError(
+                f"initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}"
+            )
+        if not isinstance(shuffle, bool):
+            raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
+        x, y, w = _prepare_arrays(x, y, sample_weight, class_weight)
+        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+            raise ValueError(
+                f"validation_split must be a fraction in (0, 1) (or 0 for none), got {validation_split!r}"
+            )
+        val = None
+        if validation_split > 0:
+            if validation_data is not None:
+                raise ValueError("pass validation_split or validation_data, not both")
+            split_at = int(math.floor(len(x) * (1 - validation_split)))
+            if split_at == 0 or split_at == len(x):
+                raise ValueError(
+                    f"validation_split={validation_split} of {len(x)} examples leaves "
+                    f"{split_at} for training and {len(x) - split_at} for validation; both need one"
+                )
+            val = (x[split_at:], y[split_at:], w[split_at:])
+            x, y, w = x[:split_at], y[:split_at], w[:split_at]
+        elif validation_data is not None:
+            val = self._validation_tuple(validation_data)
+        if val is None:
+            for arg, value in (
+                ("validation_steps", validation_steps),
+                ("validation_batch_size", validation_batch_size),
+            ):
+                if value is not None:
+                    raise ValueError(f"{arg}={value!r} needs validation_data or validation_split")
+        n = len(x)
+        batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {n} training examples; use at most {n}"
+            )
+        parallel.check_batch_size(batch_size, self.mesh)
+        full_steps = -(-n // batch_size)
+        steps = (
+            full_steps
+            if steps_per_epoch is None
+            else _positive_int(steps_per_epoch, "steps_per_epoch")
+        )
+        if steps > full_steps:
+            raise ValueError(
+                f"steps_per_epoch={steps} exceeds the {full_steps} batches of {batch_size} in "
+                f"the {n} training examples"
+            )
+        self._check_targets(y, x.shape, batch_size)
+        val_freq = self._validation_freq(validation_freq)
+        if val is not None:
+            vx, vy, vw = val
+            vbs = _positive_int(
+                batch_size if validation_batch_size is None else validation_batch_size,
+                "validation_batch_size",
+            )
+            vbs = min(vbs, len(vx)) if validation_batch_size is None else vbs
+            if vbs > len(vx):
+                raise ValueError(
+                    f"validation_batch_size={vbs} is larger than the {len(vx)} validation examples"
+                )
+            parallel.check_batch_size(vbs, self.mesh, name="validation_batch_size")
+            vfull = -(-len(vx) // vbs)
+            vsteps = (
+                vfull
+                if validation_steps is None
+                else _positive_int(validation_steps, "validation_steps")
+            )
+            if vsteps > vfull:
+                raise ValueError(
+                    f"validation_steps={vsteps} exceeds the {vfull} validation batches of {vbs}"
+                )
+            self._check_targets(vy, vx.shape, vbs, name="validation y")
+        cbs = callbacks_lib.CallbackList(
+            callbacks,
+            trainer=self,
+            add_history=True,
+            terminate_on_nan=self.terminate_on_nan,
+            verbose=verbose,
+            epochs=epochs,
+            steps=steps,
+        )
+        history = cbs.history
+
+        # All checks passed: copy the data to the device once.
+        data = self._upload(x, y, w)
+        vdata = self._upload(*val) if val is not None else None
+        k = self.steps_per_execution
+        self.stop_training = False
+        self.nonfinite_step = None
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            perm = self._perm(n, steps * batch_size, epoch, shuffle)
+            acc = self._acc_init("train")
+            done = 0
+            while done < steps:
+                kk = min(k, steps - done)
+                run = self._runner("train", kk, batch_size, n)
+                self.state, acc = self._call(run, self.state, acc, data, perm, done, self._step_key)
+                done += kk
+                cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
+            logs = self._logs(acc)  # logging time: the host waits for the epoch here
+            if val is not None and (epoch + 1) in val_freq:
+                vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps)
+                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        self._sync_model()
+        self.history = history
+        return history
+
+    def _validation_freq(self, validation_freq):
+        if isinstance(validation_freq, numbers.Integral) and not isinstance(validation_freq, bool):
+            if validation_freq < 1:
+                raise ValueError(f"validation_freq must be >= 1, got {validation_freq}")
+            f = int(validation_freq)
+
+            class _Every:
+                def __contains__(self, epoch):
+                    return epoch % f == 0
+
+            return _Every()
+        if isinstance(validation_freq, Sequence | set | frozenset) and all(
+            isinstance(e, numbers.Integral) and e >= 1 for e in validation_freq
+        ):
+            return set(int(e) for e in validation_freq)
+        raise ValueError(
+            f"validation_freq must be a positive int or a collection of epochs (1-based), "
+            f"got {validation_freq!r}"
+        )
+
+    def _validation_tuple(self, validation_data):
+        if isinstance(validation_data, Mapping):
+            return _prepare_arrays(validation_data, None, None, None, name="validation_data")
+        if isinstance(validation_data, tuple | list) and len(validation_data) in (2, 3):
+            vx, vy, *rest = validation_data
+            return _prepare_arrays(
+                vx, vy, rest[0] if rest else None, None, name="validation_data x"
+            )
+        raise ValueError(
+            "validation_data must be (x_val, y_val), (x_val, y_val, sample_weight_val) or a "
+            f"dict with 'image' and 'label', got {type(validation_data).__name__}"
+            + (
+                f" of length {len(validation_data)}"
+                if isinstance(validation_data, tuple | list)
+                else ""
+            )
+        )
+
+    def _logs(self, acc) -> dict[str, float]:
+        host = jax.device_get(acc)
+        logs = {}
+        for name, v in host.items():
+            if name == "nonfinite_step":
+                if int(v) != _NO_BAD_STEP and self.nonfinite_step is None:
+                    self.nonfinite_step = int(v)
+                continue
+            logs[name] = float(v.total / v.count) if isinstance(v, metrics_lib.Mean) else float(v)
+        return logs
+
+    def _evaluate_device(self, vdata, n, batch_size, steps) -> dict[str, float]:
+        perm = self._perm(n, steps * batch_size, 0, False)
+        acc = self._acc_init("eval")
+        done = 0
+        while done < steps:
+            kk = min(self.steps_per_execution, steps - done)
+            run = self._runner("eval", kk, batch_size, n)
+            acc = self._call(run, self.state, acc, vdata, perm, done, self._step_key)
+            done += kk
+        return self._logs(acc)
+
+    # -- evaluate / predict -------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size: int | None = None,
+        verbose="auto",
+        sample_weight=None,
+        steps: int | None = None,
+        callbacks=None,
+        return_dict: bool = False,
+    ):
+        """Loss and metrics over ``(x, y)`` in inference mode (Keras' ``Model.evaluate``).
+
+        Returns:
+          the loss (float) when no metrics were compiled, else ``[loss, *metrics]``; with
+          ``return_dict`` a dict name → float.
+
+        Examples:
+          ``loss, acc = trainer.evaluate(x_test, y_test)``
+        """
+        from fnn import callbacks as callbacks_lib
+
+        _verbosity(verbose)
+        x, y, w = _prepare_arrays(x, y, sample_weight, None)
+        n = len(x)
+        batch_size = _positive_int(min(32, n) if batch_size is None else batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size={batch_size} is larger than the {n} examples")
+        parallel.check_batch_size(batch_size, self.mesh)
+        full = -(-n // batch_size)
+        steps = full if steps is None else _positive_int(steps, "steps")
+        if steps > full:
+            raise ValueError(
+                f"steps={steps} exceeds the {full} batches of {batch_size} in {n} examples"
+            )
+        self._check_targets(y, x.shape, batch_size)
+        cbs = callbacks_lib.CallbackList(callbacks, trainer=self)
+        cbs.on_test_begin()
+        logs = self._evaluate_device(self._upload(x, y, w), n, batch_size, steps)
+        cbs.on_test_end(logs)
+        if return_dict:
+            return logs
+        values = [logs[name] for name in self.objective.names]
+        return values[0] if len(values) == 1 else values
+
+    def predict(
+        self,
+        x,
+        batch_size: int | None = None,
+        verbose="auto",
+        steps: int | None = None,
+        callbacks=None,
+    ) -> np.ndarray:
+        """Model outputs for ``x`` in inference mode, as a NumPy array ``[N, ...]``.
+
+        Examples:
+          ``probs = trainer.predict(x_test)``
+        """
+        from fnn import callbacks as callbacks_lib
+
+        _verbosity(verbose)
+        if isinstance(x, Mapping):
+            x = x.get("image")
+        if x is None or _is_stream(x):
+            raise TypeError("x: expected in-memory inputs [N, ...] or a dict with 'image'")
+        x = _array(x, "x")
+        _check_finite(x, "x")
+        x = x.astype(np.float32)
+        n = len(x)
+        batch_size = _positive_int(min(32, n) if batch_size is None else batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size={batch_size} is larger than the {n} examples")
+        parallel.check_batch_size(batch_size, self.mesh)
+        full = -(-n // batch_size)
+        steps = full if steps is None else _positive_int(steps, "steps")
+        if steps > full:
+            raise ValueError(
+                f"steps={steps} exceeds the {full} batches of {batch_size} in {n} examples"
+            )
+        self._probe_output(x.shape, batch_size)
+        cbs = callbacks_lib.CallbackList(callbacks, trainer=self)
+        cbs.on_predict_begin()
+        data = self._upload(x)
+        perm = self._perm(n, steps * batch_size, 0, False)
+        outs, done = [], 0
+        while done < steps:
+            kk = min(self.steps_per_execution, steps - done)
+            run = self._runner("predict", kk, batch_size, n)
+            out = self._call(run, self.state, data, perm, done, self._step_key)
+            outs.append(out.reshape(kk * batch_size, *out.shape[2:]))
+            done += kk
+        result = np.asarray(jax.device_get(jnp.concatenate(outs)))[: min(n, steps * batch_size)]
+        cbs.on_predict_end()
+        return result
+
+
+def compile(
+    model: nnx.Module,
+    *,
+    optimizer="rmsprop",
+    loss=None,
+    metrics=None,
+    loss_weights=None,
+    weighted_metrics=None,
+    run_eagerly: bool = False,
+    steps_per_execution: int = 1,
+    jit_compile="auto",
+    seed: int = 0,
+    devices=None,
+    terminate_on_nan: bool = True,
+    update_batch_stats: bool = True,
+) -> Trainer:
+    """Keras' ``model.compile(...)``: bind a model, an optimizer, a loss and metrics for training.
+
+    The slides' ``model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+    metrics=["accuracy"])`` becomes ``trainer = fnn.train.compile(model, optimizer="adam",
+    loss="sparse_categorical_crossentropy", metrics=["accuracy"])``; then ``trainer.fit(...)``.
+
+    Args:
+      model: a Flax NNX module taking ``[B, ...]`` inputs (trained in place by ``fit``).
+      optimizer: a name for `fnn.optimizers.get` (Keras defaults; Keras' default is
+        ``"rmsprop"``) or an `optax.GradientTransformation` (e.g. wrapped by
+        `fnn.transfer.freeze`); it receives the full parameter tree.
+      loss: a Keras loss name for `fnn.losses.get` or a callable ``f(*, y_true, y_pred) -> [B]``.
+      metrics: names (``"accuracy"`` resolves from the shapes as in Keras) or callables.
+      loss_weights: one number λ scaling the loss (fnn models have one output).
+      weighted_metrics: metrics averaged with ``sample_weight`` / ``class_weight``.
+      run_eagerly: run the steps without `jax.jit` (slow; for debugging with prints/pdb).
+      steps_per_execution: K steps per compiled call, as one `jax.lax.scan` (fewer dispatches;
+        models should use `fnn.conv.Conv` so the scan's backward convolutions stay fast on CPU).
+      jit_compile: ``"auto"`` or ``True`` (fnn always compiles unless ``run_eagerly``); ``False``
+        is rejected, use ``run_eagerly=True``.
+      seed: seeds the epoch shuffles and the step keys (Dropout, augmentation).
+      devices: ``None`` for all local devices (data parallel over a ``"data"`` mesh axis), an
+        int, a list of devices or a `jax.sharding.Mesh`.
+      terminate_on_nan: add `fnn.callbacks.TerminateOnNaN` to every ``fit``.
+      update_batch_stats: ``False`` keeps every BatchNorm in inference mode while training.
+
+    Returns:
+      a `Trainer`.
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np, optax
+      >>> from flax import nnx
+      >>> def mse(*, y_true, y_pred):
+      ...     return jnp.mean((y_pred - y_true) ** 2, axis=-1)
+      >>> trainer = compile(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optimizer=optax.sgd(0.1), loss=mse, devices=1)
+      >>> x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+      >>> history = trainer.fit(x, x[:, :1], batch_size=16, epochs=3, verbose=0)
+      >>> history.history["loss"][-1] < history.history["loss"][0]
+      True
+    """
+    if jit_compile not in ("auto", True):
+        raise ValueError(
+            f"jit_compile={jit_compile!r}: fnn always compiles its steps; for un-jitted "
+            f"debugging pass run_eagerly=True"
+        )
+    return Trainer(
+        model,
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        loss_weights=loss_weights,
+        weighted_metrics=weighted_metrics,
+        run_eagerly=run_eagerly,
+        steps_per_execution=steps_per_execution,
+        seed=seed,
+        devices=devices,
+        terminate_on_nan=terminate_on_nan,
+        update_batch_stats=update_batch_stats,
+    )
