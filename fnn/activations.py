@@ -54,20 +54,20 @@ __all__ = [
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
-# Beyond |x| > 10 the tanh-approximate GELU equals relu(x) in float32 (tanh of the inner term is
-# exactly ±1 and its derivative exactly 0), so the cubic is evaluated on a clipped input: this
+# Beyond |x| > 20 the tanh-approximate GELU's gate σ(2u) is exactly 0 or 1 in float32 (|2u| > 600,
+# past exp's range), with a zero derivative, so the cubic is evaluated on a clipped input: this
 # keeps x³ from overflowing, which makes jax.nn.gelu's gradient NaN for |x| > ~1e13.
-_GELU_TANH_CLIP = 10.0
+_GELU_TANH_CLIP = 20.0
 
 
 def _float(x, name: str = "x") -> jax.Array:
     """`x` as a JAX array, promoting integers to the default float dtype."""
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
-            return x.astype(jnp.result_type(float))
-        raise TypeError(f"{name} must be a real floating array, got dtype {x.dtype}")
-    return x
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+        return x.astype(jnp.result_type(float))
+    raise TypeError(f"{name} must be a real floating array, got dtype {x.dtype}")
 
 
 def sigmoid(x: jax.typing.ArrayLike) -> jax.Array:
@@ -161,13 +161,27 @@ def leaky_relu(x: jax.typing.ArrayLike, negative_slope: float = 0.1) -> jax.Arra
     return jnp.where(x >= 0, x, jnp.asarray(negative_slope, x.dtype) * x)
 
 
+@jax.custom_jvp
+def _expm1(x):
+    """``expm1`` whose derivative is ``exp(x)``: JAX's ``expm1(x) + 1`` rounds to 0 for x < -17."""
+    return jnp.expm1(x)
+
+
+@_expm1.defjvp
+def _expm1_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return jnp.expm1(x), jnp.exp(x) * t
+
+
 def elu(x: jax.typing.ArrayLike, alpha: float = 1.0) -> jax.Array:
     r"""Exponential linear unit: :math:`x` for :math:`x > 0`, :math:`\alpha(e^x - 1)` otherwise.
 
     The slide's ELU: all benefits of ReLU, closer to zero-mean outputs, a negative saturation
     regime (to :math:`-\alpha`). With the default :math:`\alpha = 1` it is continuous and
     differentiable at 0 (derivative 1 from both sides). Computed with ``expm1`` on
-    ``where(x > 0, 0, x)``, so the unused branch never overflows (no NaN gradient for large ``x``).
+    ``where(x > 0, 0, x)``, so the unused branch never overflows (no NaN gradient for large ``x``),
+    and its derivative is :math:`\alpha e^x`, accurate down to float32's underflow
+    (`jax.nn.elu`'s rounds to 0 below :math:`x \approx -17`).
     Same as `jax.nn.elu`, `keras.activations.elu`, `torch.nn.functional.elu`.
 
     Args:
@@ -183,7 +197,7 @@ def elu(x: jax.typing.ArrayLike, alpha: float = 1.0) -> jax.Array:
         Array([-0.63212055,  2.        ], dtype=float32)
     """
     x = _float(x)
-    negative = jnp.asarray(alpha, x.dtype) * jnp.expm1(jnp.where(x > 0, 0.0, x).astype(x.dtype))
+    negative = jnp.asarray(alpha, x.dtype) * _expm1(jnp.where(x > 0, 0.0, x).astype(x.dtype))
     return jnp.where(x > 0, x, negative)
 
 
@@ -216,7 +230,8 @@ def gelu(x: jax.typing.ArrayLike, approximate: bool = False) -> jax.Array:
     * ``approximate=False`` (default): exact, :math:`\tfrac{x}{2}\,\mathrm{erfc}(-x/\sqrt{2})`
       (erfc keeps the negative tail accurate, unlike :math:`1 + \mathrm{erf}`).
     * ``approximate=True``: :math:`\tfrac{x}{2}(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))`
-      (Hendrycks & Gimpel 2016), evaluated so that :math:`x^3` never overflows.
+      (Hendrycks & Gimpel 2016), evaluated as :math:`x\,\sigma(2u)` (no cancellation in the
+      negative tail) on a clipped cubic, so that :math:`x^3` never overflows.
 
     Defaults differ between libraries: `keras.activations.gelu` and `torch.nn.GELU` are exact by
     default (PyTorch's flag is ``approximate="tanh"``), while `jax.nn.gelu` and `keras.ops.gelu`
@@ -243,7 +258,8 @@ def gelu(x: jax.typing.ArrayLike, approximate: bool = False) -> jax.Array:
         xc = jnp.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
         k = np.sqrt(2.0 / np.pi).astype(x.dtype)
         inner = k * (xc + jnp.asarray(0.044715, x.dtype) * xc**3)
-        return 0.5 * x * (1.0 + jnp.tanh(inner))
+        # ½(1 + tanh(u)) = σ(2u): the same function without 1 + tanh's cancellation for x < 0.
+        return x * jax.nn.sigmoid(2.0 * inner)
     return 0.5 * x * lax.erfc(-x * np.sqrt(0.5).astype(x.dtype))
 
 
