@@ -10,7 +10,7 @@ structure too and is *added* to the parameters (``optax.apply_updates(params, up
 
 * ``count``: int32 scalar, the number of updates applied so far (``t − 1`` inside the update that
   produces step ``t``);
-* ``learning_rate``: float32 scalar, the learning rate used by the most recent update (before the
+* ``learning_rate``: float32 scalar (float64 under ``jax.enable_x64``), the learning rate used by the most recent update (before the
   first update, the rate the first update will use). `learning_rate` reads it back from any
   state, also inside ``optax.chain`` / ``optax.masked`` / ``optax.inject_hyperparams``.
 
@@ -162,7 +162,7 @@ class NadamState(NamedTuple):
     learning_rate: jax.Array  # shape=(), dtype=float32
     mu: Any  # tree like params
     nu: Any  # tree like params
-    mu_product: jax.Array  # shape=(), dtype=float32; stays 1 in the Optax convention
+    mu_product: jax.Array  # shape=(), dtype=float32 (float64 under x64); 1 for Optax
 
 
 class AdadeltaState(NamedTuple):
@@ -258,7 +258,7 @@ def _check_convention(convention: str) -> None:
 def _lr_value(learning_rate, count) -> jax.Array:
     """The learning rate for the update taking the state from ``count`` to ``count + 1``."""
     lr = learning_rate(count) if callable(learning_rate) else learning_rate
-    return jnp.asarray(lr, dtype=jnp.float32)
+    return jnp.asarray(lr, dtype=_float())
 
 
 def _describe(tree) -> str:
@@ -315,9 +315,14 @@ def _needs_params(name: str, params):
         )
 
 
+def _float():
+    """JAX's default float dtype: float32, or float64 under ``jax.enable_x64``."""
+    return jnp.result_type(float)
+
+
 def _pow(base: float | jax.Array, count: jax.Array) -> jax.Array:
-    """``base ** count`` in float32 (count is int32)."""
-    return jnp.asarray(base, jnp.float32) ** count.astype(jnp.float32)
+    """``base ** count`` in the default float dtype (count is int32)."""
+    return jnp.asarray(base, _float()) ** count.astype(_float())
 
 
 def _zeros_like(params):
@@ -852,7 +857,7 @@ def adam(
             bc1 = 1 - _pow(b1, count)
             bc2 = 1 - _pow(b2, count)
         else:
-            bc1 = bc2 = jnp.ones([], jnp.float32)
+            bc1 = bc2 = jnp.ones([], _float())
         if keras:
             alpha = lr * jnp.sqrt(bc2) / bc1
 
@@ -1159,7 +1164,7 @@ def nadam(
             learning_rate=_lr_value(learning_rate, _count0()),
             mu=_zeros_like(params),
             nu=_zeros_like(params),
-            mu_product=jnp.ones([], jnp.float32),
+            mu_product=jnp.ones([], _float()),
         )
 
     def update_fn(grads, state, params=None):
