@@ -88,3 +88,19 @@ class Maxout(nnx.Module):
                 f"{x.shape}"
             )
         return maxout(self.linear(x), self.pieces, axis=-1)
+
+
+from fnn.augment import (  # noqa: E402  (re-export; the augmentation layers live in fnn.augment)
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
+
+__all__ += [
+    "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation",
+    "RandomTranslation", "RandomZoom",
+]  # fmt: skip
