@@ -1,0 +1,289 @@
+"""EfficientNet-Lite0/1/2 in Flax NNX, laid out to load TensorFlow's ImageNet weights.
+
+Data contract: inputs are float NHWC images ``[N, H, W, 3]`` already normalised as the weights
+expect, ``(pixel - 127) / 128`` with pixels in [0, 255] (`fnn.pretrained` ships that
+preprocessing); outputs are logits ``[N, num_classes]`` (no softmax), or pooled features
+``[N, 1280]`` from `EfficientNetLite.features`. Any input size of at least 32x32 works; the weights
+were trained at the variant's ``input_size`` (224, 240, 260).
+
+Architecture (Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", 2019, and the Lite
+variants in TensorFlow's ``efficientnet/lite/efficientnet_lite_builder.py``):
+
+* stem: 3x3 stride-2 convolution to 32 channels, BatchNorm, ReLU6;
+* MBConv stages ``(expand, kernel, stride, channels, repeats)`` = (1,3,1,16,1), (6,3,2,24,2),
+  (6,5,2,40,2), (6,3,2,80,3), (6,5,1,112,3), (6,5,2,192,4), (6,3,1,320,1); each block is
+  1x1 expansion conv (skipped when expand = 1) -> BN -> ReLU6 -> depthwise kxk conv (stride on the
+  first block of a stage) -> BN -> ReLU6 -> 1x1 projection conv -> BN, plus the input when the
+  stride is 1 and the channel counts match (with drop-connect during training);
+* head: 1x1 convolution to 1280 channels, BN, ReLU6, global average pooling, dropout, dense.
+
+Lite differs from EfficientNet-B: no squeeze-and-excitation, ReLU6 instead of swish, and the stem,
+the head and the first and last stages are not scaled. Lite1 and Lite2 scale the other stages'
+depth (``ceil(d * repeats)``) and the width (channels ``* w`` rounded to a multiple of 8, never
+more than 10% down). All convolutions are bias-free; BatchNorm has ``epsilon = 1e-3`` and momentum
+0.99 (PyTorch's ``momentum=0.01``). Convolutions use TensorFlow's ``"SAME"`` padding (extra pixel
+on the bottom/right), computed from the actual input size; at the native input size this is
+exactly the static padding of the PyTorch port (``efficientnet-lite-pytorch``), which computes it
+once for the configured image size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+try:  # the canonical-VJP convolution (fast inside lax.scan on XLA:CPU); same API as nnx.Conv
+    from fnn.conv import Conv
+except ImportError:  # pragma: no cover - fnn.conv not available
+    Conv = nnx.Conv
+
+__all__ = ["EfficientNetLite", "VARIANTS", "Variant"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """Scaling of one EfficientNet-Lite variant (TensorFlow's ``efficientnet_lite_params``)."""
+
+    width: float  # channel multiplier
+    depth: float  # repeat multiplier
+    input_size: int  # training and evaluation resolution
+    dropout_rate: float  # before the classifier
+
+
+VARIANTS = {
+    "lite0": Variant(1.0, 1.0, 224, 0.2),
+    "lite1": Variant(1.0, 1.1, 240, 0.2),
+    "lite2": Variant(1.1, 1.2, 260, 0.3),
+}
+
+# (expand ratio, kernel, stride, output channels, repeats) of EfficientNet-Lite0 / B0.
+STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """``channels * width`` rounded to a multiple of ``divisor``, at most 10% below it."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * scaled:
+        rounded += divisor
+    return int(rounded)
+
+
+def block_configs(variant: Variant) -> list[tuple[int, int, int, int, int]]:
+    """One ``(in, out, expand, kernel, stride)`` tuple per MBConv block of ``variant``."""
+    blocks = []
+    in_ch = STEM_CHANNELS
+    for i, (expand, kernel, stride, out, repeats) in enumerate(STAGES):
+        out = round_filters(out, variant.width)
+        if 0 < i < len(STAGES) - 1:  # Lite keeps the first and last stage's depth
+            repeats = int(math.ceil(variant.depth * repeats))
+        for r in range(repeats):
+            blocks.append((in_ch, out, expand, kernel, stride if r == 0 else 1))
+            in_ch = out
+    return blocks
+
+
+_conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")  # as TensorFlow's
+_dense_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+class ConvBN(nnx.Module):
+    """Bias-free convolution, BatchNorm (eps 1e-3), optional ReLU6."""
+
+    def __init__(self, cin, cout, kernel, stride=1, *, groups=1, act=True, rngs: nnx.Rngs):
+        self.conv = Conv(
+            cin,
+            cout,
+            (kernel, kernel),
+            strides=stride,
+            padding="SAME",
+            feature_group_count=groups,
+            use_bias=False,
+            kernel_init=_conv_init,
+            rngs=rngs,
+        )
+        self.bn = nnx.BatchNorm(cout, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+        self.act = act
+
+    def __call__(self, x, use_running_average=None):
+        x = self.bn(self.conv(x), use_running_average=use_running_average)
+        return jax.nn.relu6(x) if self.act else x
+
+
+class MBConv(nnx.Module):
+    """Mobile inverted bottleneck without squeeze-excite: expand, depthwise, project, residual."""
+
+    def __init__(self, cin, cout, expand, kernel, stride, drop_connect_rate, *, rngs):
+        mid = cin * expand
+        self.expand = ConvBN(cin, mid, 1, rngs=rngs) if expand != 1 else None
+        self.depthwise = ConvBN(mid, mid, kernel, stride, groups=mid, rngs=rngs)
+        self.project = ConvBN(mid, cout, 1, act=False, rngs=rngs)
+        self.residual = stride == 1 and cin == cout
+        # Drop-connect (stochastic depth): drop the whole residual branch per example.
+        self.drop = nnx.Dropout(drop_connect_rate, broadcast_dims=(1, 2, 3), rngs=rngs)
+
+    def __call__(self, x, use_running_average=None):
+        y = x
+        if self.expand is not None:
+            y = self.expand(y, use_running_average)
+        y = self.depthwise(y, use_running_average)
+        y = self.project(y, use_running_average)
+        if self.residual:
+            y = self.drop(y) + x
+        return y
+
+
+class EfficientNetLite(nnx.Module):
+    """EfficientNet-Lite image classifier (lite0, lite1, lite2), NHWC, returns logits.
+
+    The network computes ``logits = W · GAP(ReLU6(BN(conv1x1(blocks(stem(x)))))) + b`` (see the
+    module docstring for the blocks). Parameter shapes match the TensorFlow and PyTorch weights
+    after the layout change done by `fnn.pretrained` (OIHW -> HWIO, dense transposed).
+
+    ``freeze_batchnorm=True`` keeps every BatchNorm of the base (stem, blocks, head conv) in
+    inference mode, using and never updating its running statistics, even after
+    ``model.train()``: what feature extraction and careful fine-tuning need (the Keras transfer
+    guide's ``base_model(x, training=False)``). Dropout and drop-connect still follow
+    ``train()``/``eval()``. Without it, ``model.train()`` puts BatchNorm in batch-statistics mode,
+    as PyTorch's ``model.train()`` does.
+
+    Args:
+      variant: ``"lite0"``, ``"lite1"`` or ``"lite2"``.
+      num_classes: size of the classifier; ``None`` for no classifier (``__call__`` returns the
+        pooled ``[N, 1280]`` features).
+      in_channels: input channels (3 for the pretrained weights).
+      dropout_rate: before the classifier; ``None`` uses the variant's (0.2, 0.2, 0.3).
+      drop_connect_rate: stochastic-depth rate of the last block (block i uses
+        ``rate * i / num_blocks``, as the reference); 0 disables it.
+      freeze_batchnorm: see above; a plain attribute, may be changed later.
+      rngs: `flax.nnx.Rngs` for initialisation and dropout.
+
+    Examples:
+      >>> from flax import nnx
+      >>> import jax.numpy as jnp
+      >>> model = EfficientNetLite("lite0", num_classes=5, rngs=nnx.Rngs(0))
+      >>> model.eval()
+      >>> model(jnp.zeros((2, 64, 64, 3))).shape
+      (2, 5)
+    """
+
+    def __init__(
+        self,
+        variant: str = "lite0",
+        *,
+        num_classes: int | None = 1000,
+        in_channels: int = 3,
+        dropout_rate: float | None = None,
+        drop_connect_rate: float = 0.2,
+        freeze_batchnorm: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        from fnn._validation import lookup
+
+        spec = lookup("EfficientNet-Lite variant", variant, VARIANTS)
+        self.variant = variant.lower()
+        self.input_size = spec.input_size
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.freeze_batchnorm = freeze_batchnorm
+        self.stem = ConvBN(in_channels, STEM_CHANNELS, 3, 2, rngs=rngs)
+        configs = block_configs(spec)
+        self.blocks = nnx.List(
+            [
+                MBConv(*cfg, drop_connect_rate * i / len(configs), rngs=rngs)
+                for i, cfg in enumerate(configs)
+            ]
+        )
+        self.head = ConvBN(configs[-1][1], HEAD_CHANNELS, 1, rngs=rngs)
+        rate = spec.dropout_rate if dropout_rate is None else dropout_rate
+        self.dropout = nnx.Dropout(rate, rngs=rngs)
+        self.classifier = (
+            nnx.Linear(HEAD_CHANNELS, num_classes, kernel_init=_dense_init, rngs=rngs)
+            if num_classes
+            else None
+        )
+
+    def _check_input(self, x):
+        if x.ndim != 4 or x.shape[-1] != self.in_channels:
+            raise ValueError(
+                f"EfficientNetLite expects x of shape [N, H, W, {self.in_channels}] (NHWC), got "
+                f"{tuple(x.shape)}"
+            )
+        if min(x.shape[1:3]) < 32:
+            raise ValueError(
+                f"EfficientNetLite downsamples by 32: x needs H, W >= 32 (trained at "
+                f"{self.input_size}x{self.input_size}), got {tuple(x.shape[1:3])}"
+            )
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(
+                f"EfficientNetLite expects float images normalised as (pixel - 127) / 128, got "
+                f"dtype {x.dtype}; use fnn.pretrained's preprocess"
+            )
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Pooled base features ``[N, 1280]``: everything but dropout and the classifier."""
+        self._check_input(x)
+        ura = True if self.freeze_batchnorm else None
+        x = self.stem(x, ura)
+        for block in self.blocks:
+            x = block(x, ura)
+        x = self.head(x, ura)
+        return jnp.mean(x, axis=(1, 2))
+
+    def classify(self, features: jax.Array) -> jax.Array:
+        """Dropout then the dense classifier on ``[N, 1280]`` features: logits ``[N, classes]``."""
+        if self.classifier is None:
+            return features
+        return self.classifier(self.dropout(features))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits ``[N, num_classes]`` for float NHWC images ``x`` ``[N, H, W, in_channels]``."""
+        return self.classify(self.features(x))
+
+    def torch_names(self) -> dict[tuple, tuple[str, str]]:
+        """Maps each Flax parameter path to ``(PyTorch state-dict key, layout kind)``.
+
+        Kinds: ``"conv"`` (OIHW -> HWIO; depthwise ``[C, 1, k, k]`` -> ``[k, k, 1, C]`` is the
+        same transpose), ``"dense"`` (``[out, in]`` -> ``[in, out]``), ``"vector"`` (as is).
+        Names follow the PyTorch port (``_conv_stem``, ``_blocks.N._expand_conv``, ...).
+        """
+        names: dict[tuple, tuple[str, str]] = {}
+
+        def conv_bn(path, conv, bn):
+            names[(*path, "conv", "kernel")] = (f"{conv}.weight", "conv")
+            for flax_name, torch_name in (
+                ("scale", "weight"),
+                ("bias", "bias"),
+                ("mean", "running_mean"),
+                ("var", "running_var"),
+            ):
+                names[(*path, "bn", flax_name)] = (f"{bn}.{torch_name}", "vector")
+
+        conv_bn(("stem",), "_conv_stem", "_bn0")
+        for i, block in enumerate(self.blocks):
+            t = f"_blocks.{i}."
+            if block.expand is not None:
+                conv_bn(("blocks", i, "expand"), t + "_expand_conv", t + "_bn0")
+            conv_bn(("blocks", i, "depthwise"), t + "_depthwise_conv", t + "_bn1")
+            conv_bn(("blocks", i, "project"), t + "_project_conv", t + "_bn2")
+        conv_bn(("head",), "_conv_head", "_bn1")
+        if self.classifier is not None:
+            names[("classifier", "kernel")] = ("_fc.weight", "dense")
+            names[("classifier", "bias")] = ("_fc.bias", "vector")
+        return names
