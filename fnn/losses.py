@@ -29,6 +29,7 @@ Names: `get` accepts the Keras string identifiers, their short aliases (``mse``,
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -145,11 +146,30 @@ def _mean_last(values: Array, axis: int, loss: str) -> Array:
     return jnp.mean(values, axis=_class_axis(values, axis, loss))
 
 
-def _check_smoothing(label_smoothing, loss: str) -> float:
-    ls = float(label_smoothing)
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"{loss}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    return ls
+def _concrete(value) -> bool:
+    """Whether an option is a Python/NumPy value that can be checked now (not a jit tracer)."""
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _check_option(value, name: str, loss: str, *, low: float, high=None, low_open=False):
+    """Range-check a float option when it is concrete; traced options pass through."""
+    if not _concrete(value):
+        return value
+    v = float(value)
+    bad = (v <= low if low_open else v < low) or (high is not None and v > high)
+    if bad or math.isnan(v):
+        bounds = f"> {low}" if low_open else f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{loss}: {name} must be {bounds}, got {value!r}")
+    return value
+
+
+def _smooth(y_true: Array, label_smoothing, target: float, loss: str) -> Array:
+    """``y (1 - ls) + ls · target`` (target 0.5 for binary, 1/K for categorical)."""
+    ls = _check_option(label_smoothing, "label_smoothing", loss, low=0, high=1)
+    if _concrete(ls) and float(ls) == 0.0:
+        return y_true
+    ls = jnp.asarray(ls, y_true.dtype)
+    return y_true * (1.0 - ls) + ls * target
 
 
 def _sparse_labels(y_true, y_pred: Array, axis: int, loss: str) -> Array:
@@ -244,9 +264,7 @@ def binary_crossentropy(
     name = "binary_crossentropy"
     y_pred = _as_pred(y_pred, name)
     y_true = _as_true(y_true, y_pred, name)
-    ls = _check_smoothing(label_smoothing, name)
-    if ls:
-        y_true = y_true * (1.0 - ls) + 0.5 * ls
+    y_true = _smooth(y_true, label_smoothing, 0.5, name)
     if from_logits:
         per_element = -(
             y_true * jax.nn.log_sigmoid(y_pred) + (1.0 - y_true) * jax.nn.log_sigmoid(-y_pred)
@@ -310,9 +328,7 @@ def categorical_crossentropy(
     y_pred = _as_pred(y_pred, name)
     axis = _class_axis(y_pred, axis, name)
     y_true = _as_true(y_true, y_pred, name, one_hot=True)
-    ls = _check_smoothing(label_smoothing, name)
-    if ls:
-        y_true = y_true * (1.0 - ls) + ls / y_pred.shape[axis]
+    y_true = _smooth(y_true, label_smoothing, 1.0 / y_pred.shape[axis], name)
     return -jnp.sum(y_true * _log_probabilities(y_pred, axis, from_logits), axis=axis)
 
 
@@ -609,8 +625,7 @@ def huber(*, y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0, axis: int
     name = "huber"
     y_pred = _as_pred(y_pred, name)
     y_true = _as_true(y_true, y_pred, name)
-    if not float(delta) > 0:
-        raise ValueError(f"{name}: delta must be > 0, got {delta!r}")
+    _check_option(delta, "delta", name, low=0, low_open=True)
     d = jnp.asarray(delta, y_pred.dtype)
     err = jnp.abs(y_pred - y_true)
     values = jnp.where(err <= d, 0.5 * jnp.square(err), d * err - 0.5 * jnp.square(d))
@@ -770,8 +785,7 @@ def multiclass_svm(
     name = "multiclass_svm"
     y_pred = _as_pred(y_pred, name)
     axis = _class_axis(y_pred, axis, name)
-    if not float(margin) >= 0:
-        raise ValueError(f"{name}: margin must be >= 0, got {margin!r}")
+    _check_option(margin, "margin", name, low=0)
     labels = _sparse_labels(y_true, y_pred, axis, name)
     num_classes = y_pred.shape[axis]
     _check_label_range(labels, num_classes, name)
