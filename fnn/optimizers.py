@@ -807,7 +807,7 @@ def adam(
       amsgrad: AMSGrad (Reddi et al. 2018): use the running max of the second moment.
       convention: ``"optax"`` (the formula above, = ``optax.adam``) or ``"keras"`` (Keras 3's
         ``Adam``): ``θ ← θ − η·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m/(√v + ε)``, i.e. ε is added to the
-        *uncorrected* √v (Optax's formula with ε·√(1 − β₂ᵗ)); with AMSGrad Keras keeps the max of
+        *uncorrected* √v (Optax's formula with ε/√(1 − β₂ᵗ), a larger ε early on); with AMSGrad Keras keeps the max of
         the raw v, Optax the max of v̂.
       weight_decay: λ, decoupled weight decay (`adamw`): ``θ ← θ − ηλθ`` — Keras applies it as
         ``θ ← θ(1 − ηλ)`` before the step, which is the same update.

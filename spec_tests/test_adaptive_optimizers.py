@@ -1,0 +1,786 @@
+"""Slides "Adaptive learning rates": AdaGrad, RMSProp, Adam (simplified and bias-corrected), and
+Keras' list — Adadelta, Adagrad, Adam, Adamax, Ftrl, Nadam, RMSprop — plus AdamW and AMSGrad.
+
+Tier 1: float64 NumPy transcriptions of each update rule (slide / paper / Keras source), stepped
+50 steps on random quadratics and compared at every step. Tier 2: the Optax optimizer of the same
+name over 100 steps on a parabola, Rosenbrock and a small CNN (float32, rtol 1e-6), and the
+Keras-convention variants against Keras 3's own published test values (and, optionally, Keras
+itself). Tier 3: hypothesis properties, eager == jit == vmap, no recompilation; bad input.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fnn import optimizers as fo
+
+STEPS = 50
+
+# ------------------------------------------------------------------------------------------------
+# Tier 1: float64 oracles
+# ------------------------------------------------------------------------------------------------
+
+
+def random_quadratic(seed: int, n: int = 5):
+    """L(θ) = ½ θᵀAθ − bᵀθ, A symmetric positive definite; ∇L = Aθ − b (float64)."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (q * rng.uniform(0.5, 4.0, n)) @ q.T
+    return a, rng.standard_normal(n), rng.standard_normal(n)
+
+
+def oracle(rule: str, grad, theta, steps: int, **h):
+    """Transcriptions of the update rules, one NumPy float64 step at a time."""
+    z = np.zeros_like(theta)
+    s = {"m": z.copy(), "v": z.copy(), "vmax": z.copy(), "u": z.copy(), "b": z.copy()}
+    s["G"] = np.full_like(theta, h.get("g0", 0.0))
+    s["n"] = np.full_like(theta, h.get("n0", 0.1))
+    s["prod"] = 1.0
+    eta, out = h["eta"], []
+    for t in range(1, steps + 1):
+        g = grad(theta)
+        b1, b2, eps = h.get("b1"), h.get("b2"), h.get("eps")
+        if rule == "adagrad":  # slide: G ← G + ∇², θ ← θ − η∇/√(G + ε)
+            s["G"] = s["G"] + g**2
+            theta = theta - eta * g / np.sqrt(s["G"] + eps)
+        elif rule == "rmsprop":  # slide: E ← ρE + (1−ρ)∇², θ ← θ − η∇/√(E + ε)
+            rho = h["rho"]
+            s["v"] = rho * s["v"] + (1 - rho) * g**2
+            denom = s["v"] + eps
+            if h.get("centered"):
+                s["m"] = rho * s["m"] + (1 - rho) * g
+                denom = denom - s["m"] ** 2
+            step = eta * g / np.sqrt(denom)
+            if h.get("momentum") is not None:  # Keras: b ← γb + step, θ ← θ − b
+                s["b"] = h["momentum"] * s["b"] + step
+                step = s["b"]
+            theta = theta - step
+        elif rule in ("adam", "adam_keras", "adam_simplified", "amsgrad", "amsgrad_keras"):
+            if h.get("wd"):  # Keras' decoupled decay before the step: θ ← θ(1 − ηλ)
+                theta = theta * (1 - eta * h["wd"])
+            s["m"] = b1 * s["m"] + (1 - b1) * g
+            s["v"] = b2 * s["v"] + (1 - b2) * g**2
+            if rule == "adam_simplified":  # slide: θ ← θ − η m/√(v + ε)
+                theta = theta - eta * s["m"] / np.sqrt(s["v"] + eps)
+            elif rule in ("adam", "amsgrad"):  # Kingma & Ba: m̂/(√v̂ + ε)
+                m_hat, v_hat = s["m"] / (1 - b1**t), s["v"] / (1 - b2**t)
+                if rule == "amsgrad":  # Optax: running max of v̂
+                    s["vmax"] = np.maximum(s["vmax"], v_hat)
+                    v_hat = s["vmax"]
+                theta = theta - eta * m_hat / (np.sqrt(v_hat + h.get("eps_root", 0.0)) + eps)
+            else:  # Keras: η √(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε), AMSGrad on the raw v
+                v = s["v"]
+                if rule == "amsgrad_keras":
+                    s["vmax"] = np.maximum(s["vmax"], v)
+                    v = s["vmax"]
+                alpha = eta * np.sqrt(1 - b2**t) / (1 - b1**t)
+                theta = theta - alpha * s["m"] / (np.sqrt(v) + eps)
+        elif rule == "adamw":  # Optax/Loshchilov-Hutter: θ ← θ − η(m̂/(√v̂ + ε) + λθ)
+            s["m"] = b1 * s["m"] + (1 - b1) * g
+            s["v"] = b2 * s["v"] + (1 - b2) * g**2
+            m_hat, v_hat = s["m"] / (1 - b1**t), s["v"] / (1 - b2**t)
+            theta = theta - eta * (m_hat / (np.sqrt(v_hat) + eps) + h["wd"] * theta)
+        elif rule in ("adamax", "adamax_keras"):
+            s["m"] = b1 * s["m"] + (1 - b1) * g
+            if rule == "adamax":  # Optax: u ← max(β₂u, |∇| + ε), θ ← θ − η m̂/u
+                s["u"] = np.maximum(b2 * s["u"], np.abs(g) + eps)
+                theta = theta - eta * s["m"] / (1 - b1**t) / s["u"]
+            else:  # Keras: u ← max(β₂u, |∇|), θ ← θ − η m̂/(u + ε)
+                s["u"] = np.maximum(b2 * s["u"], np.abs(g))
+                theta = theta - eta * s["m"] / ((1 - b1**t) * (s["u"] + eps))
+        elif rule == "nadam":  # Optax: m̄ = β₁m/(1−β₁ᵗ⁺¹) + (1−β₁)∇/(1−β₁ᵗ)
+            s["m"] = b1 * s["m"] + (1 - b1) * g
+            s["v"] = b2 * s["v"] + (1 - b2) * g**2
+            m_bar = b1 * s["m"] / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
+            theta = theta - eta * m_bar / (np.sqrt(s["v"] / (1 - b2**t)) + eps)
+        elif rule == "nadam_keras":  # Dozat's schedule μₜ = β₁(1 − ½·0.96ᵗ)
+            mu_t = b1 * (1 - 0.5 * 0.96**t)
+            mu_next = b1 * (1 - 0.5 * 0.96 ** (t + 1))
+            s["prod"] = s["prod"] * mu_t
+            s["m"] = b1 * s["m"] + (1 - b1) * g
+            s["v"] = b2 * s["v"] + (1 - b2) * g**2
+            m_bar = mu_next * s["m"] / (1 - s["prod"] * mu_next) + (1 - mu_t) * g / (1 - s["prod"])
+            theta = theta - eta * m_bar / (np.sqrt(s["v"] / (1 - b2**t)) + eps)
+        elif rule == "adadelta":  # Zeiler 2012
+            rho = h["rho"]
+            s["v"] = rho * s["v"] + (1 - rho) * g**2
+            delta = np.sqrt(s["u"] + eps) / np.sqrt(s["v"] + eps) * g
+            s["u"] = rho * s["u"] + (1 - rho) * delta**2
+            theta = theta - eta * delta
+        elif rule == "ftrl":  # Keras' Ftrl.update_step
+            p = -h["lr_power"]
+            l2 = h["l2"] + h["beta"] / (2 * eta)
+            g_s = g + 2 * h["l2_shrink"] * theta
+            n_new = s["n"] + g**2
+            s["b"] = s["b"] + g_s - (n_new**p - s["n"] ** p) / eta * theta
+            quadratic = n_new**p / eta + 2 * l2
+            theta = (np.clip(s["b"], -h["l1"], h["l1"]) - s["b"]) / quadratic
+            s["n"] = n_new
+        else:
+            raise AssertionError(rule)
+        out.append(theta)
+    return np.stack(out)
+
+
+ADAM = dict(eta=0.05, b1=0.9, b2=0.99, eps=1e-3)
+ORACLE_CASES = {
+    # id: (fnn factory, oracle rule, oracle hyperparameters)
+    "adagrad_slide_G0=0": (
+        lambda: fo.adagrad(0.3, initial_accumulator_value=0.0, eps=1e-7),
+        "adagrad",
+        dict(eta=0.3, eps=1e-7, g0=0.0),
+    ),
+    "adagrad_keras_G0=0.1": (lambda: fo.adagrad(0.3), "adagrad", dict(eta=0.3, eps=1e-7, g0=0.1)),
+    "rmsprop": (lambda: fo.rmsprop(0.01, 0.9, 1e-6), "rmsprop", dict(eta=0.01, rho=0.9, eps=1e-6)),
+    "rmsprop_centered_momentum": (
+        lambda: fo.rmsprop(0.01, 0.8, 1e-6, centered=True, momentum=0.5),
+        "rmsprop",
+        dict(eta=0.01, rho=0.8, eps=1e-6, centered=True, momentum=0.5),
+    ),
+    "adam": (lambda: fo.adam(0.05, 0.9, 0.99, 1e-3), "adam", ADAM),
+    "adam_eps_root": (
+        lambda: fo.adam(0.05, 0.9, 0.99, 1e-3, eps_root=1e-4),
+        "adam",
+        dict(ADAM, eps_root=1e-4),
+    ),
+    "adam_keras": (
+        lambda: fo.adam(0.05, 0.9, 0.99, 1e-3, convention="keras"),
+        "adam_keras",
+        ADAM,
+    ),
+    "adam_simplified": (lambda: fo.adam_simplified(0.05, 0.9, 0.99, 1e-3), "adam_simplified", ADAM),
+    "adamw": (
+        lambda: fo.adamw(0.05, 0.9, 0.99, 1e-3, weight_decay=0.1),
+        "adamw",
+        dict(ADAM, wd=0.1),
+    ),
+    "adamw_keras": (
+        lambda: fo.adamw(0.05, 0.9, 0.99, 1e-3, weight_decay=0.1, convention="keras"),
+        "adam_keras",
+        dict(ADAM, wd=0.1),
+    ),
+    "amsgrad": (lambda: fo.amsgrad(0.05, 0.9, 0.99, 1e-3), "amsgrad", ADAM),
+    "amsgrad_keras": (
+        lambda: fo.amsgrad(0.05, 0.9, 0.99, 1e-3, convention="keras"),
+        "amsgrad_keras",
+        ADAM,
+    ),
+    "adamax": (lambda: fo.adamax(0.05, 0.9, 0.99, 1e-3), "adamax", ADAM),
+    "adamax_keras": (
+        lambda: fo.adamax(0.05, 0.9, 0.99, 1e-3, convention="keras"),
+        "adamax_keras",
+        ADAM,
+    ),
+    "nadam": (lambda: fo.nadam(0.05, 0.9, 0.99, 1e-3), "nadam", ADAM),
+    "nadam_keras": (
+        lambda: fo.nadam(0.05, 0.9, 0.99, 1e-3, convention="keras"),
+        "nadam_keras",
+        ADAM,
+    ),
+    "adadelta": (lambda: fo.adadelta(1.0, 0.9, 1e-4), "adadelta", dict(eta=1.0, rho=0.9, eps=1e-4)),
+    "ftrl": (
+        lambda: fo.ftrl(0.2, -0.5, 0.1, 0.01, 0.02, 0.01, 0.3),
+        "ftrl",
+        dict(eta=0.2, lr_power=-0.5, n0=0.1, l1=0.01, l2=0.02, l2_shrink=0.01, beta=0.3),
+    ),
+}
+
+
+def run_fnn(tx, grad, theta0, steps):
+    update = jax.jit(tx.update)
+    params = jnp.asarray(theta0)
+    state = tx.init(params)
+    out = []
+    for _ in range(steps):
+        updates, state = update(grad(params), state, params)
+        params = optax.apply_updates(params, updates)
+        out.append(np.asarray(params))
+    return np.stack(out), state
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("case", list(ORACLE_CASES))
+def test_oracle_float64_every_step(case, seed):
+    make, rule, hyper = ORACLE_CASES[case]
+    a, b, theta0 = random_quadratic(seed)
+    expected = oracle(rule, lambda t: a @ t - b, theta0, STEPS, **hyper)
+    with jax.enable_x64(True):
+        ours, _ = run_fnn(make(), lambda p: jnp.asarray(a) @ p - jnp.asarray(b), theta0, STEPS)
+    assert ours.dtype == np.float64
+    np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_keras_adam_is_optax_adam_with_eps_scaled_by_sqrt_of_bias_correction():
+    """Keras' ε sits on the uncorrected √v: identical to Optax's with ε/√(1 − β₂ᵗ) at step t."""
+    a, b, theta0 = random_quadratic(4)
+    grad = lambda t: a @ t - b  # noqa: E731
+    keras = oracle("adam_keras", grad, theta0, STEPS, **ADAM)
+    theta, m, v, rebuilt = theta0.copy(), 0 * theta0, 0 * theta0, []
+    b1, b2, eps, eta = ADAM["b1"], ADAM["b2"], ADAM["eps"], ADAM["eta"]
+    for t in range(1, STEPS + 1):
+        g = grad(theta)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+        eps_t = eps / np.sqrt(1 - b2**t)
+        theta = theta - eta * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps_t)
+        rebuilt.append(theta)
+    np.testing.assert_allclose(keras, np.stack(rebuilt), rtol=1e-12)
+    optax_form = oracle("adam", grad, theta0, STEPS, **ADAM)
+    assert np.max(np.abs(keras - optax_form)) > 1e-4  # a real, visible difference at ε = 1e-3
+
+
+# ------------------------------------------------------------------------------------------------
+# Tier 2: cross-check against Optax, float32, 100 steps, parabola / Rosenbrock / small CNN
+# ------------------------------------------------------------------------------------------------
+
+
+def cnn_apply(p, x):
+    y = jax.lax.conv_general_dilated(
+        x, p["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    y = jax.nn.relu(y + p["conv_b"]).mean(axis=(1, 2))
+    return y @ p["dense"] + p["dense_b"]
+
+
+@pytest.fixture(scope="module")
+def problems():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((8, 6, 6, 2)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 3, 8))
+    params = {
+        "parabola": jnp.asarray([2.0, -1.5, 0.5], jnp.float32),
+        "rosenbrock": jnp.asarray([-1.2, 1.0], jnp.float32),
+        "cnn": {
+            "conv": jnp.asarray(rng.standard_normal((3, 3, 2, 4)) * 0.3, jnp.float32),
+            "conv_b": jnp.zeros(4, jnp.float32),
+            "dense": jnp.asarray(rng.standard_normal((4, 3)) * 0.3, jnp.float32),
+            "dense_b": jnp.zeros(3, jnp.float32),
+        },
+    }
+
+    def loss(p):
+        # The terms share no parameters and every rule is element-wise, so this runs the three
+        # problems independently in one compiled loop.
+        parabola = jnp.sum(jnp.asarray([1.0, 3.0, 10.0]) * p["parabola"] ** 2)
+        r = p["rosenbrock"]
+        rosen = (1 - r[0]) ** 2 + 100 * (r[1] - r[0] ** 2) ** 2
+        logits = cnn_apply(p["cnn"], x)
+        return (
+            parabola
+            + rosen
+            + optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        )
+
+    return params, jax.jit(jax.grad(loss))  # compiled once, shared by every optimizer
+
+
+def trajectory(tx, problems, steps=100):
+    """((params, state) after `steps`, trajectory tree with a leading [steps] axis)."""
+    params, grad_fn = problems
+    update = jax.jit(tx.update)
+    state, out = tx.init(params), []
+    for _ in range(steps):
+        updates, state = update(grad_fn(params), state, params)
+        params = _apply(params, updates)
+        out.append(params)
+    return (params, state), jax.tree.map(lambda *xs: jnp.stack(xs), *out)
+
+
+_apply = jax.jit(optax.apply_updates)
+
+
+def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(
+            np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
+        )
+
+
+OPTAX_TWINS = {
+    "adagrad": (lambda: fo.adagrad(0.1), lambda: optax.adagrad(0.1)),
+    "rmsprop": (lambda: fo.rmsprop(1e-2), lambda: optax.rmsprop(1e-2)),
+    "rmsprop_centered": (
+        lambda: fo.rmsprop(1e-2, centered=True),
+        lambda: optax.rmsprop(1e-2, centered=True),
+    ),
+    "adam": (lambda: fo.adam(1e-2), lambda: optax.adam(1e-2)),
+    "adam_eps_root": (
+        lambda: fo.adam(1e-2, eps=1e-6, eps_root=1e-8),
+        lambda: optax.adam(1e-2, eps=1e-6, eps_root=1e-8),
+    ),
+    "adamw": (
+        lambda: fo.adamw(1e-2, weight_decay=0.1),
+        lambda: optax.adamw(1e-2, weight_decay=0.1),
+    ),
+    "amsgrad": (lambda: fo.amsgrad(1e-2), lambda: optax.amsgrad(1e-2)),
+    "adamax": (lambda: fo.adamax(1e-2), lambda: optax.adamax(1e-2)),
+    "nadam": (lambda: fo.nadam(1e-2), lambda: optax.nadam(1e-2)),
+    "adadelta": (lambda: fo.adadelta(1.0, eps=1e-4), lambda: optax.adadelta(1.0, eps=1e-4)),
+    "adam_schedule": (
+        lambda: fo.adam(optax.cosine_decay_schedule(1e-2, 100)),
+        lambda: optax.adam(optax.cosine_decay_schedule(1e-2, 100)),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTAX_TWINS))
+def test_matches_optax_of_the_same_name(problems, name):
+    ours, theirs = OPTAX_TWINS[name]
+    (_, our_state), our_traj = trajectory(ours(), problems)
+    (_, their_state), their_traj = trajectory(theirs(), problems)
+    assert_trees_close(our_traj, their_traj, rtol=1e-6, atol=1e-7)
+    assert int(our_state.count) == 100
+
+
+def test_rmsprop_momentum_equals_optax_for_constant_lr(problems):
+    """Keras/slide form b ← γb + η∇/√(·) vs Optax's trace × η: equal up to rounding."""
+    (_, _), ours = trajectory(fo.rmsprop(1e-2, momentum=0.9), problems)
+    (_, _), theirs = trajectory(optax.rmsprop(1e-2, momentum=0.9), problems)
+    assert_trees_close(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_simplified_adam_early_steps_differ_from_bias_corrected_adam():
+    """Without bias correction the first step is η(1−β₁)/√(1−β₂) ≈ 3.16η, not η (β = 0.9, 0.999)."""
+    g = jnp.asarray([2.0, -0.5, 1e-2])
+    for tx, expected in [
+        (fo.adam(1.0, eps=0.0), np.sign(g)),
+        (fo.adam_simplified(1.0, eps=0.0), np.sign(g) * 0.1 / np.sqrt(0.001)),
+    ]:
+        u, _ = tx.update(g, tx.init(jnp.zeros(3)))
+        np.testing.assert_allclose(-u, expected, rtol=1e-5)
+    # With a constant gradient the two agree once β₁ᵗ, β₂ᵗ ≈ 0 (here β = 0.5, 0.8 and t = 100).
+    steps = {}
+    for name, tx in [
+        ("bc", fo.adam(1.0, 0.5, 0.8, 0.0)),
+        ("simple", fo.adam_simplified(1.0, 0.5, 0.8, 0.0)),
+    ]:
+        s, first = tx.init(jnp.zeros(3)), None
+        for t in range(100):
+            u, s = tx.update(g, s)
+            first = u if t == 0 else first
+        steps[name] = (np.asarray(first), np.asarray(u))
+    assert not np.allclose(steps["bc"][0], steps["simple"][0], rtol=0.1)
+    np.testing.assert_allclose(steps["bc"][1], steps["simple"][1], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Keras-convention variants reproduce Keras 3's published numbers
+# (keras/src/optimizers/*_test.py, Keras 3.15: test_single_step and test_correctness_with_golden)
+# ------------------------------------------------------------------------------------------------
+
+SINGLE_STEP = {  # Keras' Optimizer(learning_rate=0.5), grads [1, 6, 7, 2], vars [1, 2, 3, 4]
+    "adam": [0.5, 1.5, 2.5, 3.5],
+    "adamw": [0.4980, 1.4960, 2.494, 3.492],
+    "adamax": [0.5, 1.5, 2.5, 3.5],
+    "nadam": [0.4686, 1.4686, 2.4686, 3.4686],
+    "adagrad": [0.5233, 1.5007, 2.5005, 3.5061],
+    "rmsprop": [-0.5811, 0.4189, 1.4189, 2.4189],
+    "adadelta": [0.9993, 1.9993, 2.9993, 3.9993],
+    "ftrl": [0.2218, 1.3954, 2.3651, 2.8814],
+}
+
+
+@pytest.mark.parametrize("name", list(SINGLE_STEP))
+def test_keras_single_step(name):
+    tx = fo.get(name, learning_rate=0.5)
+    p = jnp.array([1.0, 2.0, 3.0, 4.0])
+    u, _ = tx.update(jnp.array([1.0, 6.0, 7.0, 2.0]), tx.init(p), p)
+    np.testing.assert_allclose(p + u, SINGLE_STEP[name], rtol=1e-4, atol=1e-4)
+
+
+def _tile(col):
+    return np.tile(np.asarray(col)[:, None], (1, 10))
+
+
+GOLDEN = {  # Keras' own name, overrides, golden values after steps 1..5
+    "adam_amsgrad": (
+        "adam",
+        dict(amsgrad=True),
+        _tile([0.999, 0.9982, 0.9974, 0.9965, 0.9955]),
+    ),
+    "adagrad": (
+        "adagrad",
+        dict(learning_rate=0.2, initial_accumulator_value=0.3, epsilon=1e-6),
+        [
+            [0.9963] * 10,
+            [0.9604, 0.9278, 0.9003, 0.8784, 0.8615, 0.8487, 0.8388, 0.8313, 0.8255, 0.8209],
+            [0.9251, 0.8629, 0.8137, 0.7768, 0.7497, 0.7298, 0.7151, 0.704, 0.6956, 0.6891],
+            [0.8903, 0.8012, 0.7342, 0.6862, 0.6521, 0.6277, 0.6099, 0.5967, 0.5867, 0.579],
+            [0.856, 0.7422, 0.6604, 0.6037, 0.5644, 0.5367, 0.5168, 0.5021, 0.491, 0.4825],
+        ],
+    ),
+    "rmsprop_centered": (
+        "rmsprop",
+        dict(centered=True),
+        _tile([0.9967, 0.9933, 0.9908, 0.9885, 0.9864]),
+    ),
+    "adamw": (
+        "adamw",
+        dict(learning_rate=1.0, weight_decay=0.5, epsilon=2),
+        [
+            [0.4998] * 10,
+            [0.2486, 0.2475, 0.2463, 0.2451, 0.244, 0.2428, 0.2417, 0.2405, 0.2394, 0.2382],
+            [0.1223, 0.1198, 0.1174, 0.1149, 0.1124, 0.11, 0.1075, 0.1051, 0.1027, 0.1003],
+            [0.0586, 0.0549, 0.0512, 0.0475, 0.0439, 0.0402, 0.0366, 0.033, 0.0294, 0.0258],
+            [0.0263, 0.0215, 0.0167, 0.012, 0.0073, 0.0026, -0.0021, -0.0067, -0.0113, -0.0159],
+        ],
+    ),
+    "adamax": (
+        "adamax",
+        dict(learning_rate=0.2, beta_1=0.85, beta_2=0.95, epsilon=1e-6),
+        [
+            [0.8] * 10,
+            [0.6827, 0.6873, 0.6888, 0.6896, 0.6901, 0.6904, 0.6906, 0.6908, 0.6909, 0.691],
+            [0.5333, 0.5407, 0.5431, 0.5444, 0.5451, 0.5456, 0.546, 0.5462, 0.5464, 0.5466],
+            [0.368, 0.3773, 0.3804, 0.382, 0.3829, 0.3835, 0.384, 0.3843, 0.3846, 0.3848],
+            [0.1933, 0.204, 0.2076, 0.2094, 0.2105, 0.2112, 0.2117, 0.2121, 0.2124, 0.2126],
+        ],
+    ),
+    "nadam": (
+        "nadam",
+        dict(learning_rate=0.5, beta_1=0.5, beta_2=0.67, epsilon=1e-5),
+        [
+            [0.4281] * 10,
+            [
+                -0.1738,
+                -0.1731,
+                -0.1726,
+                -0.1723,
+                -0.1721,
+                -0.172,
+                -0.1719,
+                -0.1718,
+                -0.1718,
+                -0.1717,
+            ],
+            [
+                -0.7115,
+                -0.7103,
+                -0.7096,
+                -0.7092,
+                -0.709,
+                -0.7088,
+                -0.7086,
+                -0.7085,
+                -0.7085,
+                -0.7084,
+            ],
+            [
+                -1.2335,
+                -1.2322,
+                -1.2313,
+                -1.2309,
+                -1.2306,
+                -1.2304,
+                -1.2302,
+                -1.2301,
+                -1.23,
+                -1.2299,
+            ],
+            [
+                -1.7492,
+                -1.7478,
+                -1.7469,
+                -1.7464,
+                -1.7461,
+                -1.7459,
+                -1.7457,
+                -1.7456,
+                -1.7455,
+                -1.7454,
+            ],
+        ],
+    ),
+    "adadelta": (
+        "adadelta",
+        dict(learning_rate=1.0, rho=0.8, epsilon=1e-6),
+        _tile([0.9978, 0.9947, 0.9915, 0.9882, 0.9849]),
+    ),
+    "ftrl": (
+        "ftrl",
+        dict(
+            learning_rate=0.05,
+            learning_rate_power=-0.2,
+            initial_accumulator_value=0.4,
+            l1_regularization_strength=0.05,
+            l2_regularization_strength=0.15,
+            l2_shrinkage_regularization_strength=0.01,
+            beta=0.3,
+        ),
+        [
+            [0.0] * 10,
+            [
+                -0.0034,
+                -0.0077,
+                -0.0118,
+                -0.0157,
+                -0.0194,
+                -0.023,
+                -0.0263,
+                -0.0294,
+                -0.0325,
+                -0.0354,
+            ],
+            [
+                -0.0078,
+                -0.0162,
+                -0.0242,
+                -0.0317,
+                -0.0387,
+                -0.0454,
+                -0.0516,
+                -0.0575,
+                -0.0631,
+                -0.0685,
+            ],
+            [
+                -0.0121,
+                -0.0246,
+                -0.0363,
+                -0.0472,
+                -0.0573,
+                -0.0668,
+                -0.0757,
+                -0.0842,
+                -0.0922,
+                -0.0999,
+            ],
+            [
+                -0.0164,
+                -0.0328,
+                -0.0481,
+                -0.0623,
+                -0.0753,
+                -0.0875,
+                -0.099,
+                -0.1098,
+                -0.1201,
+                -0.1299,
+            ],
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GOLDEN))
+def test_keras_golden_values(case):
+    name, overrides, golden = GOLDEN[case]
+    tx = fo.get(name, **overrides)
+    x = jnp.ones(10)
+    state = tx.init(x)
+    u, state = tx.update(jnp.full((10,), 0.01), state, x)
+    x = x + u
+    for row in golden:
+        np.testing.assert_allclose(x, row, rtol=5e-4, atol=5e-4)
+        u, state = tx.update(jnp.arange(0.1, 1.05, 0.1), state, x)
+        x = x + u
+
+
+@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adamw", "adamax", "nadam", "adadelta"])
+def test_keras_weight_decay(name):
+    x = jnp.asarray(2.0)
+    for _ in range(3):  # Keras applies three optimizers with zero gradients to var1
+        tx = fo.get(name, learning_rate=1.0, weight_decay=0.004)
+        u, _ = tx.update(jnp.zeros(()), tx.init(x), x)
+        x = x + u
+    np.testing.assert_allclose(x, 1.9760959, atol=1e-6)
+
+
+KERAS_NAMES = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "nadam", "adadelta", "ftrl"]
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("name", KERAS_NAMES + ["amsgrad", "momentum", "nesterov"])
+def test_crosscheck_against_keras(name):
+    """fnn.optimizers.get(name) against keras.optimizers.get(name) on 30 random gradients."""
+    keras = pytest.importorskip("keras")
+    kwargs = {"amsgrad": dict(amsgrad=True), "momentum": dict(momentum=0.9)}
+    kwargs["nesterov"] = dict(momentum=0.9, nesterov=True)
+    kname = {"amsgrad": "adam", "momentum": "sgd", "nesterov": "sgd"}.get(name, name)
+    k_opt = keras.optimizers.get({"class_name": kname, "config": kwargs.get(name, {})})
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal(6).astype(np.float32)
+    var = keras.Variable(x0)
+    tx = fo.get(name)
+    p = jnp.asarray(x0)
+    state = tx.init(p)
+    for _ in range(30):
+        g = rng.standard_normal(6).astype(np.float32)
+        k_opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+        u, state = tx.update(jnp.asarray(g), state, p)
+        p = p + u
+        np.testing.assert_allclose(
+            np.asarray(p), keras.ops.convert_to_numpy(var), rtol=1e-5, atol=1e-6
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Tier 3: properties, eager == jit == vmap, no recompilation
+# ------------------------------------------------------------------------------------------------
+
+
+@jax.jit
+def _adagrad_effective_steps(grads):
+    eps, eta = 1e-7, 0.1
+    tx = fo.adagrad(eta, initial_accumulator_value=0.0, eps=eps)
+
+    def body(s, g):
+        _, s = tx.update(g, s)
+        return s, eta * jax.lax.rsqrt(s.sum_of_squares + eps)  # η/√(G + ε) per coordinate
+
+    return jax.lax.scan(body, tx.init(grads[0]), grads)[1]
+
+
+@given(
+    st.lists(
+        st.lists(st.floats(-1e3, 1e3, width=32), min_size=3, max_size=3), min_size=8, max_size=8
+    )
+)
+def test_adagrad_effective_step_size_never_increases(grads):
+    steps = np.asarray(_adagrad_effective_steps(jnp.asarray(grads, jnp.float32)))
+    assert np.all(np.diff(steps, axis=0) <= 0)
+
+
+_FIRST_ADAM_STEP = jax.jit(lambda g: fo.adam(0.01).update(g, fo.adam(0.01).init(g))[0])
+
+
+@given(
+    st.lists(
+        st.floats(1e-3, 1e4).flatmap(lambda x: st.sampled_from([x, -x])),
+        min_size=5,
+        max_size=5,
+    )
+)
+def test_first_bias_corrected_adam_step_has_magnitude_eta(grads):
+    g = jnp.asarray(grads, jnp.float32)
+    u = np.asarray(_FIRST_ADAM_STEP(g))
+    # m̂₁ = ∇, v̂₁ = ∇², so |Δθ| = η|∇|/(|∇| + ε) ≈ η (within 1e-5 for |∇| ≥ 1e-3), against ∇.
+    a = np.abs(np.asarray(grads, np.float64))
+    np.testing.assert_allclose(np.abs(u), 0.01 * a / (a + 1e-8), rtol=1e-6)
+    np.testing.assert_allclose(np.abs(u), 0.01, rtol=2e-5)
+    np.testing.assert_array_equal(np.sign(u), -np.sign(grads))
+
+
+ALL = {
+    "adagrad": lambda: fo.adagrad(0.1),
+    "rmsprop": lambda: fo.rmsprop(0.01, centered=True, momentum=0.9),
+    "adam": lambda: fo.adam(optax.linear_schedule(0.1, 0.0, 10)),
+    "adam_keras_amsgrad": lambda: fo.adam(0.1, amsgrad=True, convention="keras"),
+    "adam_simplified": lambda: fo.adam_simplified(0.1),
+    "adamw": lambda: fo.adamw(0.1, weight_decay=0.01),
+    "adamax": lambda: fo.adamax(0.1, convention="keras"),
+    "nadam": lambda: fo.nadam(0.1),
+    "nadam_keras": lambda: fo.nadam(0.1, convention="keras"),
+    "adadelta": lambda: fo.adadelta(1.0),
+    "ftrl": lambda: fo.ftrl(0.1, l1_regularization_strength=0.01),
+}
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_eager_equals_jit_equals_vmap_and_no_recompilation(name):
+    tx = ALL[name]()
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: 0.3 * p - 0.2, params)
+    state0 = tx.init(params)
+    eager, s = [], state0
+    for _ in range(3):
+        u, s = tx.update(grads, s, params)
+        eager.append(u)
+    traces = []
+
+    def update(g, s, p):
+        traces.append(1)
+        return tx.update(g, s, p)
+
+    jitted, s = jax.jit(update), state0
+    for k in range(3):
+        u, s = jitted(grads, s, params)
+        assert_trees_close(u, eager[k], rtol=1e-6, atol=1e-7)
+    assert len(traces) == 1, "the second update recompiled"
+    # vmap over a batch of 4 independent problems equals running each alone.
+    batch = jax.tree.map(lambda p: jnp.stack([p * (1 + k) for k in range(4)]), params)
+    gbatch = jax.tree.map(lambda p: 0.3 * p - 0.2, batch)
+    vstate = jax.vmap(tx.init)(batch)
+    vu, _ = jax.vmap(tx.update)(gbatch, vstate, batch)
+    for k in range(4):
+        pk = jax.tree.map(lambda x, k=k: x[k], batch)
+        gk = jax.tree.map(lambda x, k=k: x[k], gbatch)
+        uk, _ = tx.update(gk, tx.init(pk), pk)
+        assert_trees_close(jax.tree.map(lambda x, k=k: x[k], vu), uk, rtol=1e-6, atol=1e-7)
+
+
+def test_inject_hyperparams_schedules_b1_and_keras_convention():
+    tx = optax.inject_hyperparams(fo.adam)(
+        learning_rate=optax.linear_schedule(0.1, 0.0, 10), b1=0.5, convention="keras"
+    )
+    p = jnp.zeros(3)
+    state = tx.init(p)
+    update = jax.jit(tx.update)
+    for _ in range(3):
+        _, state = update(jnp.ones(3), state, p)
+    assert float(fo.learning_rate(state)) == pytest.approx(0.08)
+    reference = fo.adam(optax.linear_schedule(0.1, 0.0, 10), b1=0.5, convention="keras")
+    s = reference.init(p)
+    for _ in range(3):
+        _, s = reference.update(jnp.ones(3), s, p)
+    np.testing.assert_allclose(state.inner_state.mu, s.mu, rtol=1e-6)
+
+
+def test_get_defaults_are_keras():
+    state = fo.get("adam").init(jnp.zeros(2))
+    assert float(state.learning_rate) == pytest.approx(1e-3)
+    # Keras Adam's ε = 1e-7 on the uncorrected √v: a zero-variance first step of a tiny gradient.
+    g = jnp.asarray([1e-6, 1e-6])
+    u, _ = fo.get("adam").update(g, fo.get("adam").init(g))
+    expected = 1e-3 * np.sqrt(1 - 0.999) / (1 - 0.9) * 0.1e-6 / (np.sqrt(0.001e-12) + 1e-7)
+    np.testing.assert_allclose(-np.asarray(u), expected, rtol=1e-5)
+    assert isinstance(fo.get("RMSprop").init(jnp.zeros(1)), fo.RmspropState)
+    assert fo.get("adamw", beta_1=0.8) is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: fo.adam(0.1, b1=1.0), r"b1 must be in \[0, 1\), got 1.0"),
+        (lambda: fo.adam(0.1, b2=-0.1), r"b2 must be in \[0, 1\), got -0.1"),
+        (lambda: fo.nadam(0.1, b2=1.5), r"b2 must be in \[0, 1\), got 1.5"),
+        (lambda: fo.adamax(0.1, b1=float("nan")), r"b1 must be in \[0, 1\), got nan"),
+        (lambda: fo.rmsprop(0.1, decay=1.0), r"decay must be in \[0, 1\), got 1.0"),
+        (lambda: fo.adadelta(1.0, rho=-0.5), r"rho must be in \[0, 1\), got -0.5"),
+        (lambda: fo.adagrad(-1.0), r"learning_rate must be a finite number >= 0.*got -1.0"),
+        (lambda: fo.adam(float("inf")), r"learning_rate must be a finite number >= 0.*got inf"),
+        (lambda: fo.adam(0.1, eps=-1e-8), r"eps must be a finite number >= 0, got -1e-08"),
+        (lambda: fo.adam(0.1, convention="torch"), r"convention must be one of.*got 'torch'"),
+        (lambda: fo.ftrl(0.0), r"learning_rate must be a finite number > 0.*got 0.0"),
+        (
+            lambda: fo.ftrl(0.1, learning_rate_power=0.5),
+            r"learning_rate_power must be <= 0, got 0.5",
+        ),
+        (lambda: fo.get("rmsprop", rho=1.2), r"decay must be in \[0, 1\), got 1.2"),
+        (lambda: fo.get("adam", beta_1=-0.9), r"b1 must be in \[0, 1\), got -0.9"),
+    ],
+)
+def test_bad_hyperparameters(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_trees_and_missing_params():
+    params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)}
+    tx = fo.adam(0.1)
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"grads tree does not match.*expected \{\['b'\]: \(3,\)"):
+        tx.update([jnp.zeros((2, 3)), jnp.zeros(3)], state)
+    with pytest.raises(ValueError, match=r"grads leaf \['b'\] has shape \(4,\).*has shape \(3,\)"):
+        tx.update({"w": jnp.zeros((2, 3)), "b": jnp.zeros(4)}, state)
+    for needs in [fo.adamw(0.1), fo.ftrl(0.1)]:
+        with pytest.raises(ValueError, match="needs params"):
+            needs.update(params, needs.init(params))
