@@ -52,9 +52,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import grain
 import jax
 import numpy as np
 
@@ -666,7 +667,9 @@ def _finish(ds: Dataset, *, size, rgb: bool) -> Dataset:
     if rgb:
         images = to_rgb(images)
     if size is not None:
-        images = np.asarray(resize(images, size))
+        size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        if tuple(images.shape[1:3]) != size:
+            images = np.asarray(resize(images, size))
     return ds.replace({**ds, "image": np.ascontiguousarray(images, dtype=np.float32)})
 
 
@@ -678,8 +681,10 @@ def load(name: str | os.PathLike, *, size=None, rgb: bool = False, **kwargs) -> 
 
     Args:
       name: ``"digits"``, ``"lfw_faces"``, ``"tfds:<name>[:<split>]"`` or a folder path.
-      size: optional ``(height, width)`` to resize every image to (:func:`resize`, bilinear with
-        antialiasing), e.g. ``(224, 224)`` for EfficientNet-Lite0.
+      size: optional ``(height, width)`` to resize every image to, e.g. ``(224, 224)`` for
+        EfficientNet-Lite0. Images of one shape are resized together with :func:`resize`
+        (``jax.image.resize``, bilinear, antialiased); a folder or TFDS dataset of mixed shapes
+        is resized image by image with Pillow's bilinear filter on read.
       rgb: repeat grayscale images to three channels (:func:`to_rgb`).
       **kwargs: source options: ``data_dir``, ``download`` for TFDS; ``color_mode``,
         ``extensions`` for a folder.
@@ -701,11 +706,11 @@ def load(name: str | os.PathLike, *, size=None, rgb: bool = False, **kwargs) -> 
       (200, 32, 32, 3)
     """
     if isinstance(name, os.PathLike) or (isinstance(name, str) and os.path.isdir(name)):
-        ds = _load_folder(os.fspath(name), **kwargs)
+        ds = _load_folder(os.fspath(name), size=size, **kwargs)
     elif not isinstance(name, str):
         raise TypeError(f"name must be a dataset name or a folder path, got {type(name).__name__}")
     elif name.startswith("tfds:"):
-        ds = _load_tfds(name, **kwargs)
+        ds = _load_tfds(name, size=size, **kwargs)
     elif name.lower() in _BUILTIN:
         if kwargs:
             raise TypeError(f"load({name!r}) takes no options {sorted(kwargs)}")
@@ -716,15 +721,637 @@ def load(name: str | os.PathLike, *, size=None, rgb: bool = False, **kwargs) -> 
                 f"Folder {name!r} does not exist (load() takes a folder of class "
                 "sub-folders, a built-in name or 'tfds:<name>')"
             )
-        raise unknown_name_error(
+        error = unknown_name_error(
             "dataset", name, [*_BUILTIN, "tfds:<name>[:<split>]", "<folder path>"]
         )
+        if "Did you mean" not in str(error) and _is_tfds_name(name):
+            error = ValueError(f"Unknown dataset {name!r}. Did you mean 'tfds:{name}'?")
+        raise error
     return _finish(ds, size=size, rgb=rgb)
 
 
-def _load_tfds(name: str, **kwargs) -> Dataset:  # filled in below
-    raise NotImplementedError("tfds loading is not implemented yet")
+# --------------------------------------------------------------------------------------------
+# Random-access sources (shared by `load`, which stacks every record, and `loader`, which streams).
+# A source has `__len__` and `__getitem__(i) -> {"image": HWC array, "label": int}`: the
+# `grain.sources.RandomAccessDataSource` protocol. Sources must pickle (Grain worker processes).
+# --------------------------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
-def _load_folder(path: str, **kwargs) -> Dataset:  # filled in below
-    raise NotImplementedError("folder loading is not implemented yet")
+class ArraySource:
+    """Random access to an in-memory dataset: record ``i`` is ``{k: v[i] for k, v in data}``.
+
+    Lets :func:`loader` stream (shuffle, batch, prefetch, checkpoint) a ``Dataset`` exactly as it
+    streams a TFDS data source.
+
+    Examples:
+      >>> import numpy as np
+      >>> src = ArraySource({"image": np.zeros((3, 2, 2, 1)), "label": np.arange(3)})
+      >>> len(src), int(src[2]["label"])
+      (3, 2)
+    """
+
+    def __init__(self, data: Mapping[str, Any]):
+        self._n = _num_examples(data, "data")
+        self._arrays = {k: np.asarray(v) for k, v in data.items() if v is not None}
+        self.class_names = getattr(data, "class_names", None)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return {k: v[index] for k, v in self._arrays.items()}
+
+    def __repr__(self) -> str:
+        return f"ArraySource(num_records={self._n}, keys={sorted(self._arrays)})"
+
+
+class FolderSource:
+    """Random access to a folder of class sub-folders of images (decoded lazily with Pillow).
+
+    Layout (as Keras' ``image_dataset_from_directory``, ``labels="inferred"``)::
+
+        root/
+          cat/  0001.png  0002.jpg ...
+          dog/  a.png ...
+
+    Class ``k`` is the ``k``-th sub-folder in sorted order; images are found recursively inside
+    each class folder and sorted by path; other files and hidden folders are ignored. Record ``i``
+    is ``{"image": uint8 [H, W, C], "label": int32}`` with ``C = 3`` (``color_mode="rgb"``, the
+    Keras default; grayscale files are converted) or ``C = 1`` (``"grayscale"``).
+
+    Args:
+      root: the folder.
+      color_mode: ``"rgb"`` or ``"grayscale"``.
+      size: optional ``(height, width)``: Pillow bilinear resize (antialiased) on read.
+      extensions: file suffixes to read (case-insensitive).
+
+    Raises:
+      ValueError: a missing folder, no class sub-folders, a class folder without images, or, on
+        read, a file Pillow cannot decode (named).
+
+    Examples:
+      >>> import os, tempfile
+      >>> import numpy as np
+      >>> from PIL import Image
+      >>> root = tempfile.mkdtemp()
+      >>> for cls in ("a", "b"):
+      ...     os.makedirs(f"{root}/{cls}")
+      ...     Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(f"{root}/{cls}/x.png")
+      >>> src = FolderSource(root)
+      >>> len(src), src.class_names, src[1]["image"].shape, int(src[1]["label"])
+      (2, ('a', 'b'), (4, 6, 3), 1)
+    """
+
+    def __init__(self, root, *, color_mode: str = "rgb", size=None, extensions=IMAGE_EXTENSIONS):
+        root = os.fspath(root)
+        if color_mode not in ("rgb", "grayscale"):
+            raise ValueError(f"color_mode must be 'rgb' or 'grayscale', got {color_mode!r}")
+        if size is not None:
+            size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(size)
+            if len(size) != 2 or min(size) < 1:
+                raise ValueError(f"size must be (height, width) of positive ints, got {size}")
+        if not os.path.isdir(root):
+            raise ValueError(f"Folder {root!r} does not exist or is not a directory")
+        classes = sorted(
+            d for d in os.listdir(root) if not d.startswith(".") and os.path.isdir(f"{root}/{d}")
+        )
+        if not classes:
+            raise ValueError(
+                f"Folder {root!r} has no class sub-folders; expected {root}/<class_name>/<image> "
+                f"with images ending in {', '.join(extensions)}"
+            )
+        extensions = tuple(e.lower() for e in extensions)
+        files, labels = [], []
+        for label, cls in enumerate(classes):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(os.path.join(root, cls)):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                found += [
+                    os.path.join(dirpath, f)
+                    for f in filenames
+                    if not f.startswith(".") and f.lower().endswith(extensions)
+                ]
+            if not found:
+                raise ValueError(
+                    f"Class folder {os.path.join(root, cls)!r} holds no images (expected files "
+                    f"ending in {', '.join(extensions)}); remove it or add images"
+                )
+            files += sorted(found)
+            labels += [label] * len(found)
+        self.root, self.files, self.class_names = root, files, tuple(classes)
+        self.labels = np.asarray(labels, np.int32)
+        self.color_mode, self.size = color_mode, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.files[index]
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB" if self.color_mode == "rgb" else "L")
+                if self.size is not None and im.size != (self.size[1], self.size[0]):
+                    im = im.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
+                image = np.asarray(im, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+            raise ValueError(f"Cannot read image file {path!r}: {e}") from e
+        if image.ndim == 2:
+            image = image[..., None]
+        return {"image": image, "label": self.labels[index]}
+
+    def __repr__(self) -> str:
+        return (
+            f"FolderSource({self.root!r}, num_records={len(self)}, class_names={self.class_names})"
+        )
+
+
+def _tensorflow_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+_NEEDS_TF = (
+    "Preparing a TFDS catalogue dataset (download + conversion to ArrayRecord files) needs "
+    "TensorFlow, which fnn does not install by default: pip install 'fnn[tensorflow]'. Reading "
+    "an already prepared dataset does not need it (prepare once on a machine with TensorFlow and "
+    "pass data_dir=...)."
+)
+
+
+def tfds_source(name: str, *, split: str = "train", data_dir=None, download: bool = True):
+    """A TFDS random-access data source (``tfds.data_source``) for ``name``, prepared if needed.
+
+    Reading ArrayRecord files needs no TensorFlow; preparing a dataset that is not yet on disk
+    downloads it and needs TensorFlow (the ``tensorflow`` extra), which is checked *before*
+    anything is downloaded. Under ``tfds.testing.mock_data`` nothing is downloaded or prepared.
+
+    Args:
+      name: a TFDS catalogue name, optionally with config/version (``"mnist"``,
+        ``"cifar10:3.0.2"`` is written ``"cifar10/3.0.2"`` as in TFDS).
+      split: a TFDS split with optional slicing: ``"train"``, ``"test[:10%]"``, ``"train+test"``.
+      data_dir: where TFDS keeps datasets (default ``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``).
+      download: ``False`` to fail instead of downloading when the dataset is not prepared.
+
+    Returns:
+      ``(source, info)``: the ``tfds.data_source`` result (``len``, ``source[i]`` is a dict of
+      NumPy values) and its ``tfds.core.DatasetInfo``.
+
+    Raises:
+      ValueError: an unknown dataset (with "did you mean") or split, or a dataset that is not
+        prepared and ``download=False``.
+      ImportError: the dataset must be prepared and TensorFlow is not installed.
+
+    Examples:
+      >>> import tensorflow_datasets as tfds
+      >>> with tfds.testing.mock_data(num_examples=4):
+      ...     source, info = tfds_source("mnist", split="test")
+      ...     len(source), source[0]["image"].shape, info.features["label"].num_classes
+      (4, (28, 28, 1), 10)
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise _unknown_tfds_error(name) from None
+    if not builder.is_prepared():
+        if not download:
+            raise ValueError(
+                f"TFDS dataset {name!r} is not prepared in {builder.data_dir!r} and "
+                "download=False; pass download=True (needs network and TensorFlow) or the "
+                "data_dir where it was prepared"
+            )
+        prepare = type(builder).download_and_prepare
+        real = getattr(prepare, "__module__", "").startswith("tensorflow_datasets.core")
+        if real and not _tensorflow_available():  # fail before a long download, not after
+            raise ImportError(f"TFDS dataset {name!r} is not prepared yet. {_NEEDS_TF}")
+        try:
+            builder.download_and_prepare(file_format="array_record")
+        except ModuleNotFoundError as e:
+            if "tensorflow" in str(e):
+                raise ImportError(f"TFDS dataset {name!r} is not prepared yet. {_NEEDS_TF}") from e
+            raise
+    splits = dict(builder.info.splits) if builder.info.splits else {}
+    if splits:
+        import re
+
+        for part in split.split("+"):
+            base = re.split(r"[\[(]", part.strip())[0]
+            if base not in splits:
+                raise unknown_name_error(f"split of TFDS dataset {name!r}", base, splits)
+    return builder.as_data_source(split=split), builder.info
+
+
+def _unknown_tfds_error(name: str) -> ValueError:
+    import difflib
+
+    import tensorflow_datasets as tfds
+
+    known = tfds.list_builders(with_community_datasets=False)
+    close = difflib.get_close_matches(name.split("/")[0].lower(), known, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(
+        f"Unknown TFDS dataset {name!r}.{hint} See tfds.list_builders() for the "
+        f"{len(known)} catalogue names."
+    )
+
+
+def _parse_tfds_name(name: str) -> tuple[str, str]:
+    body = name[len("tfds:") :]
+    tfds_name, _, split = body.partition(":")
+    if not tfds_name:
+        raise ValueError(f"Expected 'tfds:<name>[:<split>]', e.g. 'tfds:mnist:test', got {name!r}")
+    return tfds_name, split or "train"
+
+
+def _records_to_dataset(source, *, name, class_names, image_key, label_key, size) -> Dataset:
+    """Read every record of a random-access source into a stacked ``Dataset``."""
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"{name} holds no examples")
+    images, labels = [], np.empty(n, np.int32)
+    for i in range(n):
+        record = source[i]
+        if image_key not in record or label_key not in record:
+            raise ValueError(
+                f"{name} records have keys {sorted(record)}; expected image_key={image_key!r} "
+                f"and label_key={label_key!r}"
+            )
+        images.append(_as_hwc(record[image_key]))
+        labels[i] = int(record[label_key])
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        if size is None:
+            raise ValueError(
+                f"{name} has images of different shapes {sorted(shapes)[:3]}; pass "
+                "size=(height, width) to resize them"
+            )
+        size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        images = [_as_hwc(im, size) for im in images]
+    return Dataset(
+        image=_to_unit_float(np.stack(images)), label=labels, class_names=class_names, name=name
+    )
+
+
+def _as_hwc(image, size=None) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"expected an [H, W, C] image, got shape {image.shape}")
+    if size is not None and image.shape[:2] != tuple(size):
+        from PIL import Image
+
+        if image.dtype != np.uint8:
+            raise ValueError(
+                f"images of different sizes can only be resized on read when they are uint8, "
+                f"got {image.dtype}"
+            )
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        pil = pil.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        image = np.asarray(pil).reshape(size[0], size[1], image.shape[-1])
+    return image
+
+
+def _to_unit_float(images) -> np.ndarray:
+    """uint8 pixels → float32 in [0, 1]; floats are kept (as float32); bools → {0, 1}."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    if images.dtype == np.uint16:
+        return images.astype(np.float32) / np.float32(65535.0)
+    return images.astype(np.float32)
+
+
+def _is_tfds_name(name: str) -> bool:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:  # pragma: no cover - tensorflow-datasets is a core dependency
+        return False
+    return name.split("/")[0].split(":")[0] in tfds.list_builders(with_community_datasets=False)
+
+
+def _load_tfds(
+    name: str,
+    *,
+    data_dir=None,
+    download: bool = True,
+    image_key: str = "image",
+    label_key: str = "label",
+    size=None,
+) -> Dataset:
+    tfds_name, split = _parse_tfds_name(name)
+    source, info = tfds_source(tfds_name, split=split, data_dir=data_dir, download=download)
+    label_feature = info.features[label_key] if label_key in info.features else None
+    class_names = getattr(label_feature, "names", None)
+    return _records_to_dataset(
+        source,
+        name=f"tfds:{tfds_name}:{split}",
+        class_names=class_names,
+        image_key=image_key,
+        label_key=label_key,
+        size=size,
+    )
+
+
+def _load_folder(
+    path: str, *, color_mode: str = "rgb", extensions=IMAGE_EXTENSIONS, size=None
+) -> Dataset:
+    source = FolderSource(path, color_mode=color_mode, extensions=extensions)
+    return _records_to_dataset(
+        source,
+        name=path,
+        class_names=source.class_names,
+        image_key="image",
+        label_key="label",
+        size=size,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming: Grain over any random-access source.
+# --------------------------------------------------------------------------------------------
+
+
+class _ToTrainingRecord(grain.transforms.Map):
+    """Grain map: a raw record → ``{"image": float32 [H, W, C] in [0, 1], "label": int32}``.
+
+    A module-level class (not a closure) so that Grain worker processes can unpickle it.
+    """
+
+    def __init__(self, image_key: str, label_key: str, size, rgb: bool):
+        self.image_key, self.label_key, self.size, self.rgb = image_key, label_key, size, rgb
+
+    def map(self, element):
+        try:
+            image = element[self.image_key]
+            label = element[self.label_key]
+        except KeyError:
+            raise ValueError(
+                f"records have keys {sorted(element)}; expected image_key={self.image_key!r} "
+                f"and label_key={self.label_key!r}"
+            ) from None
+        image = _to_unit_float(_as_hwc(image, self.size))
+        if self.rgb:
+            image = to_rgb(image)
+        return {"image": image, "label": np.int32(label)}
+
+
+class _CallableMap(grain.transforms.Map):
+    """Grain map around a plain callable ``record -> record`` (picklable if the callable is)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def map(self, element):
+        return self.fn(element)
+
+
+class Loader:
+    """A streaming input pipeline: a ``grain.DataLoader`` plus its epoch length.
+
+    ``iter(loader)`` returns a ``grain.DataLoaderIterator`` yielding batches
+    ``{"image": float32 [B, H, W, C], "label": int32 [B]}`` (NumPy). Its position is
+    ``it.get_state()`` (bytes) and ``it.set_state(state)`` moves a fresh iterator there, so a
+    checkpoint that stores the state resumes with exactly the batches that would have come next.
+    With Orbax, save it through ``grain.checkpoint.CheckpointSave(it)`` /
+    ``grain.checkpoint.CheckpointRestore(it)`` in a ``CheckpointManager``'s composite args.
+
+    Attributes:
+      data_loader: the underlying ``grain.DataLoader``.
+      num_records: examples per epoch (this process's shard).
+      batch_size: examples per batch.
+      steps_per_epoch: batches per epoch (``len(loader)``): ``ceil(num_records / batch_size)``,
+        or the floor with ``drop_remainder=True``.
+      class_names: the source's class names, when it has them.
+    """
+
+    def __init__(self, data_loader, *, num_records, batch_size, drop_remainder, num_epochs, names):
+        self.data_loader = data_loader
+        self.num_records = num_records
+        self.batch_size = batch_size
+        self.num_epochs = num_epochs
+        self.class_names = None if names is None else tuple(str(c) for c in names)
+        rounding = math.floor if drop_remainder else math.ceil
+        self.steps_per_epoch = int(rounding(num_records / batch_size))
+
+    def __iter__(self):
+        return iter(self.data_loader)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def __repr__(self) -> str:
+        return (
+            f"Loader(num_records={self.num_records}, batch_size={self.batch_size}, "
+            f"steps_per_epoch={self.steps_per_epoch}, num_epochs={self.num_epochs})"
+        )
+
+
+def _source_for(source, *, split, data_dir, color_mode, size):
+    """Turn what the user passed to `loader` into a random-access source (+ class names)."""
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        if os.path.isdir(name):
+            src = FolderSource(name, color_mode=color_mode, size=size)
+            return src, src.class_names
+        if name.startswith("tfds:"):
+            tfds_name, parsed_split = _parse_tfds_name(name)
+            src, info = tfds_source(tfds_name, split=split or parsed_split, data_dir=data_dir)
+            label = info.features["label"] if "label" in info.features else None
+            return src, getattr(label, "names", None)
+        ds = load(name)
+        return ArraySource(ds), ds.class_names
+    if isinstance(source, Mapping):
+        return ArraySource(source), getattr(source, "class_names", None)
+    if hasattr(source, "__len__") and hasattr(source, "__getitem__"):
+        info = getattr(source, "dataset_info", None)  # a tfds.data_source result
+        label = info.features["label"] if info is not None and "label" in info.features else None
+        return source, getattr(source, "class_names", getattr(label, "names", None))
+    raise TypeError(
+        "source must be a Dataset / dict of arrays, a dataset name ('digits', 'tfds:mnist', a "
+        "folder) or a random-access source with __len__ and __getitem__, got "
+        f"{type(source).__name__}"
+    )
+
+
+def _mark_absl_flags_parsed() -> None:
+    """Work around google/grain#1355 (fixed upstream by PR #1362, after grain 0.2.18).
+
+    Grain's worker processes read an Abseil flag, which raises ``UnparsedFlagAccessError`` in a
+    script that does not run under ``absl.app``; marking the flags parsed makes them take their
+    defaults, as the upstream fix does. Programs that parse flags themselves are unaffected.
+    """
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def loader(
+    source,
+    *,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_epochs: int | None = 1,
+    drop_remainder: bool = False,
+    workers: int = 1,
+    use_multiprocessing: bool = False,
+    max_queue_size: int = 10,
+    size=None,
+    rgb: bool = False,
+    transforms: Sequence[Any] = (),
+    image_key: str = "image",
+    label_key: str = "label",
+    split: str | None = None,
+    data_dir=None,
+    color_mode: str = "rgb",
+    shard_options=None,
+) -> Loader:
+    """Stream batches from data that need not fit in memory, with a checkpointable position.
+
+    The pipeline is Grain's ``DataLoader``: an ``IndexSampler`` (a seeded global shuffle, a new
+    order each epoch), per-record reading and decoding (to ``float32`` in ``[0, 1]``, optional
+    resize / RGB, your ``transforms``), ``Batch``, and prefetching in threads or worker processes.
+    Only the indices are shuffled, so the source is read lazily: a TFDS ArrayRecord data source
+    or a folder of images streams from disk.
+
+    Keras' ``fit(workers=..., use_multiprocessing=..., max_queue_size=...)`` map to Grain as:
+
+    ======================  =====================================================================
+    Keras                   Grain
+    ======================  =====================================================================
+    ``use_multiprocessing``  ``True``: ``worker_count = workers`` processes, each with a
+                            ``worker_buffer_size = ceil(max_queue_size / workers)`` batch queue.
+                            ``False``: ``worker_count = 0`` (reading in the calling process).
+    ``workers``             processes (above) or, without multiprocessing, reader threads
+                            (``ReadOptions.num_threads``).
+    ``max_queue_size``      batches prefetched: ``ReadOptions.prefetch_buffer_size =
+                            max_queue_size · batch_size`` records.
+    ======================  =====================================================================
+
+    PyTorch's ``DataLoader(num_workers, prefetch_factor)`` is the same idea; its position cannot
+    be saved, Grain's can.
+
+    Args:
+      source: a :class:`Dataset` / dict of arrays (:class:`ArraySource`), a TFDS name
+        ``"tfds:<name>[:<split>]"`` (read through ``tfds.data_source``), a folder of class
+        sub-folders (:class:`FolderSource`), a built-in name (loaded, then streamed), or any
+        random-access source (``len(src)``, ``src[i]`` a dict), e.g. a ``tfds.data_source``.
+      batch_size: examples per batch, ``>= 1``.
+      shuffle: shuffle the record order (a different permutation each epoch).
+      seed: the shuffle seed (Grain's ``IndexSampler(seed=...)``).
+      num_epochs: epochs before the iterator stops; ``None`` for an endless stream (then stop
+        after ``len(loader)`` steps per epoch yourself).
+      drop_remainder: drop the last, smaller batch of each epoch... of the whole stream (Grain
+        batches across epoch boundaries, so with ``num_epochs > 1`` only the very last batch can
+        be short).
+      workers: worker processes (``use_multiprocessing=True``) or reader threads.
+      use_multiprocessing: read and decode in ``workers`` separate processes (for Python-heavy
+        decoding; each process starts a fresh interpreter, seconds of start-up).
+      max_queue_size: batches to prefetch.
+      size: ``(height, width)`` to resize each image to on read (Pillow, bilinear).
+      rgb: repeat grayscale channels to three.
+      transforms: extra per-record callables ``record -> record`` (or Grain transforms), applied
+        after decoding and before batching, e.g. host-side augmentation.
+      image_key, label_key: the record keys of the image and the label (TFDS: ``"image"``,
+        ``"label"``).
+      split: the TFDS split when ``source`` is a TFDS name (overrides the name's split).
+      data_dir: the TFDS data directory.
+      color_mode: for a folder: ``"rgb"`` or ``"grayscale"``.
+      shard_options: Grain shard options; default ``grain.sharding.NoSharding()``. Use
+        ``grain.sharding.ShardByJaxProcess(drop_remainder=True)`` on several hosts.
+
+    Returns:
+      a :class:`Loader`; ``len(loader)`` is the number of batches per epoch.
+
+    Raises:
+      ValueError: a ``batch_size`` below 1 or above the number of records with
+        ``drop_remainder=True``; ``use_multiprocessing`` with ``workers < 1``; negative
+        ``max_queue_size``; an empty source.
+
+    Examples:
+      >>> import fnn
+      >>> stream = fnn.data.loader(fnn.data.load("digits"), batch_size=256, seed=0)
+      >>> it = iter(stream)
+      >>> first = next(it)
+      >>> first["image"].shape, first["label"].dtype, len(stream)
+      ((256, 8, 8, 1), dtype('int32'), 8)
+      >>> state = it.get_state()           # save with the model checkpoint
+      >>> second = next(it)
+      >>> it2 = iter(stream); it2.set_state(state)   # ... and resume after a restart
+      >>> bool((next(it2)["label"] == second["label"]).all())
+      True
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+    if use_multiprocessing and workers < 1:
+        raise ValueError(f"use_multiprocessing=True needs workers >= 1, got workers={workers}")
+    if not isinstance(max_queue_size, (int, np.integer)) or max_queue_size < 0:
+        raise ValueError(f"max_queue_size must be an int >= 0, got {max_queue_size!r}")
+    if num_epochs is not None and (not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1):
+        raise ValueError(f"num_epochs must be an int >= 1 or None, got {num_epochs!r}")
+    if size is not None:
+        size = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(size)
+
+    src, class_names = _source_for(
+        source, split=split, data_dir=data_dir, color_mode=color_mode, size=size
+    )
+    num_records = len(src)
+    if num_records == 0:
+        raise ValueError(f"source {src!r} holds no records")
+    if drop_remainder and batch_size > num_records:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {num_records} records and "
+            "drop_remainder=True would yield no batch"
+        )
+    shard_options = shard_options or grain.sharding.NoSharding()
+    sampler = grain.samplers.IndexSampler(
+        num_records=num_records,
+        shard_options=shard_options,
+        shuffle=shuffle,
+        num_epochs=num_epochs,
+        seed=seed,
+    )
+    operations = [_ToTrainingRecord(image_key, label_key, size, rgb)]
+    for t in transforms:
+        is_grain = isinstance(t, (grain.transforms.Map, grain.transforms.RandomMap))
+        operations.append(t if is_grain else _CallableMap(t))
+    operations.append(grain.transforms.Batch(batch_size=batch_size, drop_remainder=drop_remainder))
+    if use_multiprocessing:
+        worker_count, worker_buffer = int(workers), max(1, math.ceil(max_queue_size / workers))
+        read_options = None
+        _mark_absl_flags_parsed()
+    else:
+        worker_count, worker_buffer = 0, 1
+        read_options = grain.ReadOptions(
+            num_threads=max(1, int(workers)), prefetch_buffer_size=max_queue_size * batch_size
+        )
+    data_loader = grain.DataLoader(
+        data_source=src,
+        sampler=sampler,
+        operations=operations,
+        worker_count=worker_count,
+        worker_buffer_size=worker_buffer,
+        shard_options=shard_options,
+        read_options=read_options,
+    )
+    shard_count = getattr(shard_options, "shard_count", 1)
+    return Loader(
+        data_loader,
+        num_records=num_records // shard_count if shard_count > 1 else num_records,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+        num_epochs=num_epochs,
+        names=class_names,
+    )

@@ -347,3 +347,229 @@ def test_image_helper_errors():
 
 def test_lazy_namespace():
     assert fnn.data is D
+
+
+# --------------------------------------------------------------------------------------------
+# TFDS through tfds.testing.mock_data (never the network).
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tfds():
+    return pytest.importorskip("tensorflow_datasets")
+
+
+def test_tfds_mnist_with_mock_data(tfds):
+    with tfds.testing.mock_data(num_examples=12):
+        ds = D.load("tfds:mnist:test")
+        source = tfds.data_source("mnist", split="test")
+        raw = [source[i] for i in range(12)]
+    assert ds["image"].shape == (12, 28, 28, 1) and ds["image"].dtype == np.float32
+    assert ds["label"].dtype == np.int32 and ds.name == "tfds:mnist:test"
+    assert ds.class_names == tuple(str(k) for k in range(10))
+    # uint8 pixels scaled by 1/255, labels unchanged, order kept
+    np.testing.assert_array_equal(ds["image"] * 255.0, np.stack([r["image"] for r in raw]))
+    np.testing.assert_array_equal(ds["label"], [int(r["label"]) for r in raw])
+
+
+def test_tfds_default_split_rgb_and_resize(tfds):
+    with tfds.testing.mock_data(num_examples=5):
+        ds = D.load("tfds:mnist", rgb=True, size=(16, 16))
+    assert ds.name == "tfds:mnist:train" and ds["image"].shape == (5, 16, 16, 3)
+
+
+def test_tfds_errors(tfds, monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown TFDS dataset 'mnistt'.*Did you mean 'mnist'"):
+        D.load("tfds:mnistt")
+    with pytest.raises(ValueError, match=r"Unknown dataset 'mnist'. Did you mean 'tfds:mnist'"):
+        D.load("mnist")
+    with pytest.raises(ValueError, match=r"not prepared in .*download=False"):
+        D.load("tfds:mnist", data_dir=str(tmp_path), download=False)
+    # Preparing needs TensorFlow: the error says so before any download starts.
+    monkeypatch.setattr(D, "_tensorflow_available", lambda: False)
+    with pytest.raises(ImportError, match=r"needs TensorFlow.*pip install 'fnn\[tensorflow\]'"):
+        D.load("tfds:mnist", data_dir=str(tmp_path))
+    assert not any(tmp_path.iterdir())  # nothing was downloaded
+
+
+# --------------------------------------------------------------------------------------------
+# A folder of class sub-folders of images.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """cats/ (3 RGB PNGs), dogs/ (2 grayscale PNGs, one in a nested folder), plus noise files."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pets")
+    rng = np.random.default_rng(0)
+    pixels = {}
+    (root / "cats").mkdir()
+    (root / "dogs" / "nested").mkdir(parents=True)
+    for i in range(3):
+        arr = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(root / "cats" / f"c{i}.png")
+        pixels[f"cats/c{i}.png"] = arr
+    for where in ["dogs/d0.png", "dogs/nested/d1.png"]:
+        arr = rng.integers(0, 256, (6, 5), dtype=np.uint8)
+        Image.fromarray(arr).save(root / where)
+        pixels[where] = arr
+    (root / "cats" / "notes.txt").write_text("not an image")
+    (root / "README.md").write_text("files at the top level are ignored")
+    return root, pixels
+
+
+def test_folder_loader(image_folder):
+    root, pixels = image_folder
+    ds = D.load(root)
+    assert ds.class_names == ("cats", "dogs")
+    assert ds["image"].shape == (5, 6, 5, 3) and ds["label"].tolist() == [0, 0, 0, 1, 1]
+    np.testing.assert_allclose(ds["image"][0] * 255.0, pixels["cats/c0.png"], atol=1e-4)
+    # grayscale files are converted to RGB (R = G = B), Keras' color_mode="rgb" default
+    np.testing.assert_allclose(
+        ds["image"][3] * 255.0, pixels["dogs/d0.png"][..., None].repeat(3, -1), atol=1e-4
+    )
+    gray = D.load(str(root), color_mode="grayscale", size=(12, 10))
+    assert gray["image"].shape == (5, 12, 10, 1)
+
+
+def test_folder_errors(tmp_path, image_folder):
+    from PIL import Image
+
+    with pytest.raises(ValueError, match=r"has no class sub-folders"):
+        D.load(tmp_path)
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(ValueError, match=r"empty_class' holds no images"):
+        D.load(tmp_path)
+    (tmp_path / "empty_class" / "broken.png").write_bytes(b"this is not a png")
+    with pytest.raises(ValueError, match=r"Cannot read image file .*broken.png"):
+        D.load(tmp_path)
+    mixed = tmp_path / "mixed"
+    (mixed / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(mixed / "a" / "small.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(mixed / "a" / "large.png")
+    with pytest.raises(ValueError, match=r"images of different shapes .*pass size="):
+        D.load(mixed)
+    assert D.load(mixed, size=(5, 5))["image"].shape == (2, 5, 5, 3)
+    with pytest.raises(ValueError, match=r"color_mode must be 'rgb' or 'grayscale', got 'cmyk'"):
+        D.load(image_folder[0], color_mode="cmyk")
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming with Grain: shuffling, batching, a position that can be saved and restored.
+# --------------------------------------------------------------------------------------------
+
+
+def test_loader_epoch_covers_every_example_once():
+    ds = _toy(50)
+    stream = D.loader(ds, batch_size=8, seed=0)
+    batches = list(stream)
+    assert len(stream) == len(batches) == 7
+    assert [len(b["label"]) for b in batches] == [8] * 6 + [2]
+    ids = np.concatenate([b["image"][:, 0, 0, 0] for b in batches]).astype(int)
+    assert sorted(ids.tolist()) == list(range(50)) and ids.tolist() != list(range(50))
+    for b in batches:  # pairs intact, dtypes per the contract
+        assert b["image"].dtype == np.float32 and b["label"].dtype == np.int32
+        np.testing.assert_array_equal(b["label"], b["image"][:, 0, 0, 0].astype(int) % 3)
+    plain = list(D.loader(ds, batch_size=8, shuffle=False, drop_remainder=True))
+    assert len(plain) == 6
+    assert np.concatenate([b["label"] for b in plain]).tolist() == (np.arange(48) % 3).tolist()
+
+
+def test_loader_deterministic_and_reshuffles_each_epoch():
+    ds = _toy(20)
+
+    def order(seed):
+        stream = D.loader(ds, batch_size=5, seed=seed, num_epochs=2)
+        return np.concatenate([b["image"][:, 0, 0, 0] for b in stream]).astype(int)
+
+    a, b = order(1), order(1)
+    np.testing.assert_array_equal(a, b)
+    assert sorted(a[:20]) == sorted(a[20:]) == list(range(20))
+    assert a[:20].tolist() != a[20:].tolist()  # a new permutation in epoch 2
+    assert order(2).tolist() != a.tolist()
+
+
+def test_loader_restore_gives_the_same_next_batches():
+    stream = D.loader(_toy(40), batch_size=6, seed=3, num_epochs=2)
+    it = iter(stream)
+    for _ in range(4):
+        next(it)
+    state = it.get_state()
+    expected = [b["image"] for b in it]
+    resumed = iter(D.loader(_toy(40), batch_size=6, seed=3, num_epochs=2))  # a "new process"
+    resumed.set_state(state)
+    got = [b["image"] for b in resumed]
+    assert len(got) == len(expected) == 14 - 4
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
+
+
+def test_loader_over_tfds_data_source_restores(tfds):
+    with tfds.testing.mock_data(num_examples=30):
+        stream = D.loader("tfds:mnist:train", batch_size=4, seed=0, rgb=True)
+        assert stream.class_names == tuple(str(k) for k in range(10))
+        it = iter(stream)
+        first = [next(it) for _ in range(3)]
+        state = it.get_state()
+        rest = [b["label"] for b in it]
+        again = iter(
+            D.loader(tfds.data_source("mnist", split="train"), batch_size=4, seed=0, rgb=True)
+        )
+        again.set_state(state)
+        assert [b["label"].tolist() for b in again] == [r.tolist() for r in rest]
+        source = tfds.data_source("mnist", split="train")
+        all_labels = sorted(int(source[i]["label"]) for i in range(30))
+    assert first[0]["image"].shape == (4, 28, 28, 3) and first[0]["image"].max() <= 1.0
+    seen = np.concatenate([b["label"] for b in first] + rest)
+    assert sorted(seen.tolist()) == all_labels
+
+
+def test_loader_over_folder_with_resize(image_folder):
+    stream = D.loader(
+        image_folder[0], batch_size=2, shuffle=False, size=(4, 4), color_mode="grayscale"
+    )
+    batches = list(stream)
+    assert [b["image"].shape for b in batches] == [(2, 4, 4, 1), (2, 4, 4, 1), (1, 4, 4, 1)]
+    assert stream.class_names == ("cats", "dogs")
+
+
+def test_loader_transforms_run_per_record():
+    def negate(record):
+        return {**record, "image": -record["image"]}
+
+    batch = next(iter(D.loader(_toy(10), batch_size=10, shuffle=False, transforms=[negate])))
+    np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], -np.arange(10.0))
+
+
+@pytest.mark.slow
+def test_loader_worker_processes_match_in_process_order():
+    """One worker process (seconds to start): same batches as reading in-process."""
+    ds = _toy(24)
+    kw = dict(batch_size=8, seed=5)
+    expected = [b["label"].tolist() for b in D.loader(ds, **kw)]
+    stream = D.loader(ds, workers=1, use_multiprocessing=True, max_queue_size=2, **kw)
+    assert [b["label"].tolist() for b in stream] == expected
+
+
+def test_loader_bad_arguments():
+    ds = _toy(10)
+    with pytest.raises(ValueError, match=r"batch_size must be >= 1, got 0"):
+        D.loader(ds, batch_size=0)
+    with pytest.raises(TypeError, match=r"batch_size must be an int >= 1, got 2.5"):
+        D.loader(ds, batch_size=2.5)
+    with pytest.raises(ValueError, match=r"batch_size=11 is larger than the 10 records"):
+        D.loader(ds, batch_size=11, drop_remainder=True)
+    with pytest.raises(
+        ValueError, match=r"use_multiprocessing=True needs workers >= 1, got workers=0"
+    ):
+        D.loader(ds, batch_size=2, workers=0, use_multiprocessing=True)
+    with pytest.raises(ValueError, match=r"max_queue_size must be an int >= 0, got -1"):
+        D.loader(ds, batch_size=2, max_queue_size=-1)
+    with pytest.raises(ValueError, match=r"num_epochs must be an int >= 1 or None, got 0"):
+        D.loader(ds, batch_size=2, num_epochs=0)
+    with pytest.raises(TypeError, match=r"source must be"):
+        D.loader(42, batch_size=2)
+    with pytest.raises(ValueError, match=r"image has 10, label has 9"):
+        D.loader({"image": np.zeros((10, 2, 2, 1)), "label": np.zeros(9)}, batch_size=2)
