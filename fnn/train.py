@@ -364,14 +364,14 @@ def _train_core(objective: Objective, *, update_batch_stats: bool = True):
         (loss, (stats, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
         )
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         new_state = state.apply_gradients(grads, model_state=model_state)
         stats = dict(stats)
         lr = learning_rate(new_state.opt_state)
         if lr is not None:
             stats["learning_rate"] = lr * state.lr_scale
         stats["grad_norm"] = grad_norm
-        stats["param_norm"] = optax.global_norm(new_state.params)
+        stats["param_norm"] = optax.tree.norm(new_state.params)
         stats["_loss"] = loss
         return new_state, stats
 
@@ -786,7 +786,8 @@ def _verbosity(verbose) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _gather(data, perm, offset, batch_size: int, n: int, mesh):
+def _gather(data, perm, offset, batch_size: int, n, mesh):
+    """Rows ``perm[offset : offset + B]`` of ``data``; ``mask`` is 0 past the ``n`` real ones."""
     idx = jax.lax.dynamic_slice_in_dim(perm, offset, batch_size)
     batch = {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
     batch["mask"] = (offset + jnp.arange(batch_size) < n).astype(jnp.float32)
@@ -977,8 +978,9 @@ class Trainer:
             acc["nonfinite_step"] = jnp.asarray(_NO_BAD_STEP, jnp.int32)
         return parallel.replicate(acc, self.mesh)
 
-    def _runner(self, kind: str, k: int, batch_size: int, n: int):
-        cache_key = (kind, k, batch_size, n)
+    def _runner(self, kind: str, k: int, batch_size: int):
+        # The number of real examples n is a traced argument: one compilation per batch shape.
+        cache_key = (kind, k, batch_size)
         if cache_key in self._runners:
             return self._runners[cache_key]
         mesh = self.mesh
@@ -986,7 +988,7 @@ class Trainer:
         if kind == "train":
             core = _train_core(self.objective, update_batch_stats=self.update_batch_stats)
 
-            def body(carry, i, data, perm, start, key):
+            def body(carry, i, data, perm, start, n, key):
                 state, acc = carry
                 batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
                 step = state.step
@@ -1003,18 +1005,18 @@ class Trainer:
                 new["nonfinite_step"] = jnp.where(bad & first, step, acc["nonfinite_step"])
                 return (state, new), None
 
-            def run(state, acc, data, perm, start, key):
+            def run(state, acc, data, perm, start, n, key):
                 if k == 1:
-                    return body((state, acc), 0, data, perm, start, key)[0]
+                    return body((state, acc), 0, data, perm, start, n, key)[0]
                 return jax.lax.scan(
-                    lambda c, i: body(c, i, data, perm, start, key), (state, acc), jnp.arange(k)
+                    lambda c, i: body(c, i, data, perm, start, n, key), (state, acc), jnp.arange(k)
                 )[0]
 
             fn = self._jit(run, donate_argnums=(0, 1))
         elif kind == "eval":
             core = _eval_core(self.objective)
 
-            def run(state, acc, data, perm, start, key):
+            def run(state, acc, data, perm, start, n, key):
                 def body(acc, i):
                     batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
                     stats = core(state, batch, key)
@@ -1027,7 +1029,7 @@ class Trainer:
             fn = self._jit(run, donate_argnums=(1,))
         else:  # predict
 
-            def run(state, data, perm, start, key):
+            def run(state, data, perm, start, n, key):
                 model = nnx.merge(state.spec.eval_graphdef, state.params, state.model_state)
 
                 def body(_, i):
@@ -1040,20 +1042,24 @@ class Trainer:
         self._runners[cache_key] = fn
         return fn
 
-    def _perm(self, n: int, total: int, epoch: int, shuffle: bool):
-        key = ("perm", n, total, shuffle)
+    def _perm(self, n: int, total: int, epoch: int, shuffle: bool, start: int = 0):
+        """Row indices of one epoch, ``total`` long: rows ``start .. start+n-1``, permuted on the
+        device when ``shuffle`` (key ``fold_in(shuffle_key, epoch)``), then repeated from the
+        beginning to fill the last batch (those repeats get zero weight)."""
+        if not shuffle:
+            order = np.resize(np.arange(start, start + n, dtype=np.int32), total)
+            return jax.device_put(order, parallel.replicated(self.mesh))
+        key = ("perm", n, total)
         if key not in self._runners:
 
             def perm_fn(shuffle_key, epoch):
-                if shuffle:
-                    p = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
-                else:
-                    p = jnp.arange(n)
+                p = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
                 reps = -(-total // n)
                 return jnp.tile(p, reps)[:total].astype(jnp.int32)
 
             self._runners[key] = jax.jit(perm_fn, out_shardings=parallel.replicated(self.mesh))
-        return self._runners[key](self._shuffle_key, epoch)
+        perm = self._runners[key](self._shuffle_key, epoch)
+        return perm + start if start else perm
 
     def _upload(self, x, y=None, w=None):
         data = {"image": x}
@@ -1197,7 +1203,7 @@ class Trainer:
             raise ValueError(
                 f"validation_split must be a fraction in (0, 1) (or 0 for none), got {validation_split!r}"
             )
-        val = None
+        val, full = None, None
         if validation_split > 0:
             if validation_data is not None:
                 raise ValueError("pass validation_split or validation_data, not both")
@@ -1207,7 +1213,10 @@ class Trainer:
                     f"validation_split={validation_split} of {len(x)} examples leaves "
                     f"{split_at} for training and {len(x) - split_at} for validation; both need one"
                 )
+            # Both parts stay in one device copy: training reads rows [0, split_at), validation
+            # rows [split_at, N).
             val = (x[split_at:], y[split_at:], w[split_at:])
+            full = (x, y, w)
             x, y, w = x[:split_at], y[:split_at], w[:split_at]
         elif validation_data is not None:
             val = self._validation_tuple(validation_data)
@@ -1273,8 +1282,13 @@ class Trainer:
         history = cbs.history
 
         # All checks passed: copy the data to the device once.
-        data = self._upload(x, y, w)
-        vdata = self._upload(*val) if val is not None else None
+        if full is not None:
+            data = vdata = self._upload(*full)
+            vstart = n
+        else:
+            data = self._upload(x, y, w)
+            vdata = self._upload(*val) if val is not None else None
+            vstart = 0
         k = self.steps_per_execution
         self.stop_training = False
         self.nonfinite_step = None
@@ -1286,13 +1300,15 @@ class Trainer:
             done = 0
             while done < steps:
                 kk = min(k, steps - done)
-                run = self._runner("train", kk, batch_size, n)
-                self.state, acc = self._call(run, self.state, acc, data, perm, done, self._step_key)
+                run = self._runner("train", kk, batch_size)
+                self.state, acc = self._call(
+                    run, self.state, acc, data, perm, done, n, self._step_key
+                )
                 done += kk
                 cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
             logs = self._logs(acc)  # logging time: the host waits for the epoch here
             if val is not None and (epoch + 1) in val_freq:
-                vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps)
+                vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps, start=vstart)
                 logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -1351,14 +1367,14 @@ class Trainer:
             logs[name] = float(v.total / v.count) if isinstance(v, metrics_lib.Mean) else float(v)
         return logs
 
-    def _evaluate_device(self, vdata, n, batch_size, steps) -> dict[str, float]:
-        perm = self._perm(n, steps * batch_size, 0, False)
+    def _evaluate_device(self, vdata, n, batch_size, steps, start=0) -> dict[str, float]:
+        perm = self._perm(n, steps * batch_size, 0, False, start=start)
         acc = self._acc_init("eval")
         done = 0
         while done < steps:
             kk = min(self.steps_per_execution, steps - done)
-            run = self._runner("eval", kk, batch_size, n)
-            acc = self._call(run, self.state, acc, vdata, perm, done, self._step_key)
+            run = self._runner("eval", kk, batch_size)
+            acc = self._call(run, self.state, acc, vdata, perm, done, n, self._step_key)
             done += kk
         return self._logs(acc)
 
@@ -1451,8 +1467,8 @@ class Trainer:
         outs, done = [], 0
         while done < steps:
             kk = min(self.steps_per_execution, steps - done)
-            run = self._runner("predict", kk, batch_size, n)
-            out = self._call(run, self.state, data, perm, done, self._step_key)
+            run = self._runner("predict", kk, batch_size)
+            out = self._call(run, self.state, data, perm, done, n, self._step_key)
             outs.append(out.reshape(kk * batch_size, *out.shape[2:]))
             done += kk
         result = np.asarray(jax.device_get(jnp.concatenate(outs)))[: min(n, steps * batch_size)]
