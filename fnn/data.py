@@ -579,6 +579,8 @@ def to_rgb(images):
     xp = jax.numpy if isinstance(images, jax.Array) else np
     if shape[-1] == 1:
         return xp.repeat(images, 3, axis=-1)
+    if shape[-1] == 3:
+        return images
     return images[..., :3]
 
 

@@ -258,6 +258,59 @@ def test_per_class_counts_nested_and_deterministic(digits):
 
 
 # --------------------------------------------------------------------------------------------
+# Image helpers: to_rgb and resize (oracles in float64 NumPy).
+# --------------------------------------------------------------------------------------------
+
+
+def _bilinear_1d_matrix(n_in, n_out):
+    """Half-pixel-centre linear interpolation (upsampling): src = (i + 0.5) n_in / n_out - 0.5,
+    clamped to the edge pixels, as tf.image.resize and PyTorch's align_corners=False."""
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        src = np.clip((i + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        i0 = int(np.floor(src))
+        i1 = min(i0 + 1, n_in - 1)
+        m[i, i0] += 1 - (src - i0)
+        m[i, i1] += src - i0
+    return m
+
+
+def test_resize_upsampling_matches_bilinear_oracle():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 4, 2))
+    got = np.asarray(D.resize(x.astype(np.float32), (7, 9)))
+    rows, cols = _bilinear_1d_matrix(3, 7), _bilinear_1d_matrix(4, 9)
+    want = np.einsum("ih,jw,nhwc->nijc", rows, cols, x)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_resize_antialiased_downsampling_oracle():
+    # Shrinking by 2 with antialiasing widens the triangle kernel to 4 taps: (1, 3, 3, 1) / 8.
+    x = np.random.default_rng(1).random((1, 1, 16, 1))
+    got = np.asarray(D.resize(x.astype(np.float32), (1, 8)))[0, 0, :, 0]
+    v = x[0, 0, :, 0]
+    interior = [
+        (v[2 * i - 1] + 3 * v[2 * i] + 3 * v[2 * i + 1] + v[2 * i + 2]) / 8 for i in range(1, 7)
+    ]
+    np.testing.assert_allclose(got[1:7], interior, atol=1e-6)
+    no_aa = np.asarray(D.resize(x.astype(np.float32), (1, 8), antialias=False))[0, 0, :, 0]
+    np.testing.assert_allclose(no_aa, (v[0::2] + v[1::2]) / 2, atol=1e-6)  # 2 taps only
+
+
+def test_to_rgb_and_resize_jit_and_numpy_agree():
+    x = np.random.default_rng(2).random((3, 5, 5, 1)).astype(np.float32)
+    rgb = D.to_rgb(x)
+    assert isinstance(rgb, np.ndarray) and rgb.shape == (3, 5, 5, 3)
+    np.testing.assert_array_equal(rgb, np.concatenate([x, x, x], axis=-1))
+    np.testing.assert_array_equal(np.asarray(jax.jit(D.to_rgb)(jnp.asarray(x))), rgb)
+    assert D.to_rgb(rgb) is rgb
+    assert D.to_rgb(np.zeros((2, 2, 4))).shape == (2, 2, 3)  # RGBA drops alpha
+    f = jax.jit(lambda a: D.resize(a, (10, 10)))
+    np.testing.assert_allclose(np.asarray(f(x)), np.asarray(D.resize(x, 10)), atol=1e-6)
+    assert D.resize(x[0], (2, 3)).shape == (2, 3, 1)  # single image
+
+
+# --------------------------------------------------------------------------------------------
 # Bad inputs: clear errors naming the argument, the expected and the actual value.
 # --------------------------------------------------------------------------------------------
 
@@ -573,3 +626,34 @@ def test_loader_bad_arguments():
         D.loader(42, batch_size=2)
     with pytest.raises(ValueError, match=r"image has 10, label has 9"):
         D.loader({"image": np.zeros((10, 2, 2, 1)), "label": np.zeros(9)}, batch_size=2)
+
+
+def test_loader_position_saved_in_an_orbax_checkpoint(tmp_path):
+    grain = pytest.importorskip("grain")
+    ocp = pytest.importorskip("orbax.checkpoint")
+    stream = D.loader(_toy(30), batch_size=4, seed=0, num_epochs=None)
+    it = iter(stream)
+    for _ in range(9):  # crosses the epoch boundary (8 batches per epoch)
+        next(it)
+    params = {"w": jnp.arange(3.0)}
+    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+        manager.save(
+            9,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params), data=grain.checkpoint.CheckpointSave(it)
+            ),
+        )
+        manager.wait_until_finished()
+    expected = [next(it)["image"] for _ in range(3)]
+    fresh = iter(D.loader(_toy(30), batch_size=4, seed=0, num_epochs=None))
+    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+        restored = manager.restore(
+            9,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(params),
+                data=grain.checkpoint.CheckpointRestore(fresh),
+            ),
+        )
+    np.testing.assert_array_equal(restored["params"]["w"], params["w"])
+    for e in expected:
+        np.testing.assert_array_equal(next(fresh)["image"], e)
