@@ -37,15 +37,17 @@ a folder path
 
 Splits
 ------
-:func:`split` makes a seeded, optionally stratified train/validation/test split; :func:`validation_split`
-reproduces Keras' ``fit(validation_split=...)`` (the *last* fraction, taken before any shuffling);
-:func:`per_class` keeps ``n`` examples of each class.
+:func:`split` makes a seeded, optionally stratified train/validation/test split;
+:func:`validation_split` reproduces Keras' ``fit(validation_split=...)`` (the *last* fraction,
+taken before any shuffling); :func:`per_class` keeps ``n`` examples of each class;
+:func:`check_same_length` and :func:`check_finite` turn the classic bad inputs into clear errors.
 
 Streaming
 ---------
 :func:`loader` builds a Grain ``DataLoader`` over any random-access source (a ``Dataset``, a TFDS
 data source, a folder) with shuffling, batching, prefetching and worker processes; its iterator's
-position can be saved (``get_state``) and restored (``set_state``) with a checkpoint.
+position can be saved (``get_state``) and restored (``set_state``) with a checkpoint. The random
+access sources are :class:`ArraySource`, :class:`FolderSource` and :func:`tfds_source`.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ __all__ = [
     "check_same_length",
     "to_rgb",
     "resize",
+    "loader",
+    "Loader",
+    "ArraySource",
+    "FolderSource",
+    "tfds_source",
+    "IMAGE_EXTENSIONS",
 ]
 
 
@@ -707,16 +715,18 @@ def load(name: str | os.PathLike, *, size=None, rgb: bool = False, **kwargs) -> 
       >>> fnn.data.load("lfw_faces", rgb=True, size=(32, 32))["image"].shape
       (200, 32, 32, 3)
     """
-    if isinstance(name, os.PathLike) or (isinstance(name, str) and os.path.isdir(name)):
+    if isinstance(name, os.PathLike):
         ds = _load_folder(os.fspath(name), size=size, **kwargs)
     elif not isinstance(name, str):
         raise TypeError(f"name must be a dataset name or a folder path, got {type(name).__name__}")
     elif name.startswith("tfds:"):
         ds = _load_tfds(name, size=size, **kwargs)
-    elif name.lower() in _BUILTIN:
+    elif name.lower() in _BUILTIN:  # before folders: a folder "digits/" needs "./digits"
         if kwargs:
             raise TypeError(f"load({name!r}) takes no options {sorted(kwargs)}")
         ds = _BUILTIN[name.lower()]()
+    elif os.path.isdir(name):
+        ds = _load_folder(name, size=size, **kwargs)
     else:
         if os.sep in name or name.startswith("."):
             raise ValueError(
@@ -1249,14 +1259,19 @@ def loader(
       batch_size: examples per batch, ``>= 1``.
       shuffle: shuffle the record order (a different permutation each epoch).
       seed: the shuffle seed (Grain's ``IndexSampler(seed=...)``).
-      num_epochs: epochs before the iterator stops; ``None`` for an endless stream (then stop
-        after ``len(loader)`` steps per epoch yourself).
-      drop_remainder: drop the last, smaller batch of each epoch... of the whole stream (Grain
-        batches across epoch boundaries, so with ``num_epochs > 1`` only the very last batch can
-        be short).
+      num_epochs: passes over the data before the iterator stops; ``None`` for an endless
+        stream.
+      drop_remainder: drop the last, smaller batch. Grain batches the whole stream, across
+        epoch boundaries, so with ``num_epochs > 1`` a batch can hold the end of one epoch and
+        the start of the next, and only the very last batch can be short. For Keras-like
+        epochs, use ``num_epochs=None`` and take ``len(loader)`` batches per epoch, or one
+        loader per epoch with ``seed=base_seed + epoch``.
       workers: worker processes (``use_multiprocessing=True``) or reader threads.
       use_multiprocessing: read and decode in ``workers`` separate processes (for Python-heavy
-        decoding; each process starts a fresh interpreter, seconds of start-up).
+        decoding). Grain starts them with ``spawn``: each is a fresh interpreter (seconds of
+        start-up) that re-imports your script, so a script needs the
+        ``if __name__ == "__main__":`` guard, and ``transforms`` must be picklable
+        (module-level functions, not lambdas).
       max_queue_size: batches to prefetch.
       size: ``(height, width)`` to resize each image to on read (Pillow, bilinear).
       rgb: repeat grayscale channels to three.
