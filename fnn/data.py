@@ -438,8 +438,9 @@ def split(
     else:
         labels = _labels_for(data, stratify)
         if labels.shape != (n,):
+            hint = " (one-hot labels? pass stratify=labels.argmax(-1))" if labels.ndim == 2 else ""
             raise ValueError(
-                f"stratify labels must have shape ({n},) like the data, got {labels.shape}"
+                f"stratify labels must have shape ({n},) like the data, got {labels.shape}{hint}"
             )
         classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         test_c = _allocate(counts, n_test, counts)

@@ -217,6 +217,17 @@ def test_validation_split_takes_the_last_fraction(n, fraction):
     assert w_tr is None and w_va is None
 
 
+@given(n=st.integers(1, 300), fraction=st.floats(0.001, 0.999))
+def test_validation_split_property(n, fraction):
+    split_at = int(math.floor(n * (1.0 - fraction)))
+    if split_at in (0, n):
+        with pytest.raises(ValueError, match=r"leaves no"):
+            D.validation_split(np.arange(n), fraction)
+        return
+    train, val = D.validation_split(np.arange(n), fraction)
+    assert train.tolist() == list(range(split_at)) and val.tolist() == list(range(split_at, n))
+
+
 def test_validation_split_jax_arrays_and_dicts():
     x = jnp.arange(10.0)
     train, val = D.validation_split({"image": x, "label": jnp.arange(10)}, 0.2)
@@ -346,6 +357,8 @@ def test_split_bad_combinations():
         D.split(_toy(10), validation=0.01)
     with pytest.raises(ValueError, match=r"stratify labels must have shape \(10,\).*\(9,\)"):
         D.split(_toy(10), test=0.2, stratify=np.zeros(9))
+    with pytest.raises(ValueError, match=r"one-hot labels\? pass stratify=labels.argmax"):
+        D.split(_toy(10), test=0.2, stratify=np.eye(2)[np.arange(10) % 2])
     with pytest.raises(TypeError, match=r"validation must be a fraction.*bool"):
         D.split(_toy(10), validation=True)
     with pytest.raises(ValueError, match=r"validation_split=0.5 of 1 examples leaves no training"):
