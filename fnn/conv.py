@@ -1,0 +1,496 @@
+"""Convolutions whose backward pass stays fast inside compiled loops on XLA:CPU.
+
+Data contract: channels-last layouts, as Flax and Keras use them. Images are ``[N, H, W, C]``
+(``NHWC``), kernels are ``[KH, KW, C / groups, O]`` (``HWIO``); 1-D and 3-D work the same way
+(``[N, L, C]`` / ``[L, C/groups, O]`` and ``[N, D, H, W, C]`` / ``[KD, KH, KW, C/groups, O]``).
+
+Why this module exists: inside a ``while`` loop (``lax.scan``, ``fori_loop``, so inside
+``steps_per_execution`` and whole-epoch training) XLA:CPU does not put the two backward
+convolutions that JAX's autodiff emits into its canonical (fast, Eigen/oneDNN) form, and runs them
+as naive loop nests: about 16x slower for the input gradient and 250x slower for the kernel
+gradient (see ``PERF_NOTES.md``). Here the convolution is a `jax.custom_vjp` whose backward pass is
+written as two ordinary channels-last *forward* convolutions:
+
+* input gradient: ``dx = conv(dilate(g, s), flip(W)ᵀ)``, the output gradient convolved with the
+  spatially flipped kernel whose input/output channel axes are swapped (per group), with the
+  forward strides ``s`` turned into input dilation and the padding chosen so that ``dx`` has the
+  shape of ``x``;
+* kernel gradient: ``dW = conv(xᵀ, gᵀ)``, the input with its batch and channel axes swapped
+  convolved with the output gradient (batch and channel axes swapped too) used as the kernel, with
+  the forward strides turned into kernel dilation.
+
+Outside loops it is as fast as XLA's own VJP. On GPU and TPU the plain XLA convolution (cuDNN,
+TPU convolution units) is better, so by default `jax.lax.platform_dependent` picks the canonical
+form on CPU only (``implementation="auto"``).
+
+`Conv` is a drop-in replacement for `flax.nnx.Conv` (it is a subclass: same constructor, same
+``kernel``/``bias`` parameters and shapes, so checkpoints and weight mappings are shared); `conv2d`
+is the functional form; `conv_general_dilated` has `jax.lax.conv_general_dilated`'s signature.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+from fnn._validation import lookup
+
+__all__ = ["Conv", "conv2d", "conv_general_dilated", "IMPLEMENTATIONS"]
+
+#: Names accepted by ``implementation=``: ``"auto"`` (canonical VJP on CPU, XLA's own elsewhere),
+#: ``"canonical"`` (always the canonical custom VJP), ``"xla"`` (plain `lax.conv_general_dilated`).
+IMPLEMENTATIONS = ("auto", "canonical", "xla")
+
+
+class _Config(NamedTuple):
+    """Static convolution settings (hashable, passed as a non-differentiable argument)."""
+
+    strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+    groups: int
+    precision: object
+
+
+def _channels_last_dnums(nd: int) -> lax.ConvDimensionNumbers:
+    """ConvDimensionNumbers of N...C / ...IO / N...C for ``nd`` spatial dimensions."""
+    spatial = tuple(range(1, nd + 1))
+    return lax.ConvDimensionNumbers(
+        lhs_spec=(0, nd + 1, *spatial),
+        rhs_spec=(nd + 1, nd, *range(nd)),
+        out_spec=(0, nd + 1, *spatial),
+    )
+
+
+def _plain(x, w, cfg: _Config):
+    """The forward convolution, channels last, exactly as `lax.conv_general_dilated` does it."""
+    return lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=cfg.strides,
+        padding=cfg.padding,
+        lhs_dilation=cfg.lhs_dilation,
+        rhs_dilation=cfg.rhs_dilation,
+        dimension_numbers=_channels_last_dnums(x.ndim - 2),
+        feature_group_count=cfg.groups,
+        precision=cfg.precision,
+    )
+
+
+def _dilate(n: int, d: int) -> int:
+    return 0 if n == 0 else (n - 1) * d + 1
+
+
+def _dilate_spatial(x, dilation: tuple[int, ...]):
+    """Insert ``d - 1`` zeros between neighbouring pixels (interior padding), channels last.
+
+    XLA:CPU runs convolutions with input ("base") dilation outside its fast path (and its
+    simplifier has crashed on base plus window dilation), so dilation is made explicit instead.
+    """
+    if all(d == 1 for d in dilation):
+        return x
+    config = [(0, 0, 0), *((0, 0, d - 1) for d in dilation), (0, 0, 0)]
+    return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _canonical(x, w, cfg: _Config):
+    return _plain(x, w, cfg)
+
+
+def _canonical_fwd(x, w, cfg: _Config):
+    return _plain(x, w, cfg), (x, w)
+
+
+def _input_grad(g, w, x_shape, cfg: _Config):
+    """dL/dx as one forward convolution of ``g`` with the flipped, channel-swapped kernel."""
+    nd = g.ndim - 2
+    groups = cfg.groups
+    *ksize, cin_g, cout = w.shape
+    # [K..., I/G, O] -> [K..., O/G, I]: swap the channel axes within each group.
+    wt = w.reshape(*ksize, cin_g, groups, cout // groups)
+    wt = jnp.moveaxis(wt, (nd, nd + 1, nd + 2), (nd + 2, nd + 1, nd))
+    wt = wt.reshape(*ksize, cout // groups, groups * cin_g)
+    wt = lax.rev(wt, tuple(range(nd)))
+    pads = []
+    for i in range(nd):
+        n_in = _dilate(x_shape[1 + i], cfg.lhs_dilation[i])
+        k_eff = _dilate(ksize[i], cfg.rhs_dilation[i])
+        n_out = _dilate(g.shape[1 + i], cfg.strides[i])
+        lo = k_eff - cfg.padding[i][0] - 1
+        hi = n_in + k_eff - 1 - n_out - lo
+        pads.append((lo, hi))
+    t_cfg = _Config(
+        strides=cfg.lhs_dilation,
+        padding=tuple(pads),
+        lhs_dilation=(1,) * nd,
+        rhs_dilation=cfg.rhs_dilation,
+        groups=groups,
+        precision=cfg.precision,
+    )
+    return _canonical(_dilate_spatial(g, cfg.strides), wt, t_cfg)
+
+
+def _kernel_grad(x, g, k_shape, cfg: _Config):
+    """dL/dW as one forward convolution of ``x`` (batch <-> channels) with ``g`` as the kernel."""
+    nd = x.ndim - 2
+    # x: [N, S..., C] -> [C, S..., N]: channels become the batch, the batch is contracted.
+    xt = jnp.moveaxis(x, (0, nd + 1), (nd + 1, 0))
+    # g: [N, M..., O] -> [M..., N, O]: a kernel with N "input channels".
+    gt = jnp.moveaxis(g, 0, nd)
+    pads = []
+    for i in range(nd):
+        n_in = _dilate(x.shape[1 + i], cfg.lhs_dilation[i])
+        k_eff = _dilate(k_shape[i], cfg.rhs_dilation[i])
+        n_out = _dilate(g.shape[1 + i], cfg.strides[i])
+        lo = cfg.padding[i][0]
+        hi = n_out - n_in + k_eff - lo - 1
+        pads.append((lo, hi))
+    dnums = _channels_last_dnums(nd)
+    out = lax.conv_general_dilated(
+        xt,
+        gt,
+        window_strides=cfg.rhs_dilation,
+        padding=tuple(pads),
+        lhs_dilation=cfg.lhs_dilation,
+        rhs_dilation=cfg.strides,
+        dimension_numbers=dnums,
+        batch_group_count=cfg.groups,
+        precision=cfg.precision,
+    )
+    # out: [C/G, K..., O] -> [K..., C/G, O]
+    return jnp.moveaxis(out, 0, nd)
+
+
+def _canonical_bwd(cfg: _Config, res, g):
+    x, w = res
+    dx = _input_grad(g, w, x.shape, cfg).astype(x.dtype)
+    dw = _kernel_grad(x, g, w.shape, cfg).astype(w.dtype)
+    return dx, dw
+
+
+_canonical.defvjp(_canonical_fwd, _canonical_bwd)
+
+
+def _auto(x, w, cfg: _Config):
+    return lax.platform_dependent(
+        x,
+        w,
+        cpu=lambda a, b: _canonical(a, b, cfg),
+        default=lambda a, b: _plain(a, b, cfg),
+    )
+
+
+_IMPL = {"auto": _auto, "canonical": _canonical, "xla": _plain}
+
+
+def _tuple(value, nd: int, name: str) -> tuple[int, ...]:
+    """An int or a sequence of ``nd`` positive ints, as a tuple (None means 1, as in Flax)."""
+    if value is None:
+        value = 1
+    if isinstance(value, int | np.integer):
+        value = (int(value),) * nd
+    try:
+        value = tuple(operator.index(v) for v in value)
+    except TypeError as e:
+        raise TypeError(f"{name} must be an int or a sequence of {nd} ints, got {value!r}") from e
+    if len(value) != nd or any(v < 1 for v in value):
+        raise ValueError(f"{name} must be {nd} positive ints, got {value!r}")
+    return value
+
+
+def _pads(padding, in_shape, k_eff, strides, nd: int) -> tuple[tuple[int, int], ...]:
+    """Explicit (low, high) pads from a padding string, an int, or ``nd`` pairs."""
+    if isinstance(padding, str):
+        name = padding.upper()
+        if name not in ("SAME", "VALID", "SAME_LOWER"):
+            lookup("padding", padding, {"same": 0, "valid": 0, "same_lower": 0})
+        return tuple(tuple(p) for p in lax.padtype_to_pads(in_shape, k_eff, strides, name))
+    if isinstance(padding, int | np.integer):
+        return ((int(padding), int(padding)),) * nd
+    try:
+        pads = tuple((operator.index(lo), operator.index(hi)) for lo, hi in padding)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            "padding must be 'SAME', 'VALID', 'SAME_LOWER', an int or a sequence of "
+            f"{nd} (low, high) pairs, got {padding!r}"
+        ) from e
+    if len(pads) != nd:
+        raise ValueError(f"padding must have {nd} (low, high) pairs, got {len(pads)}: {padding!r}")
+    return pads
+
+
+def _convolve(
+    x,
+    kernel,
+    *,
+    strides,
+    padding,
+    input_dilation,
+    kernel_dilation,
+    feature_group_count,
+    precision,
+    implementation,
+):
+    """Validate arguments, normalise them to a `_Config` and run the chosen implementation."""
+    impl = lookup("implementation", implementation, {k: v for k, v in _IMPL.items()})
+    x = jnp.asarray(x)
+    kernel = jnp.asarray(kernel)
+    nd = kernel.ndim - 2
+    if nd < 1:
+        raise ValueError(
+            f"kernel must be [*kernel_size, in_features/groups, out_features], got shape "
+            f"{kernel.shape}"
+        )
+    if x.ndim != nd + 2:
+        raise ValueError(
+            f"x must have rank {nd + 2} ([batch, *spatial, channels]) for a kernel of shape "
+            f"{kernel.shape}, got shape {x.shape}"
+        )
+    groups = operator.index(feature_group_count)
+    if groups < 1:
+        raise ValueError(f"feature_group_count must be >= 1, got {groups}")
+    if x.shape[-1] != kernel.shape[-2] * groups:
+        raise ValueError(
+            f"x has {x.shape[-1]} channels (shape {x.shape}) but kernel {kernel.shape} with "
+            f"feature_group_count={groups} expects {kernel.shape[-2] * groups}"
+        )
+    if kernel.shape[-1] % groups:
+        raise ValueError(
+            f"kernel's out_features {kernel.shape[-1]} must be divisible by "
+            f"feature_group_count={groups}"
+        )
+    strides = _tuple(strides, nd, "strides")
+    lhs_dilation = _tuple(input_dilation, nd, "input_dilation")
+    rhs_dilation = _tuple(kernel_dilation, nd, "kernel_dilation")
+    if isinstance(padding, str) and any(d != 1 for d in lhs_dilation):
+        raise ValueError(
+            f"padding={padding!r} is ambiguous with input_dilation={lhs_dilation}; "
+            "give explicit (low, high) pairs"
+        )
+    k_eff = [_dilate(k, d) for k, d in zip(kernel.shape[:nd], rhs_dilation)]
+    pads = _pads(padding, x.shape[1:-1], k_eff, strides, nd)
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
+    if impl is not _plain:
+        x = _dilate_spatial(x, lhs_dilation)
+        lhs_dilation = (1,) * nd
+    cfg = _Config(strides, pads, lhs_dilation, rhs_dilation, groups, precision)
+    return impl(x, kernel, cfg)
+
+
+def conv2d(
+    x,
+    kernel,
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: str | int | Sequence[tuple[int, int]] = "SAME",
+    input_dilation: int | Sequence[int] = 1,
+    kernel_dilation: int | Sequence[int] = 1,
+    feature_group_count: int = 1,
+    precision=None,
+    implementation: str = "auto",
+):
+    r"""2-D convolution (cross-correlation) of NHWC images with an HWIO kernel.
+
+    The slide's formula, for stride ``s``, kernel dilation ``d`` and padded input ``x̃``:
+
+    .. math::
+
+        y_{n,i,j,o} = \sum_{u,v} \sum_{c \in \mathrm{group}(o)}
+            \tilde x_{n,\, s_h i + d_h u,\, s_w j + d_w v,\, c}\; W_{u,v,c,o}
+
+    where ``x`` is ``x`` ``[N, H, W, C]``, ``W`` is ``kernel`` ``[KH, KW, C/G, O]``, ``G`` is
+    ``feature_group_count`` (``G = C`` with ``O = C·m`` is a depthwise convolution with depth
+    multiplier ``m``). There is no bias: add it yourself, or use `Conv`.
+
+    Like every deep-learning "convolution" it does not flip the kernel. PyTorch's ``F.conv2d`` is
+    NCHW with an ``[O, C/G, KH, KW]`` kernel (``kernel.transpose(2, 3, 1, 0)`` maps it here) and its
+    ``padding="same"`` pads the extra row at the *end*, as ``"SAME"`` does here and in TensorFlow /
+    Keras; with stride 2 on even sizes TF-"SAME" pads ``(0, 1)``, PyTorch needs explicit pads.
+
+    The backward pass is two canonical forward convolutions (module docstring), so the function
+    stays fast inside `jax.lax.scan` on CPU. Reverse-over-reverse (``jax.grad(jax.grad(...))``,
+    Hessian-vector products via ``vjp`` of ``grad``) works; forward-mode autodiff (``jax.jvp``,
+    ``jax.jacfwd``) of the canonical path raises JAX's custom-VJP error: use
+    ``implementation="xla"`` for it.
+
+    Args:
+      x: images ``[N, H, W, C]``.
+      kernel: ``[KH, KW, C / feature_group_count, O]``.
+      strides: an int or ``(sh, sw)``.
+      padding: ``"SAME"`` (TensorFlow's: output ``ceil(H / s)``, extra pad at the end),
+        ``"VALID"``, ``"SAME_LOWER"``, an int, or ``((top, bottom), (left, right))``.
+      input_dilation: an int or pair; dilating the input gives a transposed convolution.
+      kernel_dilation: an int or pair (atrous convolution).
+      feature_group_count: number of channel groups ``G``.
+      precision: passed to `jax.lax.conv_general_dilated`.
+      implementation: ``"auto"`` (canonical VJP on CPU, XLA's convolution on GPU/TPU, chosen with
+        `jax.lax.platform_dependent`), ``"canonical"`` or ``"xla"``.
+
+    Returns:
+      ``[N, H', W', O]`` with ``H' = ceil(H / sh)`` for ``"SAME"`` and
+      ``floor((H + lo + hi - (KH - 1)·dh - 1) / sh) + 1`` in general.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from fnn.conv import conv2d
+      >>> x = jnp.ones((2, 8, 8, 3))
+      >>> w = jnp.ones((3, 3, 3, 4))
+      >>> conv2d(x, w, strides=2).shape
+      (2, 4, 4, 4)
+      >>> float(conv2d(x, w, padding="VALID")[0, 0, 0, 0])
+      27.0
+      >>> jax.grad(lambda w: conv2d(x, w).sum())(w).shape
+      (3, 3, 3, 4)
+    """
+    x_ndim = jnp.ndim(x)
+    k_ndim = jnp.ndim(kernel)
+    if x_ndim != 4:
+        raise ValueError(f"x must be NHWC images of rank 4, got shape {jnp.shape(x)}")
+    if k_ndim != 4:
+        raise ValueError(
+            f"kernel must be [KH, KW, C/groups, O] of rank 4, got shape {jnp.shape(kernel)}"
+        )
+    return _convolve(
+        x,
+        kernel,
+        strides=strides,
+        padding=padding,
+        input_dilation=input_dilation,
+        kernel_dilation=kernel_dilation,
+        feature_group_count=feature_group_count,
+        precision=precision,
+        implementation=implementation,
+    )
+
+
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision=None,
+    preferred_element_type=None,
+    out_sharding=None,
+    *,
+    implementation: str = "auto",
+):
+    """`jax.lax.conv_general_dilated` with the canonical-form VJP for channels-last layouts.
+
+    Same signature and result as the `jax.lax` function (so it can be passed to
+    ``flax.nnx.Conv(conv_general_dilated=...)``). Channels-last dimension numbers
+    (``("NHWC", "HWIO", "NHWC")`` and their 1-D/3-D analogues) with ``batch_group_count=1`` and no
+    ``preferred_element_type``/``out_sharding`` take the fast path described in the module
+    docstring; anything else is passed through to `jax.lax.conv_general_dilated` unchanged.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from fnn.conv import conv_general_dilated
+      >>> conv_general_dilated(
+      ...     jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 1)), (1, 1), "VALID",
+      ...     dimension_numbers=("NHWC", "HWIO", "NHWC")).shape
+      (1, 3, 3, 1)
+    """
+    lhs = jnp.asarray(lhs)
+    rhs = jnp.asarray(rhs)
+    nd = rhs.ndim - 2
+    fast = (
+        nd >= 1
+        and lhs.ndim == nd + 2
+        and batch_group_count == 1
+        and preferred_element_type is None
+        and out_sharding is None
+        and dimension_numbers is not None
+        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        == _channels_last_dnums(nd)
+    )
+    if not fast:
+        kwargs = {}
+        if preferred_element_type is not None:
+            kwargs["preferred_element_type"] = preferred_element_type
+        if out_sharding is not None:
+            kwargs["out_sharding"] = out_sharding
+        return lax.conv_general_dilated(
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation,
+            dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count,
+            batch_group_count=batch_group_count,
+            precision=precision,
+            **kwargs,
+        )
+    return _convolve(
+        lhs,
+        rhs,
+        strides=window_strides,
+        padding=padding,
+        input_dilation=lhs_dilation,
+        kernel_dilation=rhs_dilation,
+        feature_group_count=feature_group_count,
+        precision=precision,
+        implementation=implementation,
+    )
+
+
+class Conv(nnx.Conv):
+    """`flax.nnx.Conv` whose convolution has the canonical-form VJP (fast in `lax.scan` on CPU).
+
+    A subclass of `flax.nnx.Conv` with the same constructor: ``in_features, out_features,
+    kernel_size, strides, padding, input_dilation, kernel_dilation, feature_group_count, use_bias,
+    mask, dtype, param_dtype, precision, kernel_init, bias_init, rngs, ...``, the same parameters
+    ``kernel`` ``[*kernel_size, in_features / feature_group_count, out_features]`` and ``bias``
+    ``[out_features]``, and the same call ``y = conv(x, W) + b`` on channels-last input
+    ``[*batch, *spatial, in_features]``. Only the ``conv_general_dilated`` used inside changes
+    (`fnn.conv.conv_general_dilated`); ``implementation=`` chooses it (``"auto"`` by default).
+
+    Keras' ``Conv2D(filters, kernel_size, strides, padding="valid")`` defaults to ``"VALID"``;
+    Flax and this class default to ``"SAME"``. PyTorch's ``nn.Conv2d`` weight ``[O, I/G, KH, KW]``
+    maps to ``kernel`` with ``weight.transpose(2, 3, 1, 0)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from fnn.conv import Conv
+      >>> layer = Conv(3, 8, kernel_size=(3, 3), strides=2, rngs=nnx.Rngs(0))
+      >>> layer.kernel.shape, layer.bias.shape
+      ((3, 3, 3, 8), (8,))
+      >>> layer(jnp.ones((2, 32, 32, 3))).shape
+      (2, 16, 16, 8)
+      >>> isinstance(layer, nnx.Conv)
+      True
+    """
+
+    def __init__(self, *args, implementation: str = "auto", **kwargs):
+        lookup("implementation", implementation, {k: k for k in IMPLEMENTATIONS})
+        if "conv_general_dilated" in kwargs:
+            raise TypeError(
+                "fnn.conv.Conv chooses conv_general_dilated itself; pass implementation= "
+                f"({', '.join(IMPLEMENTATIONS)}) or use flax.nnx.Conv for a custom one"
+            )
+        super().__init__(
+            *args,
+            conv_general_dilated=functools.partial(
+                conv_general_dilated, implementation=implementation
+            ),
+            **kwargs,
+        )
+        self.implementation = implementation
