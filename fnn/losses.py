@@ -1054,6 +1054,11 @@ _ALIASES = {
     "multiclass_svm_loss": "multiclass_svm",
     "svm": "multiclass_svm",
 }
+# "Did you mean" suggestions and the "Known" list use the function names and Keras' short aliases.
+_SUGGESTED = tuple(_LOSSES) + (
+    "bce", "kld", "kullback_leibler_divergence", "mse", "mae", "mape", "msle", "logcosh",
+    "huber_loss", "svm",
+)  # fmt: skip
 _LOSSES.update({alias: _LOSSES[target] for alias, target in _ALIASES.items()})
 
 
@@ -1086,6 +1091,9 @@ def get(name_or_callable: str | Callable, **options) -> Callable:
     """
     if callable(name_or_callable):
         fn = name_or_callable
+    elif isinstance(name_or_callable, str) and name_or_callable.lower() not in _LOSSES:
+        # Suggest among the function names and short aliases, not the lower-cased class names.
+        raise unknown_name_error("loss", name_or_callable, _SUGGESTED)
     else:
         fn = lookup("loss", name_or_callable, _LOSSES)
     return functools.partial(fn, **options) if options else fn
