@@ -292,7 +292,7 @@ def affine_transform(
 
     .. note:: The defaults (``fill_mode="constant"``) are those of ``keras.ops.image``; the
        Keras *layers* (and this module's ``rotate``/``zoom``/``translate``) default to
-       ``"reflect"``. Keras' JAX backend ignores ``c0, c1``; fnn applies them as documented.
+       ``"reflect"``. Keras' JAX backend does not apply ``c0, c1`` as documented; fnn does.
 
     Args:
       image: ``[H, W, C]`` floating image.

@@ -482,7 +482,7 @@ def test_no_recompilation_per_step():
     assert not np.array_equal(a, b)
 
 
-def test_bfloat16_and_float64_images_keep_their_dtype():
+def test_low_precision_images_keep_their_dtype():
     for dtype in (jnp.bfloat16, jnp.float16):
         out = augment.random_rotation(jax.random.key(0), jnp.asarray(image_from(0), dtype), 0.2)
         assert out.dtype == dtype and out.shape == SHAPE
@@ -552,6 +552,17 @@ def test_layer_inside_jitted_step_matches_functional_path_and_does_not_recompile
         np.testing.assert_allclose(y, eager(BATCH), rtol=0, atol=1e-5)
     assert step._cache_size() == 1
     assert not np.array_equal(outs[0], outs[1])
+
+
+def test_nnx_view_switches_layers_like_dropout():
+    """``nnx.view(model, deterministic=...)`` (how a trainer builds its eval graph) is honoured."""
+    model = nnx.Sequential(
+        augment.RandomZoom(0.3, rngs=nnx.Rngs(0)), nnx.Dropout(0.5, rngs=nnx.Rngs(1))
+    )
+    evaluation = nnx.view(model, deterministic=True)
+    np.testing.assert_array_equal(evaluation(BATCH), BATCH)
+    assert not np.array_equal(nnx.view(evaluation, deterministic=False)(BATCH), BATCH)
+    assert model.layers[0].deterministic is False  # the view did not change the model
 
 
 def test_random_crop_center_inference_option():
