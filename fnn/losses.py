@@ -14,7 +14,8 @@ Data contract:
 * ``y_pred`` must be a floating array with a batch axis; low-precision floats (bfloat16,
   float16) are computed in float32, as Keras computes in ``floatx``.
 * Shapes must match exactly: the silent ``(N,)`` against ``(N, 1)`` broadcast (which would turn
-  N losses into N² terms) is a ``ValueError`` naming both shapes. Sparse labels are integer
+  N losses into N² terms) is a ``ValueError`` naming both shapes, as in Keras' loss functions
+  (Keras' ``compile`` aligns the ranks first; `align_ranks` is that step, opt-in). Sparse labels are integer
   class ids of shape ``y_pred.shape`` without the class axis (``[N]``, or ``[N, 1]`` as Keras
   accepts); one-hot losses reject integer class ids and sparse losses reject one-hot labels.
 * Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` with ``EPSILON = 1e-7``
@@ -45,6 +46,7 @@ __all__ = [
     "REDUCTIONS",
     "TASKS",
     "LastLayer",
+    "align_ranks",
     "binary_crossentropy",
     "categorical_crossentropy",
     "categorical_hinge",
@@ -793,6 +795,50 @@ def multiclass_svm(
     true_score = jnp.sum(one_hot * y_pred, axis=axis, keepdims=True)
     violations = jnp.maximum(0.0, y_pred - true_score + jnp.asarray(margin, y_pred.dtype))
     return jnp.sum(jnp.where(one_hot > 0, 0.0, violations), axis=axis)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras' compile-level rank alignment (explicit, opt-in).
+
+
+def align_ranks(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array]:
+    """Keras' rank alignment for ``compile(loss=...)``: ``(N,)`` against ``(N, 1)`` made explicit.
+
+    The loss *functions* here (and in Keras) refuse ``y_true`` of shape ``(N,)`` against
+    ``y_pred`` of shape ``(N, 1)``. Keras' ``Loss`` objects, which ``compile`` uses, first call
+    ``squeeze_or_expand_to_same_rank``: when the ranks differ by exactly one and the longer one
+    ends in a 1, a rank-1 array gets a trailing axis (``(N,)`` -> ``(N, 1)``), otherwise the
+    trailing 1 is squeezed. This function is that step, for a trainer that mimics ``compile``
+    and calls it once on purpose; anything else is returned unchanged (so sparse labels ``(N,)``
+    against ``(N, K)`` stay as they are).
+
+    Args:
+        y_true: labels or targets.
+        y_pred: predictions.
+
+    Returns:
+        ``(y_true, y_pred)`` as JAX arrays, with aligned ranks where Keras aligns them.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> y, p = align_ranks(jnp.array([0.0, 1.0]), jnp.array([[0.2], [0.9]]))
+        >>> y.shape, p.shape
+        ((2, 1), (2, 1))
+    """
+    y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
+
+    def fit(longer: Array, shorter: Array) -> tuple[Array, Array]:
+        if longer.ndim == shorter.ndim + 1 and longer.shape[-1] == 1:
+            if shorter.ndim == 1:
+                return longer, shorter[:, None]
+            return jnp.squeeze(longer, -1), shorter
+        return longer, shorter
+
+    if y_true.ndim > y_pred.ndim:
+        y_true, y_pred = fit(y_true, y_pred)
+    elif y_pred.ndim > y_true.ndim:
+        y_pred, y_true = fit(y_pred, y_true)
+    return y_true, y_pred
 
 
 # ---------------------------------------------------------------------------------------------

@@ -964,6 +964,26 @@ def test_n_versus_n1_broadcast_is_an_error_naming_both_shapes(fn):
         fn(y_true=np.ones((4, 1), np.float32), y_pred=np.full((4, 3), 0.5, np.float32))
 
 
+def test_align_ranks_is_keras_compile_level_alignment():
+    col, flat = np.zeros((4, 1), np.float32), np.zeros(4, np.float32)
+    assert [a.shape for a in L.align_ranks(flat, col)] == [(4, 1), (4, 1)]
+    assert [a.shape for a in L.align_ranks(col, flat)] == [(4, 1), (4, 1)]
+    # Higher ranks squeeze the trailing 1 instead.
+    assert [a.shape for a in L.align_ranks(np.zeros((4, 3)), np.zeros((4, 3, 1)))] == [
+        (4, 3),
+        (4, 3),
+    ]
+    # Sparse labels and equal ranks are left alone.
+    assert [a.shape for a in L.align_ranks(np.zeros(4), np.zeros((4, 5)))] == [(4,), (4, 5)]
+    assert [a.shape for a in L.align_ranks(np.zeros((4, 2)), np.zeros((4, 2)))] == [(4, 2), (4, 2)]
+    y, p = L.align_ranks(np.array([0.0, 1.0, 1.0]), np.array([[0.2], [0.7], [0.9]], np.float32))
+    np.testing.assert_allclose(
+        L.binary_crossentropy(y_true=y, y_pred=p),
+        np_binary_crossentropy(np.array([[0.0], [1], [1]]), np.array([[0.2], [0.7], [0.9]])),
+        rtol=1e-6,
+    )
+
+
 @pytest.mark.parametrize("fn", ALL_LOSSES, ids=lambda f: f.__name__)
 def test_integer_predictions_are_a_type_error(fn):
     y = np.zeros((4,), np.int32) if fn in ALL_LOSSES[-2:] else np.zeros((4, 3), np.float32)
@@ -1171,3 +1191,12 @@ def test_reduce_matches_keras_loss_objects(keras, reduction):
         np.asarray(keras_loss(ids, z, sample_weight=w)),
         rtol=1e-6,
     )
+
+
+@pytest.mark.crosscheck
+def test_align_ranks_matches_keras_loss_objects(keras):
+    y = np.array([0.0, 1.0, 1.0, 0.0], np.float32)
+    p = np.array([[0.2], [0.7], [0.9], [0.4]], np.float32)
+    ours = L.binary_crossentropy(**dict(zip(("y_true", "y_pred"), L.align_ranks(y, p))))
+    theirs = keras.losses.BinaryCrossentropy(reduction="none")(y, p)
+    np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-6)
