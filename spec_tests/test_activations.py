@@ -10,6 +10,7 @@ derivative bounds, eager == jit == vmap and no recompilation.
 """
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -453,3 +454,55 @@ def test_dtype_is_preserved(dtype):
         jnp.ones((2, 4), dtype)
     )
     assert {n: y.dtype for n, y in outputs.items()} == dict.fromkeys(ALL_FUNCTIONS, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional: against PyTorch and Keras 3 (where installed, e.g. /work/venv-peers).
+
+_X_PEER = np.linspace(-6.0, 6.0, 121, dtype=np.float32)
+
+
+@pytest.mark.crosscheck
+def test_matches_pytorch_functional():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    t = torch.from_numpy(_X_PEER)
+    pairs = {
+        "sigmoid": (A.sigmoid(_X_PEER), torch.sigmoid(t)),
+        "tanh": (A.tanh(_X_PEER), torch.tanh(t)),
+        "relu": (A.relu(_X_PEER), F.relu(t)),
+        "relu6": (A.relu6(_X_PEER), F.relu6(t)),
+        "elu": (A.elu(_X_PEER), F.elu(t)),
+        "selu": (A.selu(_X_PEER), F.selu(t)),
+        "silu": (A.silu(_X_PEER), F.silu(t)),
+        "softplus": (A.softplus(_X_PEER), F.softplus(t)),
+        # PyTorch's GELU is exact by default, like fnn's; "tanh" is the approximation.
+        "gelu": (A.gelu(_X_PEER), F.gelu(t)),
+        "gelu_tanh": (A.gelu(_X_PEER, approximate=True), F.gelu(t, approximate="tanh")),
+        # PyTorch's leaky slope is 0.01: equal to fnn only when passed explicitly.
+        "leaky_relu_0.01": (A.leaky_relu(_X_PEER, 0.01), F.leaky_relu(t)),
+        "softmax": (A.softmax(_X_PEER), torch.softmax(t, 0)),
+    }
+    for name, (ours, theirs) in pairs.items():
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
+    assert not np.allclose(A.leaky_relu(_X_PEER), F.leaky_relu(t).numpy())
+
+
+@pytest.mark.crosscheck
+def test_matches_keras_activations():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    K = keras.activations
+    pairs = {
+        "sigmoid": (A.sigmoid(_X_PEER), K.sigmoid(_X_PEER)),
+        "elu": (A.elu(_X_PEER), K.elu(_X_PEER)),
+        "selu": (A.selu(_X_PEER), K.selu(_X_PEER)),
+        "silu": (A.silu(_X_PEER), K.silu(_X_PEER)),
+        "swish": (A.get("swish")(_X_PEER), K.get("swish")(_X_PEER)),
+        "gelu": (A.gelu(_X_PEER), K.gelu(_X_PEER)),  # both exact by default
+        "relu6": (A.relu6(_X_PEER), K.relu6(_X_PEER)),
+        # Keras' leaky slope is 0.2.
+        "leaky_relu_0.2": (A.leaky_relu(_X_PEER, 0.2), K.leaky_relu(_X_PEER)),
+    }
+    for name, (ours, theirs) in pairs.items():
+        np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-6, atol=1e-6, err_msg=name)
