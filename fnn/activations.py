@@ -129,6 +129,10 @@ def relu(x: jax.typing.ArrayLike) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> relu(jnp.array([-2.0, 0.0, 3.0]))
         Array([0., 0., 3.], dtype=float32)
+
+    References:
+        Nair & Hinton, `Rectified Linear Units Improve Restricted Boltzmann Machines
+        <https://www.cs.toronto.edu/~hinton/absps/reluICML.pdf>`_, ICML 2010
     """
     return jax.nn.relu(_float(x))
 
@@ -156,6 +160,10 @@ def leaky_relu(x: jax.typing.ArrayLike, negative_slope: float = 0.1) -> jax.Arra
         Array([-0.2,  3. ], dtype=float32)
         >>> leaky_relu(jnp.array([-2.0, 3.0]), negative_slope=0.01)  # jax.nn's default
         Array([-0.02,  3.  ], dtype=float32)
+
+    References:
+        Maas, Hannun & Ng, `Rectifier Nonlinearities Improve Neural Network Acoustic Models
+        <https://ai.stanford.edu/~amaas/papers/relu_hybrid_icml2013_final.pdf>`_, 2013
     """
     x = _float(x)
     return jnp.where(x >= 0, x, jnp.asarray(negative_slope, x.dtype) * x)
@@ -195,6 +203,10 @@ def elu(x: jax.typing.ArrayLike, alpha: float = 1.0) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> elu(jnp.array([-1.0, 2.0]))
         Array([-0.63212055,  2.        ], dtype=float32)
+
+    References:
+        Clevert, Unterthiner & Hochreiter, `Fast and Accurate Deep Network Learning by
+        Exponential Linear Units (ELUs) <https://arxiv.org/abs/1511.07289>`_, 2015
     """
     x = _float(x)
     negative = jnp.asarray(alpha, x.dtype) * _expm1(jnp.where(x > 0, 0.0, x).astype(x.dtype))
@@ -219,6 +231,10 @@ def selu(x: jax.typing.ArrayLike) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> np.asarray(selu(jnp.array([0.0, 1.0]))).round(4)
         array([0.    , 1.0507], dtype=float32)
+
+    References:
+        Klambauer et al., `Self-Normalizing Neural Networks <https://arxiv.org/abs/1706.02515>`_,
+        2017
     """
     x = _float(x)
     return jnp.asarray(SELU_SCALE, x.dtype) * elu(x, SELU_ALPHA)
@@ -252,6 +268,10 @@ def gelu(x: jax.typing.ArrayLike, approximate: bool = False) -> jax.Array:
         array([-0.15866,  0.84134], dtype=float32)
         >>> np.asarray(gelu(jnp.array([-1.0, 1.0]), approximate=True)).round(5)
         array([-0.15881,  0.84119], dtype=float32)
+
+    References:
+        Hendrycks & Gimpel, `Gaussian Error Linear Units (GELUs)
+        <https://arxiv.org/abs/1606.08415>`_, 2016
     """
     x = _float(x)
     if approximate:
@@ -279,6 +299,10 @@ def silu(x: jax.typing.ArrayLike) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> np.asarray(silu(jnp.array([0.0, 1.0]))).round(4)
         array([0.    , 0.7311], dtype=float32)
+
+    References:
+        Ramachandran, Zoph & Le, `Searching for Activation Functions
+        <https://arxiv.org/abs/1710.05941>`_, 2017
     """
     x = _float(x)
     return x * jax.nn.sigmoid(x)
@@ -324,6 +348,9 @@ def relu6(x: jax.typing.ArrayLike) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> relu6(jnp.array([-1.0, 3.0, 9.0]))
         Array([0., 3., 6.], dtype=float32)
+
+    References:
+        Howard et al., `MobileNets <https://arxiv.org/abs/1704.04861>`_, 2017
     """
     return jax.nn.relu6(_float(x))
 
@@ -416,6 +443,9 @@ def maxout(x: jax.typing.ArrayLike, pieces: int = 2, *, axis: int = -1) -> jax.A
         >>> import jax.numpy as jnp
         >>> maxout(jnp.array([1.0, 5.0, -2.0, -3.0]), 2)
         Array([ 5., -2.], dtype=float32)
+
+    References:
+        Goodfellow et al., `Maxout Networks <https://arxiv.org/abs/1302.4389>`_, ICML 2013
     """
     x = _float(x)
     if isinstance(pieces, bool) or not isinstance(pieces, int | np.integer) or pieces < 1:

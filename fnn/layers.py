@@ -46,6 +46,9 @@ class Maxout(nnx.Module):
         >>> layer = Maxout(3, 4, pieces=2, rngs=nnx.Rngs(0))
         >>> layer(jnp.ones((5, 3))).shape
         (5, 4)
+
+    References:
+        Goodfellow et al., `Maxout Networks <https://arxiv.org/abs/1302.4389>`_, ICML 2013
     """
 
     def __init__(

@@ -262,6 +262,9 @@ def binary_crossentropy(
         ...                           y_pred=jnp.array([[0.6, 0.4], [0.4, 0.6]]))
         >>> np.asarray(loss).round(3)
         array([0.916, 0.714], dtype=float32)
+
+    References:
+        Keras 3, ``keras.losses.binary_crossentropy`` (``keras/src/losses/losses.py``)
     """
     name = "binary_crossentropy"
     y_pred = _as_pred(y_pred, name)
@@ -325,6 +328,11 @@ def categorical_crossentropy(
         >>> categorical_crossentropy(y_true=jnp.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
         ...                          y_pred=jnp.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]])).round(4)
         Array([0.0513, 2.3026], dtype=float32)
+
+    References:
+        Keras 3, ``keras.losses.categorical_crossentropy``; Szegedy et al.,
+        `Rethinking the Inception Architecture <https://arxiv.org/abs/1512.00567>`_
+        (label smoothing), 2015
     """
     name = "categorical_crossentropy"
     y_pred = _as_pred(y_pred, name)
@@ -623,6 +631,10 @@ def huber(*, y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0, axis: int
         >>> import jax.numpy as jnp
         >>> huber(y_true=jnp.array([[0.0, 0.0]]), y_pred=jnp.array([[0.5, 3.0]]))
         Array([1.3125], dtype=float32)
+
+    References:
+        Huber, `Robust Estimation of a Location Parameter
+        <https://doi.org/10.1214/aoms/1177703732>`_, 1964
     """
     name = "huber"
     y_pred = _as_pred(y_pred, name)
@@ -743,6 +755,10 @@ def categorical_hinge(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -
         >>> import jax.numpy as jnp
         >>> categorical_hinge(y_true=jnp.array([[0.0, 1.0]]), y_pred=jnp.array([[0.5, 1.0]]))
         Array([0.5], dtype=float32)
+
+    References:
+        Crammer & Singer, `On the Algorithmic Implementation of Multiclass Kernel-based
+        Vector Machines <https://jmlr.org/papers/v2/crammer01a.html>`_, JMLR 2001
     """
     name = "categorical_hinge"
     y_pred = _as_pred(y_pred, name)
@@ -783,6 +799,11 @@ def multiclass_svm(
         >>> scores = jnp.array([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]])
         >>> np.asarray(multiclass_svm(y_true=jnp.array([0, 1, 2]), y_pred=scores)).round(2)
         array([ 2.9,  0. , 12.9], dtype=float32)
+
+    References:
+        Weston & Watkins, `Support Vector Machines for Multi-Class Pattern Recognition
+        <https://www.esann.org/sites/default/files/proceedings/legacy/es1999-461.pdf>`_,
+        ESANN 1999; CS231n notes, `Linear classification <https://cs231n.github.io/linear-classify/>`_
     """
     name = "multiclass_svm"
     y_pred = _as_pred(y_pred, name)
@@ -909,6 +930,10 @@ def reduce(
         Array(0.75, dtype=float32)
         >>> reduce(values, jnp.array([1.0, 1.0, 0.0, 0.0]), "mean_with_sample_weight")
         Array(1.5, dtype=float32)
+
+    References:
+        Keras 3, ``keras.losses.Loss`` (``reduction``) and ``reduce_weighted_values`` in
+        ``keras/src/losses/loss.py``
     """
     values = jnp.asarray(values)
     if not jnp.issubdtype(values.dtype, jnp.floating):
