@@ -177,13 +177,8 @@ class Splits(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-# Checks that the training engineer (fit) can call as well.
+# Input checks (public so that fit and user code raise the same clear errors).
 # --------------------------------------------------------------------------------------------
-
-
-def _shape_str(x) -> str:
-    shape = getattr(x, "shape", None)
-    return str(tuple(shape)) if shape is not None else type(x).__name__
 
 
 def _num_examples(data, what: str) -> int:
@@ -597,9 +592,17 @@ def resize(images, size, *, method: str = "bilinear", antialias: bool = True):
     """Resize ``[N, H, W, C]`` (or ``[H, W, C]``) images to ``size = (height, width)`` on device.
 
     A thin wrapper over ``jax.image.resize`` (``method`` is one of its methods: ``"nearest"``,
-    ``"bilinear"``, ``"bicubic"``, ``"lanczos3"``, ...; ``antialias`` low-pass filters when
-    shrinking), as ``tf.image.resize`` / Keras' ``Resizing`` layer do. Half-pixel centres, like
-    ``tf.image.resize`` and PyTorch's ``interpolate(align_corners=False)``. Runs wherever the
+    ``"bilinear"``, ``"bicubic"``, ``"lanczos3"``, ...). Output pixel ``i`` (per axis, input
+    length ``H``, output length ``h``) samples the input at the half-pixel-centre coordinate
+
+        ``s = (i + 1/2) · H / h − 1/2``
+
+    with the triangle (bilinear) kernel ``max(0, 1 − |t|)``, renormalised at the borders, so
+    upsampling interpolates the two nearest pixels. With ``antialias=True`` (the default, as in
+    ``jax.image.resize`` and ``tf.image.resize``) shrinking widens the kernel by ``H / h``, a
+    low-pass filter against aliasing. Keras' ``Resizing`` layer and PyTorch's
+    ``interpolate(mode="bilinear", align_corners=False)`` use the same coordinates but default to
+    ``antialias=False``: pass ``antialias=False`` to match them when shrinking. Runs wherever the
     array lives (GPU/TPU for a ``jax.Array``); the batch and channel axes are untouched.
 
     Args:
