@@ -152,10 +152,10 @@ def test_checkpoint_resume_is_bit_identical(trainer, data, tmp_path):
     assert resumed.history["val_loss"] == uninterrupted.history["val_loss"][2:]
 
 
-def test_steps_per_execution_matches_single_steps(trainer, data):
+def test_steps_per_execution_matches_single_steps(sgd_trainer, data):
     x, y = data
     kw = dict(batch_size=BATCH, epochs=2, steps_per_epoch=4, verbose=0)
-    t = fresh(trainer)
+    t = fresh(sgd_trainer)
     h1 = t.fit(x, y, **kw)
     one = jax.tree.map(jnp.copy, t.state)
     t.steps_per_execution = 3  # 4 steps per epoch: one lax.scan of 3 steps, then 1 step
@@ -178,7 +178,7 @@ def sgd_trainer():
 
 def test_run_eagerly_matches_jit(sgd_trainer, data):
     x, y = data
-    kw = dict(batch_size=BATCH, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
+    kw = dict(batch_size=BATCH, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     jitted = fresh(sgd_trainer)
     jitted.fit(x, y, **kw)
     eager = _compile(model=_model(dropout=0.0), optimizer=optax.sgd(0.1), run_eagerly=True)
