@@ -280,14 +280,32 @@ def binary_crossentropy(
     return _mean_last(per_element, axis, name)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _renormalise(p: Array, axis: int) -> Array:
+    """``p / Σ_axis p``, as Keras renormalises probabilities, with two safeguards.
+
+    An all-zero row is divided by 1 (Keras: 0/0 = NaN), so every class lands on the 1e-7 clip.
+    The derivative is written as ``(dp - q Σ dp) / s``: autodiff of ``p / s`` goes through
+    ``1/s²``, which overflows (NaN gradient) once a row sums to less than ~1e-19.
+    """
+    total = jnp.sum(p, axis=axis, keepdims=True)
+    return p / jnp.where(total > 0, total, 1.0)
+
+
+@_renormalise.defjvp
+def _renormalise_jvp(axis, primals, tangents):
+    (p,), (dp,) = primals, tangents
+    total = jnp.sum(p, axis=axis, keepdims=True)
+    total = jnp.where(total > 0, total, 1.0)
+    q = p / total
+    return q, (dp - q * jnp.sum(dp, axis=axis, keepdims=True)) / total
+
+
 def _log_probabilities(y_pred: Array, axis: int, from_logits: bool) -> Array:
     if from_logits:
         return jax.nn.log_softmax(y_pred, axis=axis)
-    # Keras renormalises along the class axis, then clips. The floor on the sum only matters
-    # for an all-zero row (Keras: 0/0 = NaN; here: every class at the 1e-7 clip).
-    total = jnp.sum(y_pred, axis=axis, keepdims=True)
-    total = jnp.maximum(total, jnp.finfo(y_pred.dtype).tiny)
-    return jnp.log(_clip_probabilities(y_pred / total))
+    # Keras renormalises along the class axis, then clips.
+    return jnp.log(_clip_probabilities(_renormalise(y_pred, axis)))
 
 
 def categorical_crossentropy(

@@ -389,6 +389,19 @@ def test_categorical_crossentropy_renormalises_along_the_class_axis():
     assert float(zero_row[0]) == pytest.approx(-math.log(EPS), rel=1e-6)
 
 
+def test_renormalisation_gradient_is_exact_for_tiny_rows():
+    # d/dp_j of -log(p_0 / Σp) is -1/p_0 [j = 0] + 1/Σp. Autodiff of p / Σp goes through 1/(Σp)²,
+    # which overflows to a NaN gradient for rows summing below ~1e-19 (Keras has that NaN).
+    y = jnp.array([[1.0, 0.0, 0.0]])
+    for row in ([0.2, 0.5, 0.3], [3e-20, 1e-20, 1e-20], [1e-37, 0.0, 1e-37]):
+        p = np.array([row])
+        g = jax.grad(lambda q: L.categorical_crossentropy(y_true=y, y_pred=q).sum())(
+            jnp.asarray(p, jnp.float32)
+        )
+        want = -np.eye(3)[0] / p[0, 0] + 1.0 / p.sum()
+        np.testing.assert_allclose(g[0], want, rtol=1e-5)
+
+
 def test_label_smoothing_rules_binary_vs_categorical():
     ls = 0.2
     # Binary: y(1 - ls) + 0.5 ls, i.e. 1 -> 0.9 and 0 -> 0.1.
@@ -599,6 +612,46 @@ def test_no_nan_at_logits_of_plus_minus_1e4(case):
     value, grad = jax.value_and_grad(lambda v: fn(y_true=y_true, y_pred=v, **kw).sum())(z)
     assert np.isfinite(float(value))
     assert np.isfinite(np.asarray(grad)).all()
+
+
+_LOGIT_VG = {
+    case: jax.jit(
+        jax.value_and_grad(
+            lambda z, y, fn=CASES[case][0], kw=CASES[case][1]: fn(y_true=y, y_pred=z, **kw).sum()
+        )
+    )
+    for case in LOGIT_CASES
+}
+_PROB_VG = {
+    case: jax.jit(
+        jax.value_and_grad(
+            lambda p, y, fn=CASES[case][0], kw=CASES[case][1]: fn(y_true=y, y_pred=p, **kw).sum()
+        )
+    )
+    for case in ["bce", "bce_smooth", "cce", "cce_smooth", "scce", "kld"]
+}
+wide_logits = hnp.arrays(np.float32, (N, K), elements=st.floats(-1e37, 1e37))
+any_probs = hnp.arrays(np.float32, (N, K), elements=st.floats(0, 1, width=32))
+
+
+@given(wide_logits, any_probs, hnp.arrays(np.int32, (N,), elements=st.integers(0, K - 1)))
+def test_finite_value_and_gradient_for_any_logits_and_probabilities(z, p, ids):
+    # from_logits: any finite logits whose spread stays inside float32 (here |z| <= 1e37);
+    # probabilities: anything in [0, 1], exact 0s and 1s and all-zero rows included.
+    targets = {
+        "scce_logits": ids,
+        "scce_ignore": ids,
+        "scce": ids,
+        "kld": np.full((N, K), 1.0 / K, np.float32),
+    }
+    binary = (p > 0.5).astype(np.float32)
+    one_hot = np.eye(K, dtype=np.float32)[ids]
+    for table, x in ((_LOGIT_VG, z), (_PROB_VG, p)):
+        for case, vg in table.items():
+            y = targets.get(case, one_hot if case.startswith("cce") else binary)
+            value, grad = vg(x, y)
+            assert np.isfinite(float(value)), (case, x)
+            assert np.isfinite(np.asarray(grad)).all(), (case, x)
 
 
 def test_extreme_logits_give_exact_values():
