@@ -323,7 +323,9 @@ def categorical_crossentropy(
     Keras 3 numerics:
 
     * probabilities: renormalised along ``axis`` (:math:`p \leftarrow p / \sum_k p_k`), then
-      clipped to ``[1e-7, 1 - 1e-7]``;
+      clipped to ``[1e-7, 1 - 1e-7]`` (the renormalisation's derivative is computed without
+      :math:`1/(\sum_k p_k)^2`, so rows summing to ~1e-20, or to 0, keep a finite gradient where
+      Keras' is NaN);
     * ``from_logits=True``: :math:`\log p = z - \log\sum_k e^{z_k}` (`jax.nn.log_softmax`);
     * label smoothing spreads over the :math:`K` classes: :math:`y \leftarrow y(1 - ls) + ls/K`.
 
