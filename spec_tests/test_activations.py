@@ -506,3 +506,13 @@ def test_matches_keras_activations():
     }
     for name, (ours, theirs) in pairs.items():
         np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import fnn.layers
+
+    for module in (A, fnn.layers):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

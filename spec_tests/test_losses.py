@@ -1258,3 +1258,10 @@ def test_align_ranks_matches_keras_loss_objects(keras):
     ours = L.binary_crossentropy(**dict(zip(("y_true", "y_pred"), L.align_ranks(y, p))))
     theirs = keras.losses.BinaryCrossentropy(reduction="none")(y, p)
     np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-6)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(L, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
