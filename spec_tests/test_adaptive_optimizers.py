@@ -783,3 +783,21 @@ def test_bad_trees_and_missing_params():
     for needs in [fo.adamw(0.1), fo.ftrl(0.1)]:
         with pytest.raises(ValueError, match="needs params"):
             needs.update(params, needs.init(params))
+
+
+def test_fused_flat_buffer_path_equals_the_per_leaf_update():
+    """The fused path (parameters as one flat buffer) computes exactly the per-leaf update."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.arange(4.0)}
+    flat, unflatten = fo.flatten(params)
+    assert flat.shape == (16,)
+    loss = lambda p: jnp.sum(jnp.sin(p["w"]) ** 2) + jnp.sum(p["b"] ** 3)  # noqa: E731
+    tx = fo.adam(0.1)
+    tree_state, flat_state = tx.init(params), tx.init(flat)
+    p_tree, p_flat = params, flat
+    for _ in range(5):
+        u, tree_state = tx.update(jax.grad(loss)(p_tree), tree_state, p_tree)
+        p_tree = optax.apply_updates(p_tree, u)
+        g_flat = jax.grad(lambda f: loss(unflatten(f)))(p_flat)  # gradients arrive flat
+        u, flat_state = tx.update(g_flat, flat_state, p_flat)
+        p_flat = optax.apply_updates(p_flat, u)
+    assert_trees_close(unflatten(p_flat), p_tree, rtol=1e-6, atol=1e-7)
