@@ -1,0 +1,430 @@
+"""Reference-CNN training throughput: fnn against its peers, side by side in one run.
+
+Workload (DESIGN.md): 32×32×3 inputs, Conv32-Conv32-Pool-Conv64-Conv64-Pool-Dense256-Dense10,
+softmax cross-entropy, Adam 1e-3, batch 128; about 153 MFLOP per image per train step. Synthetic
+data (random images, random labels: the speed does not depend on the values).
+
+Each implementation runs in its own subprocess (so JAX, TensorFlow and PyTorch never share a
+process and each gets its own peak-memory figure), one after the other; the table gives the median
+images/s over several timed epochs, the time of the first step (fresh process, compile included)
+and the peak resident memory. Peers come from ``--peer-python`` (default ``/work/venv-peers``);
+a peer whose framework is missing is skipped with a message.
+
+    python benchmarks/bench_training.py            # everything
+    python benchmarks/bench_training.py --quick    # a short run
+    python benchmarks/bench_training.py --only fnn-fit,torch --repeats 5
+    python benchmarks/bench_training.py --xla-variants   # also fnn with XLA:CPU fusion flags
+
+Implementations:
+  fnn-fit          fnn.train.compile(...).fit(x, y, batch_size=128), one jit per step
+  fnn-fit-spe      the same with steps_per_execution=K (K steps in one compiled lax.scan)
+  fnn-fit-aug      fnn-fit with RandomFlip + RandomRotation(0.2) inside the model (in the step)
+  fnn-step         fnn.train.make_train_step in a Python loop (the step fit uses, no fit overhead)
+  flax-nnx         hand-written Flax NNX + Optax loop: nnx.Conv, split once, jit + donate
+  keras-jax        Keras 3 fit on the JAX backend
+  keras-tf         Keras 3 fit on the TensorFlow backend
+  torch            PyTorch eager, channels_last, torch.optim.Adam
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BATCH = 128
+CLASSES = 10
+MFLOP_PER_IMAGE = 153.0
+DEFAULT_PEERS = "/work/venv-peers/bin/python"
+FNN_WORKERS = ("fnn-fit", "fnn-fit-spe", "fnn-fit-aug", "fnn-step", "flax-nnx")
+PEER_WORKERS = ("keras-jax", "keras-tf", "torch")
+XLA_VARIANTS = {
+    "ynn-conv": "--xla_cpu_experimental_ynn_fusion_type=individual_convolution",
+    "xnn-conv": "--xla_cpu_experimental_xnn_fusion_type=individual_convolution",
+    "onednn-conv": "--xla_cpu_experimental_onednn_fusion_type=individual_convolution",
+}
+
+
+def _data(n: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, size=(n, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, CLASSES, size=(n,)).astype(np.int32)
+    return x, y
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _timed_epochs(run_epoch, n_images: int, repeats: int) -> list[float]:
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_epoch()
+        rates.append(n_images / (time.perf_counter() - t0))
+    return rates
+
+
+# ------------------------------------------------------------------------------------ fnn / flax
+
+
+def _fnn_model(augment: bool, seed: int = 0):
+    from flax import nnx
+
+    from fnn import augment as aug
+    from fnn.models import ReferenceCNN
+
+    rngs = nnx.Rngs(params=seed, augment=seed + 1)
+    cnn = ReferenceCNN(rngs=rngs)
+    if not augment:
+        return cnn
+    return nnx.Sequential(
+        aug.RandomFlip("horizontal_and_vertical", rngs=rngs),
+        aug.RandomRotation(0.2, rngs=rngs),
+        cnn,
+    )
+
+
+def worker_fnn_fit(args, *, spe: int = 1, augment: bool = False) -> dict:
+    import fnn.train
+
+    x, y = _data(BATCH * args.steps)
+    loss = "sparse_categorical_crossentropy"
+
+    def trainer():
+        return fnn.train.compile(
+            _fnn_model(augment), optimizer="adam", loss=loss, steps_per_execution=spe
+        )
+
+    # First step: a fresh trainer fitting one batch (argument checks + compile + one step).
+    t0 = time.perf_counter()
+    tr = trainer()
+    tr.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    first = time.perf_counter() - t0
+    # Warm the epoch-sized runner once, then time whole epochs.
+    tr.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    rates = _timed_epochs(
+        lambda: tr.fit(x, y, batch_size=BATCH, epochs=1, verbose=0), len(x), args.repeats
+    )
+    return {"rates": rates, "first_step_s": first}
+
+
+def worker_fnn_step(args) -> dict:
+    import jax
+
+    import fnn.optimizers
+    import fnn.train
+
+    x, y = _data(BATCH * args.steps)
+    xs = jax.device_put(x.reshape(args.steps, BATCH, 32, 32, 3))
+    ys = jax.device_put(y.reshape(args.steps, BATCH))
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    state = fnn.train.TrainState.create(_fnn_model(False), fnn.optimizers.get("adam"))
+    step = fnn.train.make_train_step("sparse_categorical_crossentropy")
+    state, m = step(state, {"image": xs[0], "label": ys[0]}, key)
+    jax.block_until_ready(m)
+    first = time.perf_counter() - t0
+
+    def epoch():
+        nonlocal state
+        for i in range(args.steps):
+            state, m = step(state, {"image": xs[i], "label": ys[i]}, key)
+        jax.block_until_ready(m)
+
+    epoch()
+    return {"rates": _timed_epochs(epoch, len(x), args.repeats), "first_step_s": first}
+
+
+def worker_flax(args) -> dict:
+    import jax
+    import optax
+    from flax import nnx
+
+    class CNN(nnx.Module):
+        def __init__(self, rngs):
+            self.c1 = nnx.Conv(3, 32, (3, 3), rngs=rngs)
+            self.c2 = nnx.Conv(32, 32, (3, 3), rngs=rngs)
+            self.c3 = nnx.Conv(32, 64, (3, 3), rngs=rngs)
+            self.c4 = nnx.Conv(64, 64, (3, 3), rngs=rngs)
+            self.d1 = nnx.Linear(8 * 8 * 64, 256, rngs=rngs)
+            self.d2 = nnx.Linear(256, CLASSES, rngs=rngs)
+
+        def __call__(self, x):
+            pool = lambda t: nnx.max_pool(t, (2, 2), (2, 2))  # noqa: E731
+            x = pool(jax.nn.relu(self.c2(jax.nn.relu(self.c1(x)))))
+            x = pool(jax.nn.relu(self.c4(jax.nn.relu(self.c3(x)))))
+            x = jax.nn.relu(self.d1(x.reshape(x.shape[0], -1)))
+            return self.d2(x)
+
+    x, y = _data(BATCH * args.steps)
+    xs = jax.device_put(x.reshape(args.steps, BATCH, 32, 32, 3))
+    ys = jax.device_put(y.reshape(args.steps, BATCH))
+    t0 = time.perf_counter()
+    graphdef, params = nnx.split(CNN(nnx.Rngs(0)))
+    tx = optax.adam(1e-3, eps=1e-7)
+    opt_state = tx.init(params)
+
+    def _step(params, opt_state, xb, yb):
+        def loss_fn(p):
+            logits = nnx.merge(graphdef, p)(xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    step = jax.jit(_step, donate_argnums=(0, 1))
+    params, opt_state, loss = step(params, opt_state, xs[0], ys[0])
+    jax.block_until_ready(loss)
+    first = time.perf_counter() - t0
+
+    def epoch():
+        nonlocal params, opt_state
+        for i in range(args.steps):
+            params, opt_state, loss = step(params, opt_state, xs[i], ys[i])
+        jax.block_until_ready(loss)
+
+    epoch()
+    return {"rates": _timed_epochs(epoch, len(x), args.repeats), "first_step_s": first}
+
+
+# ------------------------------------------------------------------------------------ peers
+
+
+def worker_keras(args, backend: str) -> dict:
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+    except ImportError as e:
+        return {"skipped": f"keras not importable ({e})"}
+    if keras.backend.backend() != backend:
+        return {"skipped": f"keras backend is {keras.backend.backend()}, wanted {backend}"}
+    from keras import layers
+
+    x, y = _data(BATCH * args.steps)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                layers.Conv2D(32, 3, padding="same", activation="relu"),
+                layers.Conv2D(32, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(),
+                layers.Conv2D(64, 3, padding="same", activation="relu"),
+                layers.Conv2D(64, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(),
+                layers.Flatten(),
+                layers.Dense(256, activation="relu"),
+                layers.Dense(CLASSES),
+            ]
+        )
+        m.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        return m
+
+    t0 = time.perf_counter()
+    m = model()
+    m.fit(x[:BATCH], y[:BATCH], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    first = time.perf_counter() - t0
+    m.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    rates = _timed_epochs(
+        lambda: m.fit(x, y, batch_size=BATCH, epochs=1, verbose=0), len(x), args.repeats
+    )
+    return {"rates": rates, "first_step_s": first}
+
+
+def worker_torch(args) -> dict:
+    try:
+        import torch
+        from torch import nn
+    except ImportError as e:
+        return {"skipped": f"torch not importable ({e})"}
+    torch.manual_seed(0)
+    x, y = _data(BATCH * args.steps)
+    xs = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    ys = torch.from_numpy(y).long()
+    t0 = time.perf_counter()
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 8 * 8, 256),
+        nn.ReLU(),
+        nn.Linear(256, CLASSES),
+    ).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(i):
+        xb = xs[i * BATCH : (i + 1) * BATCH]
+        yb = ys[i * BATCH : (i + 1) * BATCH]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(0).item()
+    first = time.perf_counter() - t0
+
+    def epoch():
+        for i in range(args.steps):
+            loss = step(i)
+        loss.item()
+
+    epoch()
+    return {
+        "rates": _timed_epochs(epoch, len(x), args.repeats),
+        "first_step_s": first,
+        "note": f"{torch.get_num_threads()} threads",
+    }
+
+
+def run_worker(name: str, args) -> dict:
+    if name == "fnn-fit":
+        return worker_fnn_fit(args)
+    if name == "fnn-fit-spe":
+        out = worker_fnn_fit(args, spe=args.spe)
+        out["note"] = f"steps_per_execution={args.spe}"
+        return out
+    if name == "fnn-fit-aug":
+        return worker_fnn_fit(args, augment=True)
+    if name == "fnn-step":
+        return worker_fnn_step(args)
+    if name == "flax-nnx":
+        return worker_flax(args)
+    if name == "keras-jax":
+        return worker_keras(args, "jax")
+    if name == "keras-tf":
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError as e:
+            return {"skipped": f"tensorflow not importable ({e})"}
+        return worker_keras(args, "tensorflow")
+    if name == "torch":
+        return worker_torch(args)
+    raise SystemExit(f"unknown worker {name!r}")
+
+
+# ------------------------------------------------------------------------------------ driver
+
+
+def _launch(name: str, python: str, args, extra_xla: str | None = None) -> dict:
+    env = dict(os.environ)
+    if extra_xla:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + extra_xla).strip()
+    cmd = [python, str(Path(__file__).resolve()), "--worker", name]
+    cmd += ["--steps", str(args.steps), "--repeats", str(args.repeats), "--spe", str(args.spe)]
+    try:
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=args.timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="few steps and repeats")
+    p.add_argument("--steps", type=int, default=20, help="train steps per timed epoch")
+    p.add_argument("--repeats", type=int, default=5, help="timed epochs per implementation")
+    p.add_argument("--spe", type=int, default=10, help="K for fnn-fit-spe")
+    p.add_argument("--only", default="", help="comma-separated implementations to run")
+    p.add_argument("--peer-python", default=DEFAULT_PEERS, help="python with torch/keras/tf")
+    p.add_argument("--xla-variants", action="store_true", help="fnn-step with XLA:CPU flags too")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per implementation")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats, args.spe = 6, 2, 3
+    if args.worker:
+        out = run_worker(args.worker, args)
+        out["peak_mib"] = _peak_mib()
+        print("RESULT " + json.dumps(out), flush=True)
+        return 0
+
+    names = list(FNN_WORKERS) + list(PEER_WORKERS)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+    peer_python = args.peer_python if Path(args.peer_python).exists() else None
+    runs = []
+    for name in names:
+        variants = [(name, None)]
+        if args.xla_variants and name == "fnn-step":
+            variants += [(f"{name}+{k}", v) for k, v in XLA_VARIANTS.items()]
+        for label, flags in variants:
+            python = sys.executable if name in FNN_WORKERS else peer_python
+            if python is None:
+                res = {"skipped": f"no peer python at {args.peer_python}"}
+            else:
+                res = _launch(name, python, args, flags)
+            runs.append((label, res))
+            _report_line(label, res)
+
+    print()
+    print(
+        f"Reference CNN, batch {BATCH}, {args.steps} steps per epoch, median of "
+        f"{args.repeats} epochs, {os.cpu_count()} CPUs"
+    )
+    ok = {k: v for k, v in runs if "rates" in v}
+    best_peer = max(
+        (statistics.median(v["rates"]) for k, v in ok.items() if k in ("keras-tf", "torch")),
+        default=None,
+    )
+    kjax = statistics.median(ok["keras-jax"]["rates"]) if "keras-jax" in ok else None
+    print(
+        "| implementation | images/s (median) | GFLOP/s | vs best of keras-tf/torch | "
+        "vs keras-jax | first step (s) | peak RSS (MiB) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for label, res in runs:
+        if "rates" not in res:
+            print(f"| {label} | {res.get('skipped') or res.get('error')} | | | | | |")
+            continue
+        med = statistics.median(res["rates"])
+        r1 = f"{med / best_peer:.2f}×" if best_peer else "—"
+        r2 = f"{med / kjax:.2f}×" if kjax else "—"
+        note = f" ({res['note']})" if res.get("note") else ""
+        print(
+            f"| {label}{note} | {med:.0f} | {med * MFLOP_PER_IMAGE / 1e3:.0f} | {r1} | {r2} | "
+            f"{res['first_step_s']:.2f} | {res['peak_mib']:.0f} |"
+        )
+    return 0
+
+
+def _report_line(label: str, res: dict) -> None:
+    if "rates" in res:
+        rates = ", ".join(f"{r:.0f}" for r in res["rates"])
+        print(f"{label}: images/s [{rates}], first step {res['first_step_s']:.2f} s", flush=True)
+    else:
+        print(f"{label}: {res.get('skipped') and 'skipped: ' + res['skipped'] or res}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
