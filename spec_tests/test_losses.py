@@ -586,6 +586,7 @@ def test_gradients_match_finite_differences(case):
     y_true, y_pred = make(np.random.default_rng(9))
     y_pred = y_pred.astype(np.float64)  # finite differences need float64 precision
 
+    @jax.jit  # one compiled program instead of op-by-op dispatch for every probe
     def f(p):
         return fn(y_true=y_true, y_pred=p, **kw).sum()
 
@@ -761,7 +762,7 @@ def test_symmetric_losses(y, p):
 @pytest.mark.parametrize("case", list(CASES))
 def test_eager_jit_vmap_agree_without_recompiling(case):
     fn, kw, _, make = CASES[case]
-    pairs = [make(np.random.default_rng(s)) for s in range(3)]
+    pairs = [make(np.random.default_rng(s)) for s in range(2)]
     y_true = np.stack([a for a, _ in pairs])
     y_pred = np.stack([b for _, b in pairs])
     eager = np.stack([fn(y_true=a, y_pred=b, **kw) for a, b in pairs])
