@@ -237,6 +237,10 @@ class ModelCheckpoint(Callback):
       save_freq: ``"epoch"`` or an int N to save every N epochs.
       max_to_keep: keep only the newest N checkpoints (default all).
       initial_value_threshold: the value to beat for the first "best" save.
+      overwrite: a folder that already holds checkpoints of epochs after ``fit``'s
+        ``initial_epoch`` (another run's) is refused unless ``overwrite=True``; then those stale
+        checkpoints are deleted after this run's first successful save (never by a run that
+        fails before it), so `Trainer.restore` never picks another run's newer epoch.
 
     Examples:
       >>> cb = ModelCheckpoint("outputs/ckpt", monitor="val_loss", save_best_only=True)
@@ -253,7 +257,9 @@ class ModelCheckpoint(Callback):
         save_freq="epoch",
         initial_value_threshold: float | None = None,
         max_to_keep: int | None = None,
+        overwrite: bool = False,
     ):
+        self.overwrite = bool(overwrite)
         self.directory = os.path.abspath(os.fspath(directory))
         self.monitor = monitor
         self.verbose = verbose
@@ -279,6 +285,19 @@ class ModelCheckpoint(Callback):
             )
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise FileExistsError(f"ModelCheckpoint: {self.directory!r} exists and is not a folder")
+        self._stale = []
+        if os.path.isdir(self.directory):
+            from fnn.train import _manager
+
+            with _manager(self.directory, create=False) as mngr:
+                first = getattr(self.trainer, "_initial_epoch", 0)
+                self._stale = sorted(s for s in mngr.all_steps() if s > first)
+            if self._stale and not self.overwrite:
+                raise FileExistsError(
+                    f"ModelCheckpoint: {self.directory} already holds checkpoints of epochs "
+                    f"{self._stale} after initial_epoch={first} (another run's); use a new "
+                    f"folder, delete them, or pass overwrite=True"
+                )
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
@@ -292,6 +311,14 @@ class ModelCheckpoint(Callback):
                 return
             self.best = current
         self.trainer.save(self.directory, epoch=epoch + 1, weights_only=self.save_weights_only)
+        if self._stale:
+            from fnn.train import _manager
+
+            with _manager(self.directory, create=False) as mngr:
+                for step in self._stale:
+                    if step != epoch + 1 and step in mngr.all_steps():
+                        mngr.delete(step)
+            self._stale = []
         if self.verbose:
             print(f"ModelCheckpoint: saved epoch {epoch + 1} to {self.directory}")
         if self.max_to_keep is not None:

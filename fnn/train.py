@@ -1292,6 +1292,7 @@ class Trainer:
         k = self.steps_per_execution
         self.stop_training = False
         self.nonfinite_step = None
+        self._initial_epoch = int(initial_epoch)
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)

@@ -273,3 +273,35 @@ def test_terminate_on_nan_can_be_turned_off(data):
     t.terminate_on_nan = True
     with pytest.raises(FloatingPointError, match=r"at step 8 \(epoch 1\)"):
         t.fit(*data, batch_size=BATCH, epochs=1, verbose=0)
+
+
+def test_model_checkpoint_refuses_another_runs_later_epochs(trainer, data, tmp_path):
+    folder = tmp_path / "ckpt"
+    _fit(trainer, data, epochs=3, steps_per_epoch=1, callbacks=[cb.ModelCheckpoint(folder)])
+    with pytest.raises(
+        FileExistsError,
+        match=r"already holds checkpoints of epochs \[1, 2, 3\] "
+        r"after initial_epoch=0 .*overwrite=True",
+    ):
+        _fit(trainer, data, epochs=1, steps_per_epoch=1, callbacks=[cb.ModelCheckpoint(folder)])
+    assert sorted(os.listdir(folder)) == ["1", "2", "3"]
+    # Resuming after epoch 3 is not another run's data: allowed.
+    trainer.restore(folder)
+    trainer.fit(
+        *data,
+        batch_size=BATCH,
+        epochs=4,
+        initial_epoch=3,
+        steps_per_epoch=1,
+        verbose=0,
+        callbacks=[cb.ModelCheckpoint(folder)],
+    )
+    assert sorted(os.listdir(folder)) == ["1", "2", "3", "4"]
+    _fit(
+        trainer,
+        data,
+        epochs=1,
+        steps_per_epoch=1,
+        callbacks=[cb.ModelCheckpoint(folder, overwrite=True)],
+    )
+    assert os.listdir(folder) == ["1"]
