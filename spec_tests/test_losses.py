@@ -766,11 +766,17 @@ def test_eager_jit_vmap_agree_without_recompiling(case):
     y_true = np.stack([a for a, _ in pairs])
     y_pred = np.stack([b for _, b in pairs])
     eager = np.stack([fn(y_true=a, y_pred=b, **kw) for a, b in pairs])
-    jitted = jax.jit(lambda a, b: fn(y_true=a, y_pred=b, **kw))
-    np.testing.assert_allclose(jax.vmap(jitted)(y_true, y_pred), eager, rtol=1e-6, atol=1e-6)
+    traces = []  # a Python side effect runs once per trace, i.e. once per compilation
+
+    @jax.jit
+    def jitted(a, b):
+        traces.append(b.shape)
+        return fn(y_true=a, y_pred=b, **kw)
+
     np.testing.assert_allclose(jitted(y_true[0], y_pred[0]), eager[0], rtol=1e-6, atol=1e-6)
-    jitted(y_true[1], y_pred[1])
-    assert jitted._cache_size() == 1
+    jitted(y_true[1], y_pred[1])  # new values, same shapes: no recompilation
+    assert traces == [y_pred.shape[1:]]
+    np.testing.assert_allclose(jax.vmap(jitted)(y_true, y_pred), eager, rtol=1e-6, atol=1e-6)
 
 
 def test_low_precision_predictions_are_computed_in_float32():
