@@ -14,10 +14,11 @@ Data contract:
 * ``y_pred`` must be a floating array with a batch axis; low-precision floats (bfloat16,
   float16) are computed in float32, as Keras computes in ``floatx``.
 * Shapes must match exactly: the silent ``(N,)`` against ``(N, 1)`` broadcast (which would turn
-  N losses into N² terms) is a ``ValueError`` naming both shapes, as in Keras' loss functions
-  (Keras' ``compile`` aligns the ranks first; `align_ranks` is that step, opt-in). Sparse labels are integer
-  class ids of shape ``y_pred.shape`` without the class axis (``[N]``, or ``[N, 1]`` as Keras
-  accepts); one-hot losses reject integer class ids and sparse losses reject one-hot labels.
+  N losses into N² terms) is a ``ValueError`` naming both shapes, as in Keras' loss functions.
+  Keras' ``compile`` aligns such ranks before calling the loss; `align_ranks` is that step, for
+  callers who want it explicitly. Sparse labels are integer class ids of shape ``y_pred.shape``
+  without the class axis (``[N]``, or ``[N, 1]`` as Keras accepts); one-hot losses reject
+  integer class ids and sparse losses reject one-hot labels.
 * Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` with ``EPSILON = 1e-7``
   (``keras.backend.epsilon()``); ``from_logits=True`` paths use log-sum-exp
   (`jax.nn.log_softmax` / `jax.nn.log_sigmoid`), so logits of ±1e4 give finite values and
@@ -115,8 +116,8 @@ def _as_true(y_true, y_pred: Array, loss: str, *, one_hot: bool = False) -> Arra
         raise ValueError(
             f"{loss}: y_true and y_pred must have the same shape, got y_true.shape="
             f"{y_true.shape} and y_pred.shape={y_pred.shape}. fnn does not broadcast (N,) "
-            "against (N, 1): that silently compares every example with every other; reshape one "
-            "of them"
+            "against (N, 1): that silently compares every example with every other. Reshape one "
+            "of them, or align them as Keras' compile does with fnn.losses.align_ranks"
         )
     return y_true.astype(y_pred.dtype)
 
@@ -189,7 +190,7 @@ def _sparse_labels(y_true, y_pred: Array, axis: int, loss: str) -> Array:
             f"{loss}: y_true must be integer class ids of shape {expected}, got dtype "
             f"{y_true.dtype} with shape {y_true.shape}.{hint}"
         )
-    if y_true.ndim == y_pred.ndim and y_true.shape[axis if axis < y_true.ndim else -1] == 1:
+    if y_true.ndim == y_pred.ndim and y_true.shape[axis] == 1:
         y_true = jnp.squeeze(y_true, axis=axis)
     if y_true.shape != expected:
         raise ValueError(
