@@ -3,8 +3,9 @@ ones models need beside them (ReLU6, SELU, GELU, SiLU, softplus, softmax, log-so
 
 Data contract:
 
-* Inputs are floating arrays of any shape; every function except `maxout`, `softmax` and
-  `log_softmax` is elementwise and returns an array of the same shape and dtype. `softmax` and
+* Inputs are floating arrays of any shape (integer and bool inputs are promoted to the default
+  float dtype; complex inputs raise a ``TypeError``); every function except `maxout`, `softmax`
+  and `log_softmax` is elementwise and returns an array of the same shape and dtype. `softmax` and
   `log_softmax` work along ``axis``; `maxout` shrinks ``axis`` by its number of pieces.
 * All functions are pure, and safe under `jax.jit`, `jax.vmap` and `jax.grad`.
 * Stability: for every finite float32 input the value and the gradient are finite (no inf, no
