@@ -794,6 +794,34 @@ def _gather(data, perm, offset, batch_size: int, n, mesh):
     return _constrain(batch, mesh)
 
 
+def _accumulate_train(acc, stats, step, names):
+    """Merge one step's stats into the epoch accumulator (all on the device)."""
+    new = {name: acc[name].merge(stats[name]) for name in names}
+    new["grad_norm"] = acc["grad_norm"].merge(
+        metrics_lib.Mean(stats["grad_norm"], jnp.ones((), jnp.float32))
+    )
+    new["param_norm"] = stats["param_norm"]
+    if "learning_rate" in acc:
+        new["learning_rate"] = stats["learning_rate"]
+    bad = ~(jnp.isfinite(stats["_loss"]) & jnp.isfinite(stats["grad_norm"]))
+    first = acc["nonfinite_step"] == _NO_BAD_STEP
+    new["nonfinite_step"] = jnp.where(bad & first, step, acc["nonfinite_step"])
+    return new
+
+
+def _is_streaming_input(x) -> bool:
+    """A name/path to stream, a random-access source, an fnn.data.Loader or any batch iterable."""
+    if isinstance(x, str | os.PathLike):
+        return True
+    if isinstance(x, np.ndarray | jax.Array | Mapping | list | tuple) or x is None:
+        return False
+    return (
+        hasattr(x, "__iter__")
+        or hasattr(x, "__next__")
+        or (hasattr(x, "__len__") and hasattr(x, "__getitem__"))
+    )
+
+
 class _LazyLogs(Mapping):
     """Logs that fetch device values only when a callback reads them (logging time)."""
 
@@ -888,7 +916,8 @@ class Trainer:
         self.stop_training = False
         self.history: History | None = None
         self.nonfinite_step: int | None = None
-        self._sample = None
+        self._stream_iterator = None  # the streaming input being read (its position is saved)
+        self._iterator_state = None  # a restored stream position, used by the next fit
 
     # -- learning rate ------------------------------------------------------------------------
 
@@ -938,12 +967,15 @@ class Trainer:
 
     def save(self, directory, *, epoch: int, weights_only: bool = False) -> None:
         """Write the state to ``directory/<epoch>`` with Orbax (see `save_checkpoint`)."""
+        meta = {"seed": self.seed}
+        iterator = getattr(self, "_stream_iterator", None)
+        if iterator is not None and hasattr(iterator, "get_state"):
+            import base64
+
+            # The streaming input's position: a resumed fit continues with the next batch.
+            meta["iterator_state"] = base64.b64encode(iterator.get_state()).decode("ascii")
         save_checkpoint(
-            directory,
-            self.state,
-            epoch=epoch,
-            weights_only=weights_only,
-            metadata={"seed": self.seed},
+            directory, self.state, epoch=epoch, weights_only=weights_only, metadata=meta
         )
 
     def restore(self, directory, *, epoch: int | None = None) -> int:
@@ -954,6 +986,10 @@ class Trainer:
         """
         state, meta = restore_checkpoint(directory, self.state, epoch=epoch)
         self.state = parallel.replicate(state, self.mesh)
+        if meta.get("iterator_state"):
+            import base64
+
+            self._iterator_state = base64.b64decode(meta["iterator_state"])
         self._sync_model()
         return int(meta["epoch"])
 
@@ -993,17 +1029,7 @@ class Trainer:
                 batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
                 step = state.step
                 state, stats = core(state, batch, key)
-                new = {name: acc[name].merge(stats[name]) for name in names}
-                new["grad_norm"] = acc["grad_norm"].merge(
-                    metrics_lib.Mean(stats["grad_norm"], jnp.ones((), jnp.float32))
-                )
-                new["param_norm"] = stats["param_norm"]
-                if "learning_rate" in acc:
-                    new["learning_rate"] = stats["learning_rate"]
-                bad = ~(jnp.isfinite(stats["_loss"]) & jnp.isfinite(stats["grad_norm"]))
-                first = acc["nonfinite_step"] == _NO_BAD_STEP
-                new["nonfinite_step"] = jnp.where(bad & first, step, acc["nonfinite_step"])
-                return (state, new), None
+                return (state, _accumulate_train(acc, stats, step, names)), None
 
             def run(state, acc, data, perm, start, n, key):
                 if k == 1:
@@ -1011,6 +1037,15 @@ class Trainer:
                 return jax.lax.scan(
                     lambda c, i: body(c, i, data, perm, start, n, key), (state, acc), jnp.arange(k)
                 )[0]
+
+            fn = self._jit(run, donate_argnums=(0, 1))
+        elif kind == "batch":  # one step on a batch fed by the host (streaming input)
+            core = _train_core(self.objective, update_batch_stats=self.update_batch_stats)
+
+            def run(state, acc, batch, key):
+                step = state.step
+                state, stats = core(state, _constrain(batch, mesh), key)
+                return state, _accumulate_train(acc, stats, step, names)
 
             fn = self._jit(run, donate_argnums=(0, 1))
         elif kind == "eval":
@@ -1189,6 +1224,17 @@ class Trainer:
         """
         from fnn import callbacks as callbacks_lib
 
+        if _is_streaming_input(x):
+            return self._fit_stream(
+                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                callbacks=callbacks, validation_split=validation_split,
+                validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+                sample_weight=sample_weight, initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                max_queue_size=max_queue_size, workers=workers,
+                use_multiprocessing=use_multiprocessing,
+            )  # fmt: skip
         _check_streaming_args(max_queue_size, workers, use_multiprocessing)
         verbose = _verbosity(verbose)
         epochs = _positive_int(epochs, "epochs")
@@ -1293,6 +1339,7 @@ class Trainer:
         self.stop_training = False
         self.nonfinite_step = None
         self._initial_epoch = int(initial_epoch)
+        self._stream_iterator = None
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
@@ -1318,6 +1365,182 @@ class Trainer:
         self._sync_model()
         self.history = history
         return history
+
+    def _fit_stream(self, x, y, *, batch_size, epochs, verbose, callbacks, validation_split,
+                    validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+                    steps_per_epoch, validation_steps, validation_batch_size, validation_freq,
+                    max_queue_size, workers, use_multiprocessing) -> History:  # fmt: skip
+        """``fit`` over a stream: batches come from the host (Grain), one compiled step each."""
+        from fnn import callbacks as callbacks_lib
+        from fnn import data as data_lib
+
+        for name, value in (("y", y), ("sample_weight", sample_weight)):
+            if value is not None:
+                raise ValueError(
+                    f"{name}: a streaming x yields batches that carry their labels (and an "
+                    f"optional 'sample_weight'); do not pass {name} as well"
+                )
+        if validation_split:
+            raise ValueError(
+                "validation_split needs in-memory arrays (as in Keras); with a streaming x pass "
+                "validation_data"
+            )
+        verbose = _verbosity(verbose)
+        epochs = _positive_int(epochs, "epochs")
+        if not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch <= epochs:
+            raise ValueError(
+                f"initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}"
+            )
+        ready_made = hasattr(x, "__iter__") and not (
+            hasattr(x, "__getitem__") and hasattr(x, "__len__")
+        )
+        if ready_made:  # an fnn.data.Loader or any iterable of batches: already configured
+            try:
+                _check_streaming_args(max_queue_size, workers, use_multiprocessing)
+            except ValueError as e:
+                raise ValueError(
+                    "max_queue_size, workers and use_multiprocessing configure the loader fit "
+                    "builds from a data source; x is already an iterable of batches, so set them "
+                    "where it was built (fnn.data.loader(..., workers=...))"
+                ) from e
+            if not isinstance(shuffle, bool):
+                raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
+            own = getattr(x, "batch_size", None)
+            if batch_size is not None and own is not None and batch_size != own:
+                raise ValueError(f"batch_size={batch_size} differs from x's batch size {own}")
+            batch_size = _positive_int(own or batch_size or 32, "batch_size")
+            loader = x
+        else:  # a data source (name, folder, random-access source): stream it with Grain
+            batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
+            if not isinstance(shuffle, bool):
+                raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
+            loader = data_lib.loader(
+                x, batch_size=batch_size, shuffle=shuffle, seed=self.seed, num_epochs=None,
+                workers=workers, use_multiprocessing=use_multiprocessing,
+                max_queue_size=max_queue_size,
+            )  # fmt: skip
+        parallel.check_batch_size(batch_size, self.mesh)
+        if steps_per_epoch is None:
+            try:
+                steps = len(loader)
+            except TypeError:
+                raise ValueError(
+                    "steps_per_epoch is required when x is an iterable without a length"
+                ) from None
+        else:
+            steps = _positive_int(steps_per_epoch, "steps_per_epoch")
+        iterator = iter(loader)
+        state = getattr(self, "_iterator_state", None)
+        if state is not None and hasattr(iterator, "set_state"):
+            iterator.set_state(state)  # resume the stream where the checkpoint left it
+        self._iterator_state = None
+        first = self._next_batch(iterator, loader)
+        images, labels = self._host_batch(first, batch_size, name="the first batch")
+        self._check_targets(labels, images.shape, batch_size, name="the stream's labels")
+        val = self._validation_tuple(validation_data) if validation_data is not None else None
+        if val is None:
+            for arg, value in (
+                ("validation_steps", validation_steps),
+                ("validation_batch_size", validation_batch_size),
+            ):
+                if value is not None:
+                    raise ValueError(f"{arg}={value!r} needs validation_data")
+        else:
+            vx, vy, vw = val
+            vbs = _positive_int(
+                validation_batch_size or min(batch_size, len(vx)), "validation_batch_size"
+            )
+            parallel.check_batch_size(vbs, self.mesh, name="validation_batch_size")
+            vfull = -(-len(vx) // vbs)
+            vsteps = (
+                vfull
+                if validation_steps is None
+                else _positive_int(validation_steps, "validation_steps")
+            )
+            if vsteps > vfull:
+                raise ValueError(
+                    f"validation_steps={vsteps} exceeds the {vfull} validation batches of {vbs}"
+                )
+            self._check_targets(vy, vx.shape, vbs, name="validation y")
+            vdata = self._upload(vx, vy, vw)
+        val_freq = self._validation_freq(validation_freq)
+        cbs = callbacks_lib.CallbackList(
+            callbacks, trainer=self, add_history=True, terminate_on_nan=self.terminate_on_nan,
+            verbose=verbose, epochs=epochs, steps=steps,
+        )  # fmt: skip
+        run = self._runner("batch", 1, batch_size)
+        self.stop_training = False
+        self.nonfinite_step = None
+        self._initial_epoch = int(initial_epoch)
+        self._stream_iterator = iterator
+        cbs.on_train_begin()
+        pending = first
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            acc = self._acc_init("train")
+            for i in range(steps):
+                raw = pending if pending is not None else self._next_batch(iterator, loader)
+                pending = None
+                batch = self._device_batch(raw, batch_size, class_weight)
+                self.state, acc = self._call(run, self.state, acc, batch, self._step_key)
+                cbs.on_train_batch_end(i, _LazyLogs(lambda a=acc: self._logs(a)))
+            logs = self._logs(acc)
+            if val is not None and (epoch + 1) in val_freq:
+                vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps)
+                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        self._sync_model()
+        self.history = cbs.history
+        return cbs.history
+
+    @staticmethod
+    def _next_batch(iterator, loader):
+        try:
+            return next(iterator)
+        except StopIteration:
+            raise ValueError(
+                "x ran out of batches before steps_per_epoch × epochs steps; build it with "
+                "num_epochs=None (fnn.data.loader) or lower steps_per_epoch"
+            ) from None
+
+    def _host_batch(self, raw, batch_size, *, name):
+        if isinstance(raw, Mapping):
+            images, labels = raw.get("image"), raw.get("label")
+        elif isinstance(raw, tuple | list) and len(raw) >= 2:
+            images, labels = raw[0], raw[1]
+        else:
+            raise TypeError(
+                f"{name}: a stream must yield dicts {{'image', 'label'}} or (x, y) tuples, got "
+                f"{type(raw).__name__}"
+            )
+        images = _array(images, f"{name} 'image'").astype(np.float32)
+        labels = _array(labels, f"{name} 'label'")
+        if len(images) != len(labels) or len(images) > batch_size:
+            raise ValueError(
+                f"{name}: {len(images)} images and {len(labels)} labels; expected equal numbers, "
+                f"at most batch_size={batch_size}"
+            )
+        _check_finite(images, f"{name} 'image'")
+        return images, labels
+
+    def _device_batch(self, raw, batch_size, class_weight):
+        images, labels = self._host_batch(raw, batch_size, name="a streamed batch")
+        n = len(images)
+        weights = np.ones((n,), np.float32)
+        if isinstance(raw, Mapping) and raw.get("sample_weight") is not None:
+            weights = weights * np.asarray(raw["sample_weight"], np.float32)
+        if class_weight is not None:
+            weights = weights * _class_weights(class_weight, labels)
+        mask = np.zeros((batch_size,), np.float32)
+        mask[:n] = 1.0
+        if n < batch_size:  # pad with repeats that carry zero weight: one shape, one compile
+            pad = lambda a: np.resize(a, (batch_size, *a.shape[1:]))  # noqa: E731
+            images, labels, weights = pad(images), pad(labels), pad(weights)
+        batch = {"image": images, "label": labels, "sample_weight": weights, "mask": mask}
+        return jax.device_put(batch, parallel.batch_sharding(self.mesh))
 
     def _validation_freq(self, validation_freq):
         if isinstance(validation_freq, numbers.Integral) and not isinstance(validation_freq, bool):

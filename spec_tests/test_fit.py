@@ -463,3 +463,82 @@ def test_string_loss_and_optimizer_from_the_slides(data):
     assert h.history["loss"][1] < h.history["loss"][0]
     probs = t.predict(x[:5], batch_size=5)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+# ---- streaming input (Grain, through fnn.data.loader) -------------------------------------------
+
+
+def test_streamed_batches_match_device_resident_fit(sgd_trainer, data):
+    x, y = data
+    ds = {"image": x, "label": y}
+    t = fresh(sgd_trainer)
+    t.fit(ds, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    in_memory = jax.tree.map(jnp.copy, t.state)
+    loader = fnn.data.loader(ds, batch_size=BATCH, shuffle=False, num_epochs=None)
+    h = fresh(t).fit(loader, epochs=2, verbose=0)
+    assert h.epoch == [0, 1] and int(t.state.step) == 2 * N // BATCH
+    _assert_trees_equal(in_memory.params, t.state.params)
+
+
+def test_fit_builds_a_loader_with_the_worker_arguments(sgd_trainer, data):
+    x, y = data
+    t = fresh(sgd_trainer)
+    source = fnn.data.ArraySource({"image": x, "label": y})
+    h = t.fit(
+        source,
+        batch_size=BATCH,
+        epochs=2,
+        workers=2,
+        max_queue_size=4,
+        verbose=0,
+        validation_data=(x[:32], y[:32]),
+    )
+    assert int(t.state.step) == 2 * N // BATCH and len(h.history["val_loss"]) == 2
+
+
+def test_streamed_resume_is_bit_identical(sgd_trainer, data, tmp_path):
+    """The stream's position is saved with the checkpoint: resuming continues with the next batch."""
+    x, y = data
+    ds = {"image": x, "label": y}
+
+    def loader():
+        return fnn.data.loader(ds, batch_size=BATCH, shuffle=True, seed=5, num_epochs=None)
+
+    t = fresh(sgd_trainer)
+    t.fit(loader(), epochs=4, verbose=0)
+    straight = jax.tree.map(jnp.copy, t.state.params)
+    fresh(t).fit(loader(), epochs=2, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "c")])
+    fresh(t)
+    start = t.restore(tmp_path / "c")
+    t.fit(loader(), epochs=4, initial_epoch=start, verbose=0)
+    _assert_trees_equal(straight, t.state.params)
+
+
+def test_bad_streaming_inputs(sgd_trainer, data):
+    x, y = data
+    t = fresh(sgd_trainer)
+    loader = fnn.data.loader({"image": x, "label": y}, batch_size=BATCH, num_epochs=None)
+    with pytest.raises(ValueError, match=r"x is already an iterable of batches, so set them"):
+        t.fit(loader, workers=3, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"y: a streaming x yields batches that carry their labels"
+    ):
+        t.fit(loader, y=y, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_split needs in-memory arrays"):
+        t.fit(loader, validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match=r"batch_size=32 differs from x's batch size 16"):
+        t.fit(loader, batch_size=32, verbose=0)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    nan_loader = fnn.data.loader({"image": bad, "label": y}, batch_size=BATCH, shuffle=False)
+    with pytest.raises(ValueError, match=r"the first batch 'image' contains NaN or inf"):
+        t.fit(nan_loader, verbose=0)
+    yy = y.copy()
+    yy[0] = 12
+    with pytest.raises(ValueError, match=r"the stream's labels has labels outside \[0, 10\)"):
+        t.fit(
+            fnn.data.loader({"image": x, "label": yy}, batch_size=BATCH, shuffle=False), verbose=0
+        )
+    with pytest.raises(ValueError, match=r"steps_per_epoch is required"):
+        t.fit(iter([{"image": x[:BATCH], "label": y[:BATCH]}]), verbose=0)
+    assert int(t.state.step) == 0
