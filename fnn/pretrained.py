@@ -171,6 +171,7 @@ def load(
     dont_load: Sequence[str] = (),
     weights_file=None,
     freeze_batchnorm: bool = False,
+    stop_gradient_blocks: int = 0,
     dropout_rate: float | None = None,
     drop_connect_rate: float = 0.2,
     rngs: nnx.Rngs | None = None,
@@ -189,7 +190,7 @@ def load(
       dont_load: extra regexes of Flax paths to keep freshly initialised.
       weights_file: a different checkpoint (PyTorch legacy/zip or safetensors, PyTorch names).
       freeze_batchnorm: keep the base's BatchNorm in inference mode even in ``train()``.
-      dropout_rate, drop_connect_rate: see `fnn.models.EfficientNetLite`.
+      stop_gradient_blocks, dropout_rate, drop_connect_rate: see `fnn.models.EfficientNetLite`.
       rngs: for the new head and dropout (default ``nnx.Rngs(0)``).
 
     Returns:
@@ -212,6 +213,7 @@ def load(
         dropout_rate=dropout_rate,
         drop_connect_rate=drop_connect_rate,
         freeze_batchnorm=freeze_batchnorm,
+        stop_gradient_blocks=stop_gradient_blocks,
     )
     # Build the model abstractly (shapes only): initialising 4.6M parameters eagerly compiles one
     # random-init program per kernel shape, tens of seconds on 2 cores; almost all get loaded.

@@ -16,6 +16,7 @@ and leave in Flax layouts (``[kh, kw, in, out]``, ``[in, out]``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -28,6 +29,7 @@ import optax
 from flax import nnx
 
 __all__ = [
+    "TopOfBase",
     "base_frozen_regex",
     "extract_features",
     "freeze",
@@ -231,8 +233,10 @@ def merge_params(loaded, inited, *, dont_load: Sequence[str] | str = ()):
                     f"shape mismatch for {path}: the model expects {tuple(np.shape(fresh))}, "
                     f"the loaded weights have {tuple(np.shape(value))}"
                 )
-            dtype = fresh.dtype if hasattr(fresh, "dtype") else np.asarray(fresh).dtype
-            merged[path] = jnp.asarray(value, dtype=dtype)
+            if isinstance(fresh, np.ndarray | np.generic):  # NumPy trees stay NumPy
+                merged[path] = np.asarray(value, dtype=fresh.dtype)
+            else:  # jax arrays, or abstract ones (jax.ShapeDtypeStruct) from nnx.eval_shape
+                merged[path] = jnp.asarray(value, dtype=fresh.dtype)
     unused = [p for p in flat_loaded if p not in flat_inited and not skipped(p)]
     for path in flat_loaded:
         if path not in flat_inited and skipped(path):
@@ -314,17 +318,24 @@ def freeze(tx: optax.GradientTransformation, *, frozen) -> optax.GradientTransfo
     return optax.partition({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def base_frozen_regex(model, *, trainable_blocks: int = 0) -> str:
+def base_frozen_regex(model, *, trainable_blocks: int = 0, prefix: str = "") -> str:
     """Regex freezing an EfficientNet's base except its top ``trainable_blocks`` MBConv blocks.
 
     ``trainable_blocks=0`` freezes stem, all blocks and the head convolution (feature
     extraction: only ``classifier`` trains); ``k > 0`` also trains the last ``k`` blocks and the
-    head convolution (fine-tuning the top of the base).
+    head convolution (fine-tuning the top of the base). Pair it with the model's
+    ``stop_gradient_blocks = len(blocks) - k`` (``len(blocks) + 1`` for ``k = 0``) so that
+    autodiff does not compute the gradients the mask throws away.
+
+    Args:
+      model: an `fnn.models.EfficientNetLite`.
+      trainable_blocks: how many of the last blocks train.
+      prefix: the base's path inside a bigger model, e.g. ``"base/"``.
 
     Examples:
       >>> from flax import nnx
       >>> from fnn.models import EfficientNetLite
-      >>> m = EfficientNetLite("lite0", num_classes=2, rngs=nnx.Rngs(0))
+      >>> m = nnx.eval_shape(lambda: EfficientNetLite("lite0", rngs=nnx.Rngs(0)))
       >>> base_frozen_regex(m, trainable_blocks=2)
       '(stem|blocks/(0|1|2|3|4|5|6|7|8|9|10|11|12|13))/.*'
     """
@@ -333,8 +344,8 @@ def base_frozen_regex(model, *, trainable_blocks: int = 0) -> str:
         raise ValueError(f"trainable_blocks must be in [0, {n}], got {trainable_blocks}")
     frozen = "|".join(str(i) for i in range(n - trainable_blocks))
     if trainable_blocks == 0:
-        return f"(stem|head|blocks/({frozen}))/.*"
-    return f"(stem|blocks/({frozen}))/.*" if frozen else "stem/.*"
+        return f"{prefix}(stem|head|blocks/({frozen}))/.*"
+    return f"{prefix}(stem|blocks/({frozen}))/.*" if frozen else f"{prefix}stem/.*"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,12 +375,16 @@ def parameter_overview(tree, *, max_rows: int | None = None) -> str:
     rows = [("path", "shape", "size", "mean", "std")]
     total = 0
     for i, (path, value) in enumerate(flat.items()):
-        value = np.asarray(value)
-        total += value.size
+        abstract = isinstance(value, jax.ShapeDtypeStruct)  # from nnx.eval_shape: no values
+        value = value if abstract else np.asarray(value)
+        size = int(np.prod(value.shape))
+        total += size
         if max_rows is None or i < max_rows:
-            mean = float(value.mean()) if value.size else float("nan")
-            std = float(value.std()) if value.size else float("nan")
-            rows.append((path, str(value.shape), str(value.size), f"{mean:.3g}", f"{std:.3g}"))
+            if abstract or not size:
+                mean = std = "-"
+            else:
+                mean, std = f"{float(value.mean()):.3g}", f"{float(value.std()):.3g}"
+            rows.append((path, str(tuple(value.shape)), str(size), mean, std))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     widths[3] = widths[4] = max(widths[3], widths[4], 5)
     lines = ["| " + " | ".join(r[c].ljust(widths[c]) for c in range(5)) + " |" for r in rows]
@@ -384,6 +399,55 @@ def parameter_overview(tree, *, max_rows: int | None = None) -> str:
 # Feature extraction
 
 
+class TopOfBase(nnx.Module):
+    """The top of a pretrained base plus a new head, trained on cached intermediate activations.
+
+    ``TopOfBase(base, head, start=k)(h) = head(base.features_from(h, k))`` with
+    ``h = base.intermediate(x, k)`` precomputed by `extract_features` (``block=k``): fine-tuning
+    blocks ``k..`` and the head convolution costs a forward and backward pass through those blocks
+    only, and the frozen bottom runs once per (augmented) image instead of once per step. The
+    module holds the whole ``base`` (paths ``base/...``, ``head/...``), so freeze the bottom with
+    ``freeze(tx, frozen=base_frozen_regex(base, trainable_blocks=len(base.blocks) - k,
+    prefix="base/"))``; its parameters get no gradient anyway. Training updates ``base`` in place.
+
+    Args:
+      base: an `fnn.models.EfficientNetLite` (usually ``freeze_batchnorm=True``).
+      head: a module ``[N, 1280] -> outputs``.
+      start: the first block that trains.
+    """
+
+    def __init__(self, base, head, *, start: int):
+        if not 0 <= start <= len(base.blocks):
+            raise ValueError(f"start must be in [0, {len(base.blocks)}], got {start}")
+        self.base = base
+        self.head = head
+        self.start = start
+
+    def __call__(self, h):
+        return self.head(self.base.features_from(h, self.start))
+
+
+@functools.lru_cache(maxsize=16)
+def _feature_runner(graphdef, preprocess, augment, block):
+    """One jitted extractor per (model graph, preprocess, augment, block): reused across calls."""
+
+    @jax.jit
+    def run(state, x, key):
+        m = nnx.merge(graphdef, state)
+        m.eval()
+        if augment is not None:
+            x = augment(key, x)
+        if preprocess is not None:
+            x = preprocess(x)
+        if block is not None:
+            f = m.intermediate(x, block)
+        else:
+            f = m.features(x) if hasattr(m, "features") else m(x)
+        return f.astype(jnp.float32)
+
+    return run
+
+
 def extract_features(
     model,
     images: np.ndarray,
@@ -392,6 +456,7 @@ def extract_features(
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     copies: int = 1,
     key: jax.Array | None = None,
+    block: int | None = None,
     batch_size: int = 64,
     verbose: bool = False,
 ) -> np.ndarray:
@@ -417,11 +482,15 @@ def extract_features(
       augment: ``(key, x) -> x`` on a batch ``[B, H, W, C]`` (e.g. `fnn.augment` ops vmapped).
       copies: number of augmented views (``1`` without ``augment``).
       key: PRNG key for the augmentation (default ``PRNGKey(0)``).
+      block: return ``model.intermediate(x, block)`` (the feature maps entering that block)
+        instead of the pooled features, to fine-tune the blocks above on the cache
+        (`TopOfBase`).
       batch_size: images per compiled call.
       verbose: print the time taken.
 
     Returns:
-      ``[copies * N, F]`` float32 NumPy features, copy-major (copy ``c`` of image ``i`` is row
+      ``[copies * N, F]`` (or ``[copies * N, h, w, c]`` with ``block``) float32 NumPy
+      features, copy-major (copy ``c`` of image ``i`` is row
       ``c * N + i``); labels for them are ``np.tile(labels, copies)``.
     """
     images = np.asarray(images)
@@ -431,18 +500,7 @@ def extract_features(
         raise ValueError(f"copies must be 1 without augment and >= 1 with it, got {copies}")
     key = jax.random.PRNGKey(0) if key is None else key
     graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def run(state, x, key):
-        m = nnx.merge(graphdef, state)
-        m.eval()
-        if augment is not None:
-            x = augment(key, x)
-        if preprocess is not None:
-            x = preprocess(x)
-        f = m.features(x) if hasattr(m, "features") else m(x)
-        return f.astype(jnp.float32)
-
+    run = _feature_runner(graphdef, preprocess, augment, block)
     start = time.perf_counter()
     n = len(images)
     out = []
