@@ -94,10 +94,11 @@ def _fnn_model(augment: bool, seed: int = 0):
 
 
 def worker_fnn_fit(args, *, spe: int = 1, augment: bool = False) -> dict:
+    import fnn.losses
     import fnn.train
 
     x, y = _data(BATCH * args.steps)
-    loss = "sparse_categorical_crossentropy"
+    loss = fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)
 
     def trainer():
         return fnn.train.compile(
@@ -120,6 +121,7 @@ def worker_fnn_fit(args, *, spe: int = 1, augment: bool = False) -> dict:
 def worker_fnn_step(args) -> dict:
     import jax
 
+    import fnn.losses
     import fnn.optimizers
     import fnn.train
 
@@ -129,7 +131,9 @@ def worker_fnn_step(args) -> dict:
     key = jax.random.key(0)
     t0 = time.perf_counter()
     state = fnn.train.TrainState.create(_fnn_model(False), fnn.optimizers.get("adam"))
-    step = fnn.train.make_train_step("sparse_categorical_crossentropy")
+    step = fnn.train.make_train_step(
+        fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)
+    )
     state, m = step(state, {"image": xs[0], "label": ys[0]}, key)
     jax.block_until_ready(m)
     first = time.perf_counter() - t0

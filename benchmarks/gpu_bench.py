@@ -91,31 +91,22 @@ def fnn_workload(name: str, steps: int, repeats: int) -> list[float]:
 
         return _time(block, repeats, steps)
 
+    import fnn.losses
+    import fnn.train
+
     model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.adam(lr, eps=1e-7)
-    opt_state = tx.init(params)
-
-    def step(params, rest, opt_state):
-        def loss_fn(p):
-            m = nnx.merge(graphdef, p, rest)
-            logits = m(x).astype(jnp.float32)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), nnx.state(
-                m, nnx.Not(nnx.Param)
-            )
-
-        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), rest, opt_state, loss
-
-    step = jax.jit(step, donate_argnums=(0, 1, 2))
-    carry = [params, rest, opt_state]
+    state = fnn.train.TrainState.create(model, optax.adam(lr, eps=1e-7))
+    step = fnn.train.make_train_step(
+        fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)
+    )
+    batch_data = {"image": x, "label": y}
+    key = jax.random.key(0)
+    carry = [state]
 
     def block():
         for _ in range(steps):
-            out = step(*carry)
-            carry[:] = out[:3]
-        jax.block_until_ready(carry)
+            carry[0], metrics = step(carry[0], batch_data, key)
+        jax.block_until_ready(metrics)
 
     return _time(block, repeats, steps)
 
