@@ -90,7 +90,8 @@ class SimpleCNN(nnx.Module):
     Shapes: ``[N, H, W, C]`` → ``[N, units]``.
 
     Examples:
-      >>>       >>> from flax import nnx
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
       >>> model = SimpleCNN(10, input_shape=(8, 8, 1), filters=(8, 16), dense=(32,), rngs=nnx.Rngs(0))
       >>> model(jnp.zeros((2, 8, 8, 1))).shape
       (2, 10)
@@ -182,7 +183,8 @@ class ReferenceCNN(nnx.Module):
     ``Dense(10, activation="softmax")``.
 
     Examples:
-      >>>       >>> from flax import nnx
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
       >>> ReferenceCNN(rngs=nnx.Rngs(0))(jnp.zeros((1, 32, 32, 3))).shape
       (1, 10)
     """
