@@ -311,3 +311,74 @@ def test_state_model_roundtrip(state0):
     x = jnp.asarray(_batch()["image"])
     logits, _, _ = _np_forward(_pure(state0.params), _pure(state0.model_state), x, train=False)
     np.testing.assert_allclose(np.asarray(model(x)), logits, rtol=1e-5, atol=1e-5)
+
+
+# ---- fnn.metrics: per-example values and the mergeable mean -------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fnn import metrics as M  # noqa: E402
+
+
+def test_metrics_match_numpy_oracles():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(12, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 12)
+    onehot = np.eye(5, dtype=np.float32)[labels]
+    top = np.argsort(-scores, axis=-1)
+    np.testing.assert_array_equal(
+        M.sparse_categorical_accuracy(y_true=labels, y_pred=scores), top[:, 0] == labels
+    )
+    np.testing.assert_array_equal(
+        M.categorical_accuracy(y_true=onehot, y_pred=scores), top[:, 0] == labels
+    )
+    for k in (1, 2, 3):
+        want = [labels[i] in top[i, :k] for i in range(12)]
+        np.testing.assert_array_equal(
+            M.sparse_top_k_categorical_accuracy(y_true=labels, y_pred=scores, k=k), want
+        )
+        np.testing.assert_array_equal(
+            M.top_k_categorical_accuracy(y_true=onehot, y_pred=scores, k=k), want
+        )
+    probs = rng.uniform(size=(12, 3)).astype(np.float32)
+    bits = (rng.uniform(size=(12, 3)) > 0.5).astype(np.float32)
+    np.testing.assert_allclose(
+        M.binary_accuracy(y_true=bits, y_pred=probs), ((probs > 0.5) == bits).mean(-1), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        M.mean_squared_error(y_true=bits, y_pred=probs),
+        ((probs.astype(np.float64) - bits) ** 2).mean(-1),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        M.mean_absolute_error(y_true=bits, y_pred=probs),
+        np.abs(probs.astype(np.float64) - bits).mean(-1),
+        rtol=1e-6,
+    )
+
+
+def test_accuracy_name_resolves_like_keras():
+    assert M.resolve_accuracy((8,), (8, 10)) is M.sparse_categorical_accuracy
+    assert M.resolve_accuracy((8, 1), (8, 10)) is M.sparse_categorical_accuracy
+    assert M.resolve_accuracy((8, 10), (8, 10)) is M.categorical_accuracy
+    assert M.resolve_accuracy((8, 1), (8, 1)) is M.binary_accuracy
+    assert M.resolve_accuracy((8,), (8,)) is M.binary_accuracy
+    assert M.get("accuracy") is None and M.get("acc") is None
+    with pytest.raises(
+        ValueError, match=r"Unknown metric 'binary_acuracy'. Did you mean 'binary_accuracy'"
+    ):
+        M.get("binary_acuracy")
+
+
+@given(st.lists(st.floats(-1e3, 1e3, width=32), min_size=1, max_size=12), st.integers(0, 12))
+def test_mean_merges_exactly_however_the_epoch_is_cut(values, cut):
+    v = np.asarray(values, np.float32)
+    cut = min(cut, len(v))
+    parts = M.Mean.from_values(v[:cut]).merge(M.Mean.from_values(v[cut:]))
+    whole = M.Mean.from_values(v)
+    np.testing.assert_allclose(
+        float(parts.compute()), np.mean(v.astype(np.float64)), rtol=1e-4, atol=1e-3
+    )
+    assert float(parts.count) == float(whole.count) == len(v)
+    assert bool(jnp.isnan(M.Mean.empty().compute()))
