@@ -44,6 +44,15 @@ MFLOP_PER_IMAGE = 153.0
 DEFAULT_PEERS = "/work/venv-peers/bin/python"
 FNN_WORKERS = ("fnn-fit", "fnn-fit-spe", "fnn-fit-aug", "fnn-step", "flax-nnx")
 PEER_WORKERS = ("keras-jax", "keras-tf", "torch")
+# fnn-step variants for --levers: label -> (extra worker arguments, extra XLA_FLAGS)
+LEVERS = {
+    "fnn-step[conv=xla]": (["--impl", "xla"], None),
+    "fnn-step[conv=im2col first layer]": (["--impl", "im2col-first"], None),
+    "fnn-step[bf16 compute]": (["--dtype", "bfloat16"], None),
+    "fnn-step[batch 256]": (["--batch", "256"], None),
+    "fnn-step[batch 64]": (["--batch", "64"], None),
+    "fnn-step[1 intra-op thread]": ([], "--xla_cpu_multi_thread_eigen=false"),
+}
 XLA_VARIANTS = {
     "ynn-conv": "--xla_cpu_experimental_ynn_fusion_type=individual_convolution",
     "xnn-conv": "--xla_cpu_experimental_xnn_fusion_type=individual_convolution",
@@ -118,6 +127,28 @@ def worker_fnn_fit(args, *, spe: int = 1, augment: bool = False) -> dict:
     return {"rates": rates, "first_step_s": first}
 
 
+def _apply_levers(model, args):
+    """Conv implementation and compute dtype levers (fnn-step variants)."""
+    import functools
+
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from fnn import conv
+
+    for _, m in model.iter_modules():
+        if isinstance(m, conv.Conv) and args.impl:
+            impl = args.impl
+            if impl == "im2col-first":
+                impl = "im2col" if m.in_features <= 4 else "auto"
+            m.conv_general_dilated = functools.partial(
+                conv.conv_general_dilated, implementation=impl
+            )
+        if isinstance(m, nnx.Conv | nnx.Linear) and args.dtype == "bfloat16":
+            m.dtype = jnp.bfloat16
+    return model
+
+
 def worker_fnn_step(args) -> dict:
     import jax
 
@@ -125,12 +156,14 @@ def worker_fnn_step(args) -> dict:
     import fnn.optimizers
     import fnn.train
 
-    x, y = _data(BATCH * args.steps)
-    xs = jax.device_put(x.reshape(args.steps, BATCH, 32, 32, 3))
-    ys = jax.device_put(y.reshape(args.steps, BATCH))
+    batch = args.batch
+    x, y = _data(batch * args.steps)
+    xs = jax.device_put(x.reshape(args.steps, batch, 32, 32, 3))
+    ys = jax.device_put(y.reshape(args.steps, batch))
     key = jax.random.key(0)
     t0 = time.perf_counter()
-    state = fnn.train.TrainState.create(_fnn_model(False), fnn.optimizers.get("adam"))
+    model = _apply_levers(_fnn_model(False), args)
+    state = fnn.train.TrainState.create(model, fnn.optimizers.get("adam"))
     step = fnn.train.make_train_step(
         fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)
     )
@@ -334,12 +367,13 @@ def run_worker(name: str, args) -> dict:
 # ------------------------------------------------------------------------------------ driver
 
 
-def _launch(name: str, python: str, args, extra_xla: str | None = None) -> dict:
+def _launch(name: str, python: str, args, extra_xla: str | None = None, extra_args=()) -> dict:
     env = dict(os.environ)
     if extra_xla:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + extra_xla).strip()
     cmd = [python, str(Path(__file__).resolve()), "--worker", name]
     cmd += ["--steps", str(args.steps), "--repeats", str(args.repeats), "--spe", str(args.spe)]
+    cmd += list(extra_args)
     try:
         proc = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=args.timeout, check=False
@@ -362,6 +396,10 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma-separated implementations to run")
     p.add_argument("--peer-python", default=DEFAULT_PEERS, help="python with torch/keras/tf")
     p.add_argument("--xla-variants", action="store_true", help="fnn-step with XLA:CPU flags too")
+    p.add_argument("--levers", action="store_true", help="fnn-step with the other levers too")
+    p.add_argument("--impl", default="", help=argparse.SUPPRESS)
+    p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per implementation")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -379,15 +417,17 @@ def main(argv=None) -> int:
     peer_python = args.peer_python if Path(args.peer_python).exists() else None
     runs = []
     for name in names:
-        variants = [(name, None)]
+        variants = [(name, None, ())]
         if args.xla_variants and name == "fnn-step":
-            variants += [(f"{name}+{k}", v) for k, v in XLA_VARIANTS.items()]
-        for label, flags in variants:
+            variants += [(f"{name}[{k}]", v, ()) for k, v in XLA_VARIANTS.items()]
+        if args.levers and name == "fnn-step":
+            variants += [(k, flags, extra) for k, (extra, flags) in LEVERS.items()]
+        for label, flags, extra in variants:
             python = sys.executable if name in FNN_WORKERS else peer_python
             if python is None:
                 res = {"skipped": f"no peer python at {args.peer_python}"}
             else:
-                res = _launch(name, python, args, flags)
+                res = _launch(name, python, args, flags, extra)
             runs.append((label, res))
             _report_line(label, res)
 

@@ -31,6 +31,7 @@ is the functional form; `conv_general_dilated` has `jax.lax.conv_general_dilated
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -46,8 +47,10 @@ from fnn._validation import lookup
 __all__ = ["Conv", "conv2d", "conv_general_dilated", "IMPLEMENTATIONS"]
 
 #: Names accepted by ``implementation=``: ``"auto"`` (canonical VJP on CPU, XLA's own elsewhere),
-#: ``"canonical"`` (always the canonical custom VJP), ``"xla"`` (plain `lax.conv_general_dilated`).
-IMPLEMENTATIONS = ("auto", "canonical", "xla")
+#: ``"canonical"`` (always the canonical custom VJP), ``"xla"`` (plain `lax.conv_general_dilated`),
+#: ``"im2col"`` (shifted views concatenated along channels and one matmul; groups of 1 only,
+#: others fall back to ``"canonical"``).
+IMPLEMENTATIONS = ("auto", "canonical", "xla", "im2col")
 
 
 class _Config(NamedTuple):
@@ -181,6 +184,35 @@ def _canonical_bwd(cfg: _Config, res, g):
 _canonical.defvjp(_canonical_fwd, _canonical_bwd)
 
 
+def _im2col(x, w, cfg: _Config):
+    """im2col: ``y = [x̃ shifted by every kernel offset, concatenated] @ W.reshape(K·C, O)``.
+
+    Differentiated by plain autodiff (pads, strided slices, one dot): no convolution at all.
+    """
+    nd = x.ndim - 2
+    if cfg.groups != 1 or any(d != 1 for d in cfg.lhs_dilation):
+        return _canonical(x, w, cfg)
+    ksize = w.shape[:nd]
+    xp = lax.pad(
+        x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in cfg.padding), (0, 0, 0)]
+    )
+    out = [
+        (xp.shape[1 + i] - _dilate(ksize[i], cfg.rhs_dilation[i])) // cfg.strides[i] + 1
+        for i in range(nd)
+    ]
+    cols = []
+    for offsets in itertools.product(*(range(k) for k in ksize)):
+        start = [0, *(o * d for o, d in zip(offsets, cfg.rhs_dilation)), 0]
+        limit = [
+            xp.shape[0],
+            *(b + (m - 1) * s + 1 for b, m, s in zip(start[1:-1], out, cfg.strides)),
+            xp.shape[-1],
+        ]
+        cols.append(lax.slice(xp, start, limit, (1, *cfg.strides, 1)))
+    patches = jnp.concatenate(cols, axis=-1)
+    return jnp.dot(patches, w.reshape(-1, w.shape[-1]), precision=cfg.precision)
+
+
 def _auto(x, w, cfg: _Config):
     return lax.platform_dependent(
         x,
@@ -190,7 +222,7 @@ def _auto(x, w, cfg: _Config):
     )
 
 
-_IMPL = {"auto": _auto, "canonical": _canonical, "xla": _plain}
+_IMPL = {"auto": _auto, "canonical": _canonical, "xla": _plain, "im2col": _im2col}
 
 
 def _tuple(value, nd: int, name: str) -> tuple[int, ...]:

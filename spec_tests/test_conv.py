@@ -109,7 +109,7 @@ def test_oracle_values(name, shape, kshape, strides, padding, pads, dilation, gr
     x = rng.normal(size=shape).astype(np.float32)
     w = rng.normal(size=kshape).astype(np.float32)
     expected = _numpy_oracle(x, w, strides, pads, dilation, groups)
-    for impl in ("canonical", "auto", "xla"):
+    for impl in ("canonical", "auto", "xla", "im2col"):
         got = conv2d(
             x,
             w,
@@ -233,6 +233,34 @@ def test_input_dilation_matches_direct_sum(config):
     # The "xla" implementation computes the same forward values.
     y_xla = conv2d(x, w, input_dilation=ld, precision=HIGHEST, implementation="xla", **kwargs)
     np.testing.assert_allclose(y_xla, y_ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(strides=2, padding="SAME"),
+        dict(strides=(1, 2), padding=((-1, 2), (1, 0)), kernel_dilation=(2, 1)),
+        dict(strides=1, padding="VALID", feature_group_count=3),  # falls back to canonical
+    ],
+)
+def test_im2col_gradients_match_lax(kwargs):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
+    w = rng.normal(size=(3, 2, 3 // kwargs.get("feature_group_count", 1), 6)).astype(np.float32)
+    norm = {k: v for k, v in kwargs.items()}
+    for k in ("strides", "kernel_dilation"):
+        if isinstance(norm.get(k), int):
+            norm[k] = (norm[k],) * 2
+
+    def ours(x, w):
+        return conv2d(x, w, precision=HIGHEST, implementation="im2col", **kwargs)
+
+    def ref(x, w):
+        return _lax_conv(x, w, **norm)
+
+    ct = np.random.default_rng(9).normal(size=ref(x, w).shape).astype(np.float32)
+    for g, r in zip(_value_and_grads(ours, x, w, ct), _value_and_grads(ref, x, w, ct)):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -513,7 +541,7 @@ def test_conv_dtype_and_split_merge_in_jit():
             (3, 3, 3, 2),
             dict(implementation="cudnn"),
             ValueError,
-            r"Unknown implementation 'cudnn'.*auto, canonical, xla",
+            r"Unknown implementation 'cudnn'.*auto, canonical, im2col, xla",
         ),
     ],
 )
@@ -531,4 +559,4 @@ def test_conv_rejects_custom_conv_function_and_bad_implementation():
 
 def test_public_names():
     assert set(fconv.__all__) == {"Conv", "conv2d", "conv_general_dilated", "IMPLEMENTATIONS"}
-    assert fconv.IMPLEMENTATIONS == ("auto", "canonical", "xla")
+    assert fconv.IMPLEMENTATIONS == ("auto", "canonical", "xla", "im2col")
