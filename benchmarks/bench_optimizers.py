@@ -1,14 +1,15 @@
 """Time per optimizer update: every fnn optimizer against its Optax twin, side by side.
 
-Workload: an ~11.03M-parameter float32 pytree of 50 leaves (25 weight/bias pairs), constant
+Workload: an ~11.04M-parameter float32 pytree of 50 leaves (25 weight/bias pairs), constant
 gradients, one ``jax.jit``-compiled step ``(params, state, grads) -> (params, state)`` that calls
 ``tx.update`` and ``optax.apply_updates``, with params and state donated (updated in place).
 fnn and Optax steps are timed in alternating rounds in one process so that load from other jobs
 hits both; we report the median time per update and the ratio Optax/fnn (> 1: fnn is faster).
 
-The fused path keeps the same 11.03M parameters as one flat buffer (`fnn.optimizers.flatten`),
-so each update is one loop over memory instead of 50; it is compared with Optax Adam on the
-50-leaf tree. The memory-bandwidth ceiling is measured in the same run with a donated in-place
+The fused path keeps the same 11.04M parameters as one flat buffer (`fnn.optimizers.flatten`),
+so each update is a couple of loops over memory instead of 2-3 per leaf, and uses
+`fnn.optimizers.fused_adam` (Adam with m and v interleaved, so one loop updates both); it is
+compared with Optax Adam on the 50-leaf tree. The memory-bandwidth ceiling is measured in the same run with a donated in-place
 ``p ← p + a·g`` over the flat buffer (12 bytes per element), and each row reports the share of
 it that the update reaches (bytes moved / time / bandwidth).
 
@@ -33,7 +34,7 @@ LR = 1e-3
 
 
 def make_params(n_pairs: int = 25, seed: int = 0) -> dict:
-    """50 leaves, ~11.03M float32 parameters: dense-layer-like weight matrices plus biases."""
+    """50 leaves, ~11.04M float32 parameters: dense-layer-like weight matrices plus biases."""
     rng = np.random.default_rng(seed)
     params = {}
     widths = np.linspace(190, 1190, n_pairs).astype(int)
@@ -142,6 +143,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--only", nargs="*", help="optimizer names to run (default: all)")
+    parser.add_argument("--fused-only", action="store_true", help="only the fused-path table")
     args = parser.parse_args(argv)
     # Interleave call by call: on a shared machine, load spikes then hit fnn and Optax alike.
     rounds, per_round = (6, 1) if args.quick else (40, 2)
@@ -169,7 +171,7 @@ def main(argv=None) -> None:
     print(header)
     print("-" * len(header))
 
-    names = args.only or list(PAIRS)
+    names = [] if args.fused_only else (args.only or list(PAIRS))
     for name in names:
         fnn_tx, optax_tx, nbytes = PAIRS[name]
         runners = {"fnn": Runner(fnn_tx(), params, grads), "axpy": axpy}
@@ -194,6 +196,8 @@ def main(argv=None) -> None:
     print("Fused path: parameters, gradients and state as ONE flat buffer vs Optax on 50 leaves")
     fused = {
         "axpy": axpy,
+        "fnn fused_adam, flat buffer": Runner(fo.fused_adam(LR), flat, flat_grads),
+        "fnn fused_adam, 50 leaves": Runner(fo.fused_adam(LR), params, grads),
         "fnn adam, flat buffer": Runner(fo.adam(LR), flat, flat_grads),
         "optax adam, 50 leaves": Runner(optax.adam(LR), params, grads),
         "optax adam, flat buffer": Runner(optax.adam(LR), flat, flat_grads),

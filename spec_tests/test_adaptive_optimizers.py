@@ -801,3 +801,21 @@ def test_fused_flat_buffer_path_equals_the_per_leaf_update():
         u, flat_state = tx.update(g_flat, flat_state, p_flat)
         p_flat = optax.apply_updates(p_flat, u)
     assert_trees_close(unflatten(p_flat), p_tree, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"convention": "keras"},
+        {"weight_decay": 0.1},
+        {"convention": "keras", "weight_decay": 0.1},
+    ],
+)
+def test_fused_adam_interleaved_moments_compute_adam(problems, kwargs):
+    """fused_adam keeps (m, v) side by side in one buffer; the numbers are adam's."""
+    (_, fused_state), fused = trajectory(fo.fused_adam(1e-2, **kwargs), problems, steps=30)
+    (_, state), plain = trajectory(fo.adam(1e-2, **kwargs), problems, steps=30)
+    assert_trees_close(fused, plain, rtol=1e-6, atol=1e-7)
+    assert_trees_close(jax.tree.map(lambda x: x[..., 0], fused_state.moments), state.mu)
+    assert_trees_close(jax.tree.map(lambda x: x[..., 1], fused_state.moments), state.nu)
