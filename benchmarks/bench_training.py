@@ -136,7 +136,7 @@ def _apply_levers(model, args):
 
     from fnn import conv
 
-    for _, m in model.iter_modules():
+    for _, m in nnx.iter_modules(model):
         if isinstance(m, conv.Conv) and args.impl:
             impl = args.impl
             if impl == "im2col-first":

@@ -67,7 +67,7 @@ def fnn_workload(name: str, steps: int, repeats: int) -> list[float]:
 
         model = ReferenceCNN(rngs=nnx.Rngs(0))
         if kind == "cnn-bf16":  # compute in bf16, keep float32 parameters
-            for _, m in model.iter_modules():
+            for _, m in nnx.iter_modules(model):
                 if isinstance(m, nnx.Conv | nnx.Linear):
                     m.dtype = jnp.bfloat16
         lr = 1e-3

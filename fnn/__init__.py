@@ -21,6 +21,7 @@ _SUBMODULES = (
     "optimizers",
     "parallel",
     "plot",
+    "precision",
     "pretrained",
     "train",
     "transfer",
