@@ -1039,13 +1039,19 @@ class Trainer:
                 )[0]
 
             fn = self._jit(run, donate_argnums=(0, 1))
-        elif kind == "batch":  # one step on a batch fed by the host (streaming input)
+        elif kind == "batch":  # k host-fed batches stacked [k, B, ...] (streaming input)
             core = _train_core(self.objective, update_batch_stats=self.update_batch_stats)
 
-            def run(state, acc, batch, key):
-                step = state.step
-                state, stats = core(state, _constrain(batch, mesh), key)
-                return state, _accumulate_train(acc, stats, step, names)
+            def run(state, acc, batches, key):
+                def one(carry, batch):
+                    state, acc = carry
+                    step = state.step
+                    state, stats = core(state, _constrain(batch, mesh), key)
+                    return (state, _accumulate_train(acc, stats, step, names)), None
+
+                if k == 1:
+                    return one((state, acc), jax.tree.map(lambda b: b[0], batches))[0]
+                return jax.lax.scan(one, (state, acc), batches)[0]
 
             fn = self._jit(run, donate_argnums=(0, 1))
         elif kind == "eval":
@@ -1195,8 +1201,13 @@ class Trainer:
         argument that cannot apply raises a ``ValueError`` rather than being ignored.
 
         Args:
-          x: inputs ``[N, ...]`` (NumPy or JAX), or a dataset dict ``{"image", "label"}``.
-          y: labels ``[N]`` (class ids) or ``[N, K]``.
+          x: inputs ``[N, ...]`` (NumPy or JAX), or a dataset dict ``{"image", "label"}``
+            (copied to the device once); or a stream: a data source that ``fit`` streams with
+            `fnn.data.loader` (``"tfds:<name>"``, a folder, any random-access source such as
+            ``fnn.data.ArraySource``), or a ready ``fnn.data.Loader`` / iterable of batch dicts.
+            Streamed batches are fed from the host, ``steps_per_execution`` at a time, and the
+            stream's position is saved with `fnn.callbacks.ModelCheckpoint`.
+          y: labels ``[N]`` (class ids) or ``[N, K]``; ``None`` for dicts and streams.
           batch_size: examples per step (default 32); a multiple of the device count.
           epochs: train until this epoch index (with ``initial_epoch``, as Keras counts).
           verbose: ``"auto"``/1 a tqdm bar per epoch, 2 one line per epoch, 0 silent.
@@ -1215,8 +1226,11 @@ class Trainer:
           validation_steps: validation batches per evaluation (default all).
           validation_batch_size: default ``batch_size``.
           validation_freq: validate every this many epochs, or at the epochs (1-based) listed.
-          max_queue_size, workers, use_multiprocessing: for streaming inputs; with in-memory
-            arrays a non-default value raises (there are no worker processes to configure).
+          max_queue_size, workers, use_multiprocessing: Keras' reader settings, passed to the
+            Grain loader ``fit`` builds for a data source (worker processes when
+            ``use_multiprocessing``, else reader threads; ``max_queue_size`` batches
+            prefetched). With in-memory arrays, or a loader built elsewhere, a non-default value
+            raises: there is nothing for it to configure.
 
         Returns:
           `History` whose ``history`` maps ``loss``, each metric, ``learning_rate``,
@@ -1468,7 +1482,7 @@ class Trainer:
             callbacks, trainer=self, add_history=True, terminate_on_nan=self.terminate_on_nan,
             verbose=verbose, epochs=epochs, steps=steps,
         )  # fmt: skip
-        run = self._runner("batch", 1, batch_size)
+        k = self.steps_per_execution
         self.stop_training = False
         self.nonfinite_step = None
         self._initial_epoch = int(initial_epoch)
@@ -1478,12 +1492,20 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             acc = self._acc_init("train")
-            for i in range(steps):
-                raw = pending if pending is not None else self._next_batch(iterator, loader)
-                pending = None
-                batch = self._device_batch(raw, batch_size, class_weight)
-                self.state, acc = self._call(run, self.state, acc, batch, self._step_key)
-                cbs.on_train_batch_end(i, _LazyLogs(lambda a=acc: self._logs(a)))
+            done = 0
+            while done < steps:
+                kk = min(k, steps - done)  # K host batches, stacked, run as one lax.scan
+                raws = []
+                for _ in range(kk):
+                    raws.append(
+                        pending if pending is not None else self._next_batch(iterator, loader)
+                    )
+                    pending = None
+                batches = self._device_batches(raws, batch_size, class_weight)
+                run = self._runner("batch", kk, batch_size)
+                self.state, acc = self._call(run, self.state, acc, batches, self._step_key)
+                done += kk
+                cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
             logs = self._logs(acc)
             if val is not None and (epoch + 1) in val_freq:
                 vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps)
@@ -1526,7 +1548,16 @@ class Trainer:
         _check_finite(images, f"{name} 'image'")
         return images, labels
 
-    def _device_batch(self, raw, batch_size, class_weight):
+    def _device_batches(self, raws, batch_size, class_weight):
+        """Host batches → one ``[k, B, ...]`` device array per key, split over ``"data"``."""
+        host = [self._host_padded(raw, batch_size, class_weight) for raw in raws]
+        stacked = {key: np.stack([h[key] for h in host]) for key in host[0]}
+        sharding = jax.sharding.NamedSharding(
+            self.mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS)
+        )
+        return jax.device_put(stacked, sharding)
+
+    def _host_padded(self, raw, batch_size, class_weight):
         images, labels = self._host_batch(raw, batch_size, name="a streamed batch")
         n = len(images)
         weights = np.ones((n,), np.float32)
@@ -1539,8 +1570,7 @@ class Trainer:
         if n < batch_size:  # pad with repeats that carry zero weight: one shape, one compile
             pad = lambda a: np.resize(a, (batch_size, *a.shape[1:]))  # noqa: E731
             images, labels, weights = pad(images), pad(labels), pad(weights)
-        batch = {"image": images, "label": labels, "sample_weight": weights, "mask": mask}
-        return jax.device_put(batch, parallel.batch_sharding(self.mesh))
+        return {"image": images, "label": labels, "sample_weight": weights, "mask": mask}
 
     def _validation_freq(self, validation_freq):
         if isinstance(validation_freq, numbers.Integral) and not isinstance(validation_freq, bool):

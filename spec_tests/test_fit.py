@@ -478,6 +478,16 @@ def test_streamed_batches_match_device_resident_fit(sgd_trainer, data):
     h = fresh(t).fit(loader, epochs=2, verbose=0)
     assert h.epoch == [0, 1] and int(t.state.step) == 2 * N // BATCH
     _assert_trees_equal(in_memory.params, t.state.params)
+    # steps_per_execution on a stream: 3 host batches stacked and run as one lax.scan.
+    t.steps_per_execution = 3
+    try:
+        loader = fnn.data.loader(ds, batch_size=BATCH, shuffle=False, num_epochs=None)
+        h3 = fresh(t).fit(loader, epochs=2, verbose=0)
+    finally:
+        t.steps_per_execution = 1
+    assert int(t.state.step) == 2 * N // BATCH
+    _assert_trees_close(in_memory.params, t.state.params, rtol=2e-5)
+    np.testing.assert_allclose(h3.history["loss"], h.history["loss"], rtol=1e-5)
 
 
 def test_fit_builds_a_loader_with_the_worker_arguments(sgd_trainer, data):
