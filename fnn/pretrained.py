@@ -201,8 +201,8 @@ def load(
       >>> from skimage import data
       >>> model, prep, names, size = load("efficientnet_lite0")
       >>> logits = model(prep(data.chelsea()))
-      >>> names[int(logits.argmax())]
-      'tabby, tabby cat'
+      >>> names[int(logits.argmax())]  # the cat photo; tabby and Egyptian cat follow
+      'tiger cat'
     """
     from fnn.models.efficientnet_lite import HEAD_CHANNELS, EfficientNetLite, _dense_init
 

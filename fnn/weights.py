@@ -31,6 +31,7 @@ import io
 import os
 import pickle
 import struct
+import sys
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -114,7 +115,7 @@ class _TensorRef:
         if flat is None:
             raise CheckpointError(f"storage {self.storage.key!r} is missing from the file")
         if 0 in self.size:
-            return np.zeros(self.size, flat.dtype)
+            return np.zeros(self.size, _native(flat.dtype))
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
         if last >= flat.size:
             raise CheckpointError(
@@ -127,7 +128,17 @@ class _TensorRef:
             strides=tuple(s * flat.itemsize for s in self.stride),
             writeable=False,
         )
-        return np.array(view, order="C")  # a copy: never alias the file buffer
+        out = np.array(view, order="C")  # a C-contiguous copy: never alias the file buffer
+        return out if out.dtype.isnative else out.astype(out.dtype.newbyteorder("="))
+
+
+def _native(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def _file_dtype(dtype: np.dtype, order: str) -> np.dtype:
+    """``dtype`` with the file's byte order; the plain native dtype when they agree."""
+    return dtype if (order == "<") == (sys.byteorder == "little") else dtype.newbyteorder(order)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
@@ -269,7 +280,7 @@ def _load_legacy(data: bytes, name: str):
                 f"{name}: truncated: storage {key!r} needs {nbytes} bytes at offset {start}, "
                 f"the file has {len(data) - start} left"
             )
-        ref.array = np.frombuffer(data, ref.dtype.newbyteorder(order), count, start)
+        ref.array = np.frombuffer(data, _file_dtype(ref.dtype, order), count, start)
         stream.seek(start + nbytes)
     _resolve_views(storages)
     return _materialize(result)
@@ -306,7 +317,7 @@ def _load_zip(data: bytes, name: str):
                     f"{name}: storage {key!r} has {len(raw)} bytes, expected "
                     f"{ref.numel * ref.dtype.itemsize}"
                 )
-            ref.array = np.frombuffer(raw, ref.dtype.newbyteorder(order), ref.numel)
+            ref.array = np.frombuffer(raw, _file_dtype(ref.dtype, order), ref.numel)
     except (zipfile.BadZipFile, OSError, EOFError) as error:  # CRC errors, short entries
         raise CheckpointError(f"{name}: a corrupt or truncated zip archive ({error})") from error
     _resolve_views(storages)

@@ -324,3 +324,15 @@ def test_crosscheck_torch_save_both_formats(tmp_path, legacy):
         want = tensor.detach().float().numpy() if key == "bf16" else tensor.detach().numpy()
         np.testing.assert_array_equal(np.asarray(got[key], dtype=want.dtype), want, err_msg=key)
     assert got["bf16"].dtype == ml_dtypes.bfloat16
+
+
+def test_big_endian_zip_reads_native_values():
+    values = np.arange(6, dtype=np.float32)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a/data.pkl", _state_dict_pickle({"w": ("0", 0, (2, 3), (3, 1))}, {"0": values}))
+        z.writestr("a/byteorder", "big")
+        z.writestr("a/data/0", values.astype(">f4").tobytes())
+    got = weights.load(buf.getvalue())["w"]
+    assert got.dtype == np.float32 and got.dtype.isnative
+    np.testing.assert_array_equal(got, values.reshape(2, 3))
