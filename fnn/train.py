@@ -1054,6 +1054,19 @@ class Trainer:
                 return jax.lax.scan(one, (state, acc), batches)[0]
 
             fn = self._jit(run, donate_argnums=(0, 1))
+        elif kind == "eval_batch":  # k host-fed batches stacked [k, B, ...] (streaming input)
+            core = _eval_core(self.objective)
+
+            def run(state, acc, batches, key):
+                def one(acc, batch):
+                    stats = core(state, _constrain(batch, mesh), key)
+                    return {name: acc[name].merge(stats[name]) for name in names}, None
+
+                if k == 1:
+                    return one(acc, jax.tree.map(lambda b: b[0], batches))[0]
+                return jax.lax.scan(one, acc, batches)[0]
+
+            fn = self._jit(run, donate_argnums=(1,))
         elif kind == "eval":
             core = _eval_core(self.objective)
 
@@ -1263,7 +1276,7 @@ class Trainer:
             raise ValueError(
                 f"validation_split must be a fraction in (0, 1) (or 0 for none), got {validation_split!r}"
             )
-        val, full = None, None
+        val, full, vstream = None, None, None
         if validation_split > 0:
             if validation_data is not None:
                 raise ValueError("pass validation_split or validation_data, not both")
@@ -1278,9 +1291,16 @@ class Trainer:
             val = (x[split_at:], y[split_at:], w[split_at:])
             full = (x, y, w)
             x, y, w = x[:split_at], y[:split_at], w[:split_at]
+        elif validation_data is not None and _is_streaming_input(validation_data):
+            vbs_stream = _positive_int(
+                validation_batch_size or batch_size or 32, "validation_batch_size"
+            )
+            parallel.check_batch_size(vbs_stream, self.mesh, name="validation_batch_size")
+            vstream = self._stream_loader(validation_data, vbs_stream, name="validation_data")
+            validation_steps = _positive_int(validation_steps, "validation_steps", allow_none=True)
         elif validation_data is not None:
             val = self._validation_tuple(validation_data)
-        if val is None:
+        if val is None and vstream is None:
             for arg, value in (
                 ("validation_steps", validation_steps),
                 ("validation_batch_size", validation_batch_size),
@@ -1372,6 +1392,11 @@ class Trainer:
             if val is not None and (epoch + 1) in val_freq:
                 vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps, start=vstart)
                 logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
+            elif vstream is not None and (epoch + 1) in val_freq:
+                vlogs = self._evaluate_stream(
+                    vstream, vbs_stream, validation_steps, name="validation_data"
+                )
+                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -1451,15 +1476,22 @@ class Trainer:
         first = self._next_batch(iterator, loader)
         images, labels = self._host_batch(first, batch_size, name="the first batch")
         self._check_targets(labels, images.shape, batch_size, name="the stream's labels")
-        val = self._validation_tuple(validation_data) if validation_data is not None else None
-        if val is None:
+        val = vstream = None
+        if validation_data is not None and _is_streaming_input(validation_data):
+            vbs_stream = _positive_int(validation_batch_size or batch_size, "validation_batch_size")
+            parallel.check_batch_size(vbs_stream, self.mesh, name="validation_batch_size")
+            vstream = self._stream_loader(validation_data, vbs_stream, name="validation_data")
+            validation_steps = _positive_int(validation_steps, "validation_steps", allow_none=True)
+        elif validation_data is not None:
+            val = self._validation_tuple(validation_data)
+        if val is None and vstream is None:
             for arg, value in (
                 ("validation_steps", validation_steps),
                 ("validation_batch_size", validation_batch_size),
             ):
                 if value is not None:
                     raise ValueError(f"{arg}={value!r} needs validation_data")
-        else:
+        elif val is not None:
             vx, vy, vw = val
             vbs = _positive_int(
                 validation_batch_size or min(batch_size, len(vx)), "validation_batch_size"
@@ -1510,6 +1542,11 @@ class Trainer:
             if val is not None and (epoch + 1) in val_freq:
                 vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps)
                 logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
+            elif vstream is not None and (epoch + 1) in val_freq:
+                vlogs = self._evaluate_stream(
+                    vstream, vbs_stream, validation_steps, name="validation_data"
+                )
+                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -1517,6 +1554,53 @@ class Trainer:
         self._sync_model()
         self.history = cbs.history
         return cbs.history
+
+    def _stream_loader(self, x, batch_size: int, *, name: str):
+        """A one-pass, unshuffled loader over a data source (or ``x`` itself if ready-made)."""
+        from fnn import data as data_lib
+
+        if hasattr(x, "__iter__") and not (hasattr(x, "__getitem__") and hasattr(x, "__len__")):
+            own = getattr(x, "batch_size", None)
+            if own is not None and own != batch_size:
+                raise ValueError(
+                    f"{name}: its batch size {own} differs from batch_size={batch_size}"
+                )
+            return x
+        return data_lib.loader(x, batch_size=batch_size, shuffle=False, num_epochs=1)
+
+    def _evaluate_stream(self, loader, batch_size: int, steps: int | None, *, name: str):
+        """Loss and metrics over a stream, ``steps_per_execution`` host batches per call."""
+        iterator = iter(loader)
+        acc = self._acc_init("eval")
+        done, checked = 0, False
+        while steps is None or done < steps:
+            want = (
+                self.steps_per_execution
+                if steps is None
+                else min(self.steps_per_execution, steps - done)
+            )
+            raws = []
+            for _ in range(want):
+                try:
+                    raws.append(next(iterator))
+                except StopIteration:
+                    break
+            if not raws:
+                break
+            if not checked:
+                images, labels = self._host_batch(raws[0], batch_size, name=f"{name}'s first batch")
+                self._check_targets(labels, images.shape, batch_size, name=f"{name}'s labels")
+                checked = True
+            run = self._runner("eval_batch", len(raws), batch_size)
+            acc = self._call(
+                run, self.state, acc, self._device_batches(raws, batch_size, None), self._step_key
+            )
+            done += len(raws)
+        if done == 0:
+            raise ValueError(f"{name} yielded no batches")
+        if steps is not None and done < steps:
+            raise ValueError(f"{name} ran out after {done} batches; steps={steps} were asked for")
+        return self._logs(acc)
 
     @staticmethod
     def _next_batch(iterator, loader):
@@ -1657,6 +1741,24 @@ class Trainer:
         from fnn import callbacks as callbacks_lib
 
         _verbosity(verbose)
+        if _is_streaming_input(x):
+            for arg, value in (("y", y), ("sample_weight", sample_weight)):
+                if value is not None:
+                    raise ValueError(f"{arg}: a streaming x carries its labels; do not pass {arg}")
+            batch_size = _positive_int(
+                getattr(x, "batch_size", None) or batch_size or 32, "batch_size"
+            )
+            parallel.check_batch_size(batch_size, self.mesh)
+            steps = None if steps is None else _positive_int(steps, "steps")
+            loader = self._stream_loader(x, batch_size, name="x")
+            cbs = callbacks_lib.CallbackList(callbacks, trainer=self)
+            cbs.on_test_begin()
+            logs = self._evaluate_stream(loader, batch_size, steps, name="x")
+            cbs.on_test_end(logs)
+            if return_dict:
+                return logs
+            values = [logs[name] for name in self.objective.names]
+            return values[0] if len(values) == 1 else values
         x, y, w = _prepare_arrays(x, y, sample_weight, None)
         n = len(x)
         batch_size = _positive_int(min(32, n) if batch_size is None else batch_size, "batch_size")

@@ -552,3 +552,18 @@ def test_bad_streaming_inputs(sgd_trainer, data):
     with pytest.raises(ValueError, match=r"steps_per_epoch is required"):
         t.fit(iter([{"image": x[:BATCH], "label": y[:BATCH]}]), verbose=0)
     assert int(t.state.step) == 0
+
+
+def test_evaluate_and_validate_on_streams(sgd_trainer, data):
+    x, y = data
+    ds = {"image": x, "label": y}
+    t = fresh(sgd_trainer)
+    in_memory = t.evaluate(x, y, batch_size=BATCH)
+    assert t.evaluate(fnn.data.ArraySource(ds), batch_size=16) == pytest.approx(in_memory, rel=1e-6)
+    # 96 = 40 + 40 + 16: the last streamed batch is padded with zero-weight rows; the mean is exact.
+    assert t.evaluate(fnn.data.ArraySource(ds), batch_size=40) == pytest.approx(in_memory, rel=1e-6)
+    loader = fnn.data.loader(ds, batch_size=BATCH, shuffle=False)
+    h = t.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, validation_data=loader)
+    assert h.history["val_loss"][0] == pytest.approx(t.evaluate(x, y, batch_size=BATCH), rel=1e-6)
+    with pytest.raises(ValueError, match=r"ran out after 6 batches; steps=7"):
+        t.evaluate(loader, steps=7)
