@@ -160,7 +160,7 @@ def run(
     copies: int = 4,
     head_epochs: int = 100,
     scratch_epochs: int = 100,
-    fine_tune_epochs: int = 20,
+    fine_tune_epochs: int = 10,
     fine_tune_blocks: int = 2,
     fine_tune_lr: float = 1e-5,
     fine_tune_sizes=None,
@@ -355,7 +355,7 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--copies", type=int, default=4, help="augmented feature copies")
-    parser.add_argument("--fine-tune-epochs", type=int, default=20)
+    parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--fine-tune-blocks", type=int, default=2)
     parser.add_argument("--fine-tune-lr", type=float, default=1e-5)
     parser.add_argument("--output", default="outputs/transfer_learning.png")
