@@ -334,10 +334,20 @@ def plot(results, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    styles = {"raw pixels": "s-", "scratch": "^-", "features": "o-", "fine-tune": "x--"}
+    sizes = sorted({n for rows in results.values() for n, _, _ in rows})
     for method, rows in results.items():
         if rows:
-            ax.plot([n for n, _, _ in rows], [a for _, a, _ in rows], "o-", label=method)
-    ax.set_xscale("log", base=2)
+            ax.plot(
+                [n for n, _, _ in rows],
+                [a for _, a, _ in rows],
+                styles.get(method, "o-"),
+                label=method,
+                markersize=8 if method == "fine-tune" else 6,
+            )
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("training images per class")
     ax.set_ylabel("test accuracy")
     ax.set_title("Transfer learning: accuracy vs training-set size")
