@@ -23,7 +23,9 @@ One step computes, for a batch of ``B`` examples with weights ``wᵢ`` (``sample
 metric, ``learning_rate`` (when the optimizer exposes it, e.g. `optax.inject_hyperparams` or
 `fnn.optimizers`), ``grad_norm`` ‖g‖₂ and ``param_norm`` ‖θ‖₂ (after the update).
 
-`compile` returns a `Trainer` with Keras' ``fit`` / ``evaluate`` / ``predict``. Differences from
+`compile` returns a `Trainer` with Keras' ``fit`` / ``evaluate`` / ``predict``. Inputs are
+in-memory arrays (or an `fnn.data` dict), or a stream: a data source that ``fit`` reads through
+`fnn.data.loader` (Grain: shuffling, prefetch, ``workers``), or a ready loader. Differences from
 Keras, all deliberate: in-memory data is copied to the device once and every epoch's shuffle is a
 device permutation; the host does not touch the loop between steps except at logging time
 (callbacks' ``on_train_batch_end`` receive lazy logs that synchronise only when read);
