@@ -30,6 +30,13 @@ def examples(session):
 
 
 @nox.session
+def transfer_learning(session):
+    """The main job: examples/transfer_learning.py on the offline default (lfw_faces)."""
+    session.install(".[examples]")
+    session.run("python", "examples/transfer_learning.py", *session.posargs)
+
+
+@nox.session
 def notebooks(session):
     """Execute every notebook headless; any error fails the session."""
     session.install(".[notebooks]")
