@@ -151,7 +151,7 @@ def _apply_levers(model, args):
     return model
 
 
-def worker_fnn_step(args) -> dict:
+def worker_fnn_step(args, setup_only: bool = False) -> dict:
     import jax
 
     import fnn.losses
@@ -181,10 +181,12 @@ def worker_fnn_step(args) -> dict:
         jax.block_until_ready(m)
 
     epoch()
+    if setup_only:
+        return {"epoch": epoch, "n": len(x), "first_step_s": first}
     return {"rates": _timed_epochs(epoch, len(x), args.repeats), "first_step_s": first}
 
 
-def worker_flax(args) -> dict:
+def worker_flax(args, setup_only: bool = False) -> dict:
     import jax
     import optax
     from flax import nnx
@@ -235,6 +237,8 @@ def worker_flax(args) -> dict:
         jax.block_until_ready(loss)
 
     epoch()
+    if setup_only:
+        return {"epoch": epoch, "n": len(x), "first_step_s": first}
     return {"rates": _timed_epochs(epoch, len(x), args.repeats), "first_step_s": first}
 
 
@@ -344,6 +348,34 @@ def worker_torch(args) -> dict:
     }
 
 
+# In-process levers, timed round-robin so that the machine's load drifts hit every variant alike.
+INTERLEAVED = {
+    "fnn-step (conv auto = canonical VJP on CPU)": {},
+    "fnn-step[conv=xla]": {"impl": "xla"},
+    "fnn-step[conv=im2col first layer]": {"impl": "im2col-first"},
+    "fnn-step[bf16 compute]": {"dtype": "bfloat16"},
+    "flax-nnx (nnx.Conv)": None,
+}
+
+
+def worker_interleaved(args) -> dict:
+    import copy
+
+    runs = {}
+    for label, opts in INTERLEAVED.items():
+        a = copy.copy(args)
+        if opts is None:
+            runs[label] = worker_flax(a, setup_only=True)
+            continue
+        a.impl, a.dtype = opts.get("impl", ""), opts.get("dtype", "float32")
+        runs[label] = worker_fnn_step(a, setup_only=True)
+    rates = {label: [] for label in runs}
+    for _ in range(args.repeats):
+        for label, r in runs.items():
+            rates[label] += _timed_epochs(r["epoch"], r["n"], 1)
+    return {"interleaved": rates}
+
+
 def run_worker(name: str, args) -> dict:
     if name == "fnn-fit":
         return worker_fnn_fit(args)
@@ -355,6 +387,8 @@ def run_worker(name: str, args) -> dict:
         return worker_fnn_fit(args, augment=True)
     if name == "fnn-step":
         return worker_fnn_step(args)
+    if name == "interleaved":
+        return worker_interleaved(args)
     if name == "flax-nnx":
         return worker_flax(args)
     if name == "keras-jax":
@@ -403,6 +437,11 @@ def main(argv=None) -> int:
     p.add_argument("--peer-python", default=DEFAULT_PEERS, help="python with torch/keras/tf")
     p.add_argument("--xla-variants", action="store_true", help="fnn-step with XLA:CPU flags too")
     p.add_argument("--levers", action="store_true", help="fnn-step with the other levers too")
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="only the in-process levers, timed round-robin in one process",
+    )
     p.add_argument("--impl", default="", help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
@@ -417,6 +456,22 @@ def main(argv=None) -> int:
         if _FIRST_CPU:
             out["first_cpu_s"] = _FIRST_CPU[0]
         print("RESULT " + json.dumps(out), flush=True)
+        return 0
+
+    if args.interleave:
+        res = _launch("interleaved", sys.executable, args)
+        if "interleaved" not in res:
+            print(f"interleaved run failed: {res}")
+            return 1
+        rates = res["interleaved"]
+        base = statistics.median(next(iter(rates.values())))
+        print(f"In-process levers, round-robin, {args.repeats} epochs of {args.steps} steps each")
+        print("| variant | images/s (median) | vs first row | epochs (images/s) |")
+        print("|---|---|---|---|")
+        for label, r in rates.items():
+            med = statistics.median(r)
+            cells = ", ".join(f"{v:.0f}" for v in r)
+            print(f"| {label} | {med:.0f} | {med / base:.2f}× | {cells} |")
         return 0
 
     names = list(FNN_WORKERS) + list(PEER_WORKERS)
