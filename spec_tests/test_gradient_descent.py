@@ -436,7 +436,7 @@ GD_RULES = {
 
 
 @pytest.mark.parametrize("name", list(GD_RULES))
-def test_eager_equals_jit_and_second_update_does_not_recompile(name):
+def test_eager_equals_jit_equals_vmap_and_second_update_does_not_recompile(name):
     tx = GD_RULES[name]()
     params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
     grads = jax.tree.map(lambda p: 0.1 * p + 1.0, params)
@@ -458,6 +458,14 @@ def test_eager_equals_jit_and_second_update_does_not_recompile(name):
         u, s = jitted(grads, s, params)
         assert_trees_close(u, eager[k], rtol=1e-6, atol=0)
     assert len(traces) == 1
+    # vmap over 3 independent problems equals running each alone.
+    batch = jax.tree.map(lambda p: jnp.stack([p, 2 * p, -p]), params)
+    gbatch = jax.tree.map(lambda p: 0.1 * p + 1.0, batch)
+    vu, _ = jax.vmap(tx.update)(gbatch, jax.vmap(tx.init)(batch), batch)
+    for k in range(3):
+        pk, gk = (jax.tree.map(lambda x, k=k: x[k], t) for t in (batch, gbatch))
+        uk, _ = tx.update(gk, tx.init(pk), pk)
+        assert_trees_close(jax.tree.map(lambda x, k=k: x[k], vu), uk, rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------------
