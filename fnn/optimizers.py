@@ -1577,8 +1577,9 @@ def get(name_or_tx, **overrides) -> optax.GradientTransformation:
     (``beta_1``, ``beta_2``, ``epsilon``; ``rho`` for RMSprop). Names are case-insensitive.
 
     Args:
-      name_or_tx: an identifier from `names` (``"adam"``, ``"RMSprop"``, ...) or an existing
-        ``optax.GradientTransformation``, returned unchanged (then no overrides are allowed).
+      name_or_tx: an identifier from `names` (``"adam"``, ``"RMSprop"``, ...), an existing
+        ``optax.GradientTransformation`` (returned unchanged; then no overrides are allowed), or
+        a factory such as ``fnn.optimizers.adam`` or ``optax.adam``, called with ``overrides``.
       **overrides: hyperparameters to change.
 
     Returns:
@@ -1586,7 +1587,8 @@ def get(name_or_tx, **overrides) -> optax.GradientTransformation:
 
     Raises:
       ValueError: unknown name (with a "did you mean"), or overrides given with a transformation.
-      TypeError: an override the optimizer does not take.
+      TypeError: an override the optimizer does not take; a factory that returns no
+        transformation.
 
     Examples:
       >>> tx = get("adam", learning_rate=3e-4)
@@ -1602,6 +1604,14 @@ def get(name_or_tx, **overrides) -> optax.GradientTransformation:
                 "optax.GradientTransformation; pass an optimizer name instead"
             )
         return name_or_tx
+    if callable(name_or_tx) and not isinstance(name_or_tx, str):
+        tx = name_or_tx(**overrides)
+        if not isinstance(tx, optax.GradientTransformation):
+            raise TypeError(
+                "a callable optimizer must return an optax.GradientTransformation, got "
+                f"{type(tx).__name__} from {getattr(name_or_tx, '__name__', name_or_tx)!r}"
+            )
+        return tx
     factory, defaults = lookup("optimizer", name_or_tx, _KERAS)
     kwargs = dict(defaults)
     key = name_or_tx.lower()

@@ -524,6 +524,10 @@ def test_get_uses_keras_defaults_and_names():
     assert isinstance(state, fo.MomentumState)
     tx = optax.sgd(0.1)
     assert fo.get(tx) is tx
+    assert isinstance(fo.get(optax.adam, learning_rate=0.1), optax.GradientTransformation)
+    assert float(fo.get(fo.sgd).init(jnp.zeros(1)).learning_rate) == pytest.approx(0.01)
+    with pytest.raises(TypeError, match="must return an optax.GradientTransformation, got int"):
+        fo.get(lambda: 3)
     assert set(fo.names()) >= {"sgd", "momentum", "nesterov", "adam", "rmsprop", "ftrl"}
 
 
