@@ -40,7 +40,7 @@ opt.step()``), which is `make_train_step` here.
 
 from __future__ import annotations
 
-import math
+import functools
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -181,38 +181,31 @@ def _reseeded(spec: ModelSpec, params, model_state, key: jax.Array):
 def learning_rate(opt_state) -> jax.Array | None:
     """The learning rate an optimizer state exposes, or ``None`` when it exposes none.
 
-    Reads ``fnn.optimizers.learning_rate`` when that module provides it, else the
-    ``hyperparams["learning_rate"]`` of an `optax.inject_hyperparams` state anywhere in the tree
-    (the first one found, depth first).
+    Delegates to `fnn.optimizers.learning_rate` (fnn states, ``optax.chain`` / ``masked``
+    tuples, ``optax.InjectHyperparamsState``), which raises where this returns ``None`` (the
+    trainer then logs no ``learning_rate``, as for a plain ``optax.adam(1e-3)``). The one case
+    it does not read yet, ``optax.inject_hyperparams``' ``InjectStatefulHyperparamsState``
+    (what optax >= 0.2 builds), is read here from its ``hyperparams["learning_rate"]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+      >>> learning_rate(tx.init(jnp.zeros(2)))
+      Array(0.1, dtype=float32)
+      >>> learning_rate(optax.sgd(0.1).init(jnp.zeros(2))) is None
+      True
     """
+    from fnn import optimizers as optimizers_lib
+
     try:
-        from fnn import optimizers as _opt
-
-        reader = getattr(_opt, "learning_rate", None)
-    except ImportError:
-        reader = None
-    if reader is not None:
-        try:
-            value = reader(opt_state)
-        except (TypeError, ValueError, KeyError, AttributeError):
-            value = None
-        if value is not None:
-            return jnp.asarray(value, jnp.float32)
-
-    def find(node):
+        return jnp.asarray(optimizers_lib.learning_rate(opt_state), jnp.float32)
+    except ValueError:
+        pass
+    for node in jax.tree.leaves(opt_state, is_leaf=lambda n: hasattr(n, "hyperparams")):
         hp = getattr(node, "hyperparams", None)
         if isinstance(hp, Mapping) and "learning_rate" in hp:
             return jnp.asarray(hp["learning_rate"], jnp.float32)
-        children = (
-            node.values() if isinstance(node, Mapping) else node if isinstance(node, tuple) else ()
-        )
-        for child in children:
-            found = find(child)
-            if found is not None:
-                return found
-        return None
-
-    return find(opt_state)
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,16 +283,37 @@ def _loss_scale(loss_weights) -> float:
     return float(values[0])
 
 
+def _ignore_class(loss_fn) -> int | None:
+    """The ``ignore_class`` bound into a loss by `fnn.losses.get` (a `functools.partial`)."""
+    if not isinstance(loss_fn, functools.partial):
+        return None
+    value = loss_fn.keywords.get("ignore_class")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise TypeError(f"ignore_class must be an int class id or None, got {value!r}")
+    return None if value is None else int(value)
+
+
 class Objective:
     """Loss and metrics of one batch, as mergeable `fnn.metrics.Mean` values.
+
+    Labels and outputs first go through `fnn.losses.align_ranks`, the rank alignment Keras'
+    ``compile`` applies before its loss and metrics (``(N,)`` labels against a one-unit
+    ``(N, 1)`` output become ``(N, 1)``; sparse labels ``(N,)`` against ``(N, K)`` stay).
 
     ``loss`` is ``Mean(λ Σᵢ wᵢ mᵢ ℓᵢ, Σᵢ mᵢ)`` (m = 1 for real examples, 0 for padding), so
     ``compute()`` is Keras' ``sum_over_batch_size``; a metric is ``Mean(Σ mᵢ vᵢ, Σ mᵢ)``; a
     weighted metric ``Mean(Σ wᵢ mᵢ vᵢ, Σ wᵢ mᵢ)`` (Keras' ``weighted_metrics``).
+
+    A loss bound with ``ignore_class=c`` (``fnn.losses.get(name, ignore_class=c)``) is Keras'
+    masked loss: each step's loss is ``λ Σᵢ wᵢ vᵢ ℓᵢ / Σᵢ vᵢ`` over the valid entries
+    ``vᵢ = mᵢ [yᵢ ≠ c]`` (`fnn.losses.reduce` with ``mask=``), and the epoch's ``loss`` is the
+    batch-size-weighted mean of those step losses, as Keras' loss tracker averages them. Metrics
+    are not masked (Keras' are not either: an ignored label never counts as a correct guess).
     """
 
     def __init__(self, loss, *, metrics=None, weighted_metrics=None, loss_weights=None):
         self.loss_fn, self.loss_name = _resolve_loss(loss)
+        self.ignore_class = _ignore_class(self.loss_fn)
         self.metrics = _metric_list(metrics, "metrics")
         self.weighted_metrics = _metric_list(weighted_metrics, "weighted_metrics")
         self.loss_scale = _loss_scale(loss_weights)
@@ -314,6 +328,13 @@ class Objective:
     def names(self) -> list[str]:
         return ["loss", *self.metric_names, *self.weighted_names]
 
+    def loss_values(self, y_true, y_pred) -> jax.Array:
+        """Per-example losses ``[B]`` after Keras' rank alignment."""
+        from fnn import losses as losses_lib
+
+        y_true, y_pred = losses_lib.align_ranks(y_true, y_pred)
+        return self.loss_fn(y_true=y_true, y_pred=y_pred)
+
     def _fn(self, m, y_true, y_pred):
         fn = metrics_lib.get(m)
         if fn is None:  # "accuracy": Keras' shape rule
@@ -321,15 +342,22 @@ class Objective:
         return fn
 
     def __call__(self, batch, y_pred) -> tuple[jax.Array, dict[str, metrics_lib.Mean]]:
-        y = batch["label"]
+        from fnn import losses as losses_lib
+
         n = y_pred.shape[0]
         mask = batch.get("mask", jnp.ones((n,), jnp.float32))
         weight = mask * batch["sample_weight"] if "sample_weight" in batch else mask
-        values = self.loss_fn(y_true=y, y_pred=y_pred)
-        per_ex = jnp.asarray(values, jnp.float32)
-        total = self.loss_scale * jnp.sum(per_ex * weight)
+        per_ex = jnp.asarray(self.loss_values(batch["label"], y_pred), jnp.float32)
         count = jnp.sum(mask)
+        if self.ignore_class is None:
+            total = self.loss_scale * jnp.sum(per_ex * weight)
+            loss = total / count
+        else:
+            valid = jnp.reshape(batch["label"] != self.ignore_class, (n,)) & (mask > 0)
+            loss = self.loss_scale * losses_lib.reduce(per_ex, weight, mask=valid)
+            total = loss * count
         stats = {"loss": metrics_lib.Mean(total, count)}
+        y, y_pred = losses_lib.align_ranks(batch["label"], y_pred)
         for name, m in zip(self.metric_names, self.metrics):
             stats[name] = metrics_lib.Mean.from_values(
                 self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), mask
@@ -338,7 +366,7 @@ class Objective:
             stats[name] = metrics_lib.Mean.from_values(
                 self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), weight
             )
-        return total / count, stats
+        return loss, stats
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,14 +673,11 @@ def _array(value, name: str) -> np.ndarray:
     return arr
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
-        first = int(np.argmax(bad))
-        raise ValueError(
-            f"{name} contains NaN or inf: {int(bad.sum())} of {len(arr)} examples "
-            f"(the first at index {first}); clean or drop them before training"
-        )
+def _check_finite(arr, name: str) -> None:
+    """`fnn.data.check_finite` (imported lazily: `fnn.data` pulls in Grain)."""
+    from fnn import data as data_lib
+
+    data_lib.check_finite(arr, name)
 
 
 def _unpack_xy(x, y, name: str = "x"):
@@ -693,11 +718,9 @@ def _prepare_arrays(x, y, sample_weight, class_weight, *, name="x"):
     if y is None:
         raise ValueError(f"y is required with {name} (labels [N] or [N, K])")
     y = _array(y, "y")
-    if len(x) != len(y):
-        raise ValueError(
-            f"x and y have different lengths: x has {len(x)} examples (shape {x.shape}), "
-            f"y has {len(y)} (shape {y.shape})"
-        )
+    from fnn import data as data_lib
+
+    data_lib.check_same_length(**{name: x, "y": y})
     _check_finite(x, name)
     _check_finite(y, "y")
     n = len(x)
@@ -1152,9 +1175,7 @@ class Trainer:
         y_spec = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), jnp.asarray(y[:1]).dtype)
         loss_name = self.objective.loss_name
         try:
-            values = jax.eval_shape(
-                lambda yt, yp: self.objective.loss_fn(y_true=yt, y_pred=yp), y_spec, out
-            )
+            values = jax.eval_shape(lambda yt, yp: self.objective.loss_values(yt, yp), y_spec, out)
         except Exception as e:  # noqa: BLE001 - re-raised with the shapes
             raise ValueError(
                 f"the model's output shape {tuple(out.shape)} does not fit loss {loss_name!r} "
@@ -1174,11 +1195,14 @@ class Trainer:
                     f"{name} holds non-integer values but the model outputs {k} class scores "
                     f"for integer labels; pass class indices in [0, {k})"
                 )
-            lo, hi = y.min(), y.max()
+            ignore = self.objective.ignore_class
+            kept = y if ignore is None else y[y != ignore]
+            lo, hi = (kept.min(), kept.max()) if kept.size else (0, 0)
             if lo < 0 or hi >= k:
+                also = "" if ignore is None else f" (other than ignore_class={ignore})"
                 raise ValueError(
-                    f"{name} has labels outside [0, {k}) (the model's {k} output classes): "
-                    f"min {lo}, max {hi}"
+                    f"{name} has labels outside [0, {k}){also} (the model's {k} output "
+                    f"classes): min {lo}, max {hi}"
                 )
         if "binary" in loss_name and "crossentropy" in loss_name and (y.min() < 0 or y.max() > 1):
             raise ValueError(
@@ -1282,17 +1306,12 @@ class Trainer:
         if validation_split > 0:
             if validation_data is not None:
                 raise ValueError("pass validation_split or validation_data, not both")
-            split_at = int(math.floor(len(x) * (1 - validation_split)))
-            if split_at == 0 or split_at == len(x):
-                raise ValueError(
-                    f"validation_split={validation_split} of {len(x)} examples leaves "
-                    f"{split_at} for training and {len(x) - split_at} for validation; both need one"
-                )
-            # Both parts stay in one device copy: training reads rows [0, split_at), validation
-            # rows [split_at, N).
-            val = (x[split_at:], y[split_at:], w[split_at:])
+            from fnn import data as data_lib
+
+            # Keras' rule, split_at = floor(N (1 - f)). Both parts stay in one device copy:
+            # training reads rows [0, split_at), validation rows [split_at, N).
             full = (x, y, w)
-            x, y, w = x[:split_at], y[:split_at], w[:split_at]
+            (x, y, w), val = data_lib.validation_split(full, validation_split)
         elif validation_data is not None and _is_streaming_input(validation_data):
             vbs_stream = _positive_int(
                 validation_batch_size or batch_size or 32, "validation_batch_size"

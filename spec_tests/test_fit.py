@@ -326,7 +326,7 @@ def test_failed_runs_never_overwrite_checkpoints(trainer, data, tmp_path):
     before = _snapshot(ckpt)
     bad_x = x.copy()
     bad_x[5, 0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="x contains NaN or inf"):
+    with pytest.raises(ValueError, match=r"x contains \d+ non-finite values? \(NaN or inf\)"):
         fresh(t).fit(
             bad_x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[ModelCheckpoint(ckpt)]
         )
@@ -345,14 +345,17 @@ def _bad_fit_cases(x, y):
     return [
         (
             dict(x=x, y=y[:-1]),
-            r"x and y have different lengths: x has 96 examples \(shape \(96, 8, 8, 1\)\), y has 95",
+            r"same number of examples.*but x has 96, y has 95",
         ),
         (
             dict(x=x, y=yy),
             r"y has labels outside \[0, 10\) \(the model's 10 output classes\): min 0, max 10",
         ),
         (dict(x=x, y=-yy), r"labels outside \[0, 10\).*min -10"),
-        (dict(x=inf_x, y=y), r"x contains NaN or inf: 1 of 96 examples \(the first at index 2\)"),
+        (
+            dict(x=inf_x, y=y),
+            r"x contains 64 non-finite values \(NaN or inf\); the first is inf at index \(2, 0, 0, 0\)",
+        ),
         (
             dict(x=x, y=y, validation_split=1.5),
             r"validation_split must be a fraction in \(0, 1\).*got 1.5",
@@ -541,7 +544,7 @@ def test_bad_streaming_inputs(sgd_trainer, data):
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
     nan_loader = fnn.data.loader({"image": bad, "label": y}, batch_size=BATCH, shuffle=False)
-    with pytest.raises(ValueError, match=r"the first batch 'image' contains NaN or inf"):
+    with pytest.raises(ValueError, match=r"the first batch 'image' contains \d+ non-finite value"):
         t.fit(nan_loader, verbose=0)
     yy = y.copy()
     yy[0] = 12
