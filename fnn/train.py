@@ -811,6 +811,14 @@ def _verbosity(verbose) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _perm_length(data, steps: int, batch_size: int) -> int:
+    """Length of an epoch's row order: whole batches covering every uploaded row (at least
+    ``steps`` batches), so ``steps_per_epoch`` or a ``validation_split`` (fewer real rows of
+    the same upload) reuse the compiled runner instead of changing its input shape."""
+    rows = len(jax.tree.leaves(data)[0])
+    return max(steps, -(-rows // batch_size)) * batch_size
+
+
 def _gather(data, perm, offset, batch_size: int, n, mesh):
     """Rows ``perm[offset : offset + B]`` of ``data``; ``mask`` is 0 past the ``n`` real ones."""
     idx = jax.lax.dynamic_slice_in_dim(perm, offset, batch_size)
@@ -1398,7 +1406,7 @@ class Trainer:
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            perm = self._perm(n, steps * batch_size, epoch, shuffle)
+            perm = self._perm(n, _perm_length(data, steps, batch_size), epoch, shuffle)
             acc = self._acc_init("train")
             done = 0
             while done < steps:
@@ -1727,7 +1735,7 @@ class Trainer:
         return logs
 
     def _evaluate_device(self, vdata, n, batch_size, steps, start=0) -> dict[str, float]:
-        perm = self._perm(n, steps * batch_size, 0, False, start=start)
+        perm = self._perm(n, _perm_length(vdata, steps, batch_size), 0, False, start=start)
         acc = self._acc_init("eval")
         done = 0
         while done < steps:
@@ -1840,7 +1848,7 @@ class Trainer:
         cbs = callbacks_lib.CallbackList(callbacks, trainer=self)
         cbs.on_predict_begin()
         data = self._upload(x)
-        perm = self._perm(n, steps * batch_size, 0, False)
+        perm = self._perm(n, _perm_length(data, steps, batch_size), 0, False)
         outs, done = [], 0
         while done < steps:
             kk = min(self.steps_per_execution, steps - done)

@@ -254,8 +254,15 @@ def test_shuffle_is_a_seeded_permutation_per_epoch(trainer, data):
 def test_steps_per_epoch_and_initial_epoch(trainer, data):
     x, y = data
     t = fresh(trainer)
+    t.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    run = t._runners[("train", 1, BATCH)]
+    compiled = run._cache_size()
+    t = fresh(t)
     h = t.fit(x, y, batch_size=BATCH, epochs=3, initial_epoch=1, steps_per_epoch=2, verbose=0)
     assert h.epoch == [1, 2] and int(t.state.step) == 4
+    # Fewer steps, or fewer real rows of the same arrays, reuse the compiled step.
+    t.fit(x, y, batch_size=BATCH, epochs=1, validation_split=0.25, verbose=0)
+    assert run._cache_size() == compiled
 
 
 # ---- evaluate and predict -----------------------------------------------------------------------
