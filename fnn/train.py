@@ -798,6 +798,15 @@ def _positive_int(value, name: str, *, allow_none: bool = False) -> int | None:
     return int(value)
 
 
+def _epochs(epochs, initial_epoch) -> int:
+    epochs = _positive_int(epochs, "epochs")
+    if not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch <= epochs:
+        raise ValueError(
+            f"initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}"
+        )
+    return epochs
+
+
 def _verbosity(verbose) -> int:
     if verbose == "auto":
         return 1
@@ -1298,11 +1307,7 @@ class Trainer:
             )  # fmt: skip
         _check_streaming_args(max_queue_size, workers, use_multiprocessing)
         verbose = _verbosity(verbose)
-        epochs = _positive_int(epochs, "epochs")
-        if not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch <= epochs:
-            raise ValueError(
-                f"initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}"
-            )
+        epochs = _epochs(epochs, initial_epoch)
         if not isinstance(shuffle, bool):
             raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
         x, y, w = _prepare_arrays(x, y, sample_weight, class_weight)
@@ -1320,22 +1325,11 @@ class Trainer:
             # training reads rows [0, split_at), validation rows [split_at, N).
             full = (x, y, w)
             (x, y, w), val = data_lib.validation_split(full, validation_split)
-        elif validation_data is not None and _is_streaming_input(validation_data):
-            vbs_stream = _positive_int(
-                validation_batch_size or batch_size or 32, "validation_batch_size"
-            )
-            parallel.check_batch_size(vbs_stream, self.mesh, name="validation_batch_size")
-            vstream = self._stream_loader(validation_data, vbs_stream, name="validation_data")
-            validation_steps = _positive_int(validation_steps, "validation_steps", allow_none=True)
-        elif validation_data is not None:
-            val = self._validation_tuple(validation_data)
-        if val is None and vstream is None:
-            for arg, value in (
-                ("validation_steps", validation_steps),
-                ("validation_batch_size", validation_batch_size),
-            ):
-                if value is not None:
-                    raise ValueError(f"{arg}={value!r} needs validation_data or validation_split")
+        else:
+            val, vstream, vbs_stream, validation_steps = self._validation_source(
+                validation_data, validation_batch_size, validation_steps, batch_size or 32,
+                needs="validation_data or validation_split",
+            )  # fmt: skip
         n = len(x)
         batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
         if batch_size > n:
@@ -1357,28 +1351,10 @@ class Trainer:
         self._check_targets(y, x.shape, batch_size)
         val_freq = self._validation_freq(validation_freq)
         if val is not None:
-            vx, vy, vw = val
-            vbs = _positive_int(
-                batch_size if validation_batch_size is None else validation_batch_size,
-                "validation_batch_size",
+            vx = val[0]
+            vbs, vsteps = self._validation_batches(
+                val, validation_batch_size, validation_steps, batch_size
             )
-            vbs = min(vbs, len(vx)) if validation_batch_size is None else vbs
-            if vbs > len(vx):
-                raise ValueError(
-                    f"validation_batch_size={vbs} is larger than the {len(vx)} validation examples"
-                )
-            parallel.check_batch_size(vbs, self.mesh, name="validation_batch_size")
-            vfull = -(-len(vx) // vbs)
-            vsteps = (
-                vfull
-                if validation_steps is None
-                else _positive_int(validation_steps, "validation_steps")
-            )
-            if vsteps > vfull:
-                raise ValueError(
-                    f"validation_steps={vsteps} exceeds the {vfull} validation batches of {vbs}"
-                )
-            self._check_targets(vy, vx.shape, vbs, name="validation y")
         cbs = callbacks_lib.CallbackList(
             callbacks,
             trainer=self,
@@ -1454,11 +1430,7 @@ class Trainer:
                 "validation_data"
             )
         verbose = _verbosity(verbose)
-        epochs = _positive_int(epochs, "epochs")
-        if not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch <= epochs:
-            raise ValueError(
-                f"initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}"
-            )
+        epochs = _epochs(epochs, initial_epoch)
         ready_made = hasattr(x, "__iter__") and not (
             hasattr(x, "__getitem__") and hasattr(x, "__len__")
         )
@@ -1505,39 +1477,16 @@ class Trainer:
         first = self._next_batch(iterator, loader)
         images, labels = self._host_batch(first, batch_size, name="the first batch")
         self._check_targets(labels, images.shape, batch_size, name="the stream's labels")
-        val = vstream = None
-        if validation_data is not None and _is_streaming_input(validation_data):
-            vbs_stream = _positive_int(validation_batch_size or batch_size, "validation_batch_size")
-            parallel.check_batch_size(vbs_stream, self.mesh, name="validation_batch_size")
-            vstream = self._stream_loader(validation_data, vbs_stream, name="validation_data")
-            validation_steps = _positive_int(validation_steps, "validation_steps", allow_none=True)
-        elif validation_data is not None:
-            val = self._validation_tuple(validation_data)
-        if val is None and vstream is None:
-            for arg, value in (
-                ("validation_steps", validation_steps),
-                ("validation_batch_size", validation_batch_size),
-            ):
-                if value is not None:
-                    raise ValueError(f"{arg}={value!r} needs validation_data")
-        elif val is not None:
-            vx, vy, vw = val
-            vbs = _positive_int(
-                validation_batch_size or min(batch_size, len(vx)), "validation_batch_size"
+        val, vstream, vbs_stream, validation_steps = self._validation_source(
+            validation_data, validation_batch_size, validation_steps, batch_size,
+            needs="validation_data",
+        )  # fmt: skip
+        if val is not None:
+            vx = val[0]
+            vbs, vsteps = self._validation_batches(
+                val, validation_batch_size, validation_steps, batch_size
             )
-            parallel.check_batch_size(vbs, self.mesh, name="validation_batch_size")
-            vfull = -(-len(vx) // vbs)
-            vsteps = (
-                vfull
-                if validation_steps is None
-                else _positive_int(validation_steps, "validation_steps")
-            )
-            if vsteps > vfull:
-                raise ValueError(
-                    f"validation_steps={vsteps} exceeds the {vfull} validation batches of {vbs}"
-                )
-            self._check_targets(vy, vx.shape, vbs, name="validation y")
-            vdata = self._upload(vx, vy, vw)
+            vdata = self._upload(*val)
         val_freq = self._validation_freq(validation_freq)
         cbs = callbacks_lib.CallbackList(
             callbacks, trainer=self, add_history=True, terminate_on_nan=self.terminate_on_nan,
@@ -1704,6 +1653,54 @@ class Trainer:
             f"validation_freq must be a positive int or a collection of epochs (1-based), "
             f"got {validation_freq!r}"
         )
+
+    def _validation_source(
+        self, validation_data, validation_batch_size, validation_steps, batch_size, *, needs
+    ):
+        """``(arrays, stream loader, stream batch size, steps)`` for ``validation_data`` (any may be
+        ``None``); validation arguments without validation data raise, naming ``needs``."""
+        val = vstream = vbs_stream = None
+        if validation_data is not None and _is_streaming_input(validation_data):
+            vbs_stream = _positive_int(validation_batch_size or batch_size, "validation_batch_size")
+            parallel.check_batch_size(vbs_stream, self.mesh, name="validation_batch_size")
+            vstream = self._stream_loader(validation_data, vbs_stream, name="validation_data")
+            validation_steps = _positive_int(validation_steps, "validation_steps", allow_none=True)
+        elif validation_data is not None:
+            val = self._validation_tuple(validation_data)
+        else:
+            for arg, value in (
+                ("validation_steps", validation_steps),
+                ("validation_batch_size", validation_batch_size),
+            ):
+                if value is not None:
+                    raise ValueError(f"{arg}={value!r} needs {needs}")
+        return val, vstream, vbs_stream, validation_steps
+
+    def _validation_batches(self, val, validation_batch_size, validation_steps, batch_size):
+        """Batch size and number of batches for in-memory validation arrays (checked)."""
+        vx, vy, _ = val
+        vbs = _positive_int(
+            batch_size if validation_batch_size is None else validation_batch_size,
+            "validation_batch_size",
+        )
+        vbs = min(vbs, len(vx)) if validation_batch_size is None else vbs
+        if vbs > len(vx):
+            raise ValueError(
+                f"validation_batch_size={vbs} is larger than the {len(vx)} validation examples"
+            )
+        parallel.check_batch_size(vbs, self.mesh, name="validation_batch_size")
+        vfull = -(-len(vx) // vbs)
+        vsteps = (
+            vfull
+            if validation_steps is None
+            else _positive_int(validation_steps, "validation_steps")
+        )
+        if vsteps > vfull:
+            raise ValueError(
+                f"validation_steps={vsteps} exceeds the {vfull} validation batches of {vbs}"
+            )
+        self._check_targets(vy, vx.shape, vbs, name="validation y")
+        return vbs, vsteps
 
     def _validation_tuple(self, validation_data):
         if isinstance(validation_data, Mapping):
