@@ -58,9 +58,14 @@ METHODS = ("raw pixels", "scratch", "features", "fine-tune")
 # Data
 
 
-def load_splits(name: str, *, max_per_class: int, seed: int = 0):
-    """``(pool, test)``: ``max_per_class`` images per class for training, the rest for testing."""
-    ds = fnn.data.load(name)
+def load_splits(name: str, *, max_per_class: int, seed: int = 0, size: int = 112):
+    """``(pool, test)``: ``max_per_class`` images per class for training, the rest for testing.
+
+    The built-in sets keep their size; other sources (TFDS, a folder of photos of mixed sizes)
+    are resized to ``size`` and made RGB on load.
+    """
+    builtin = name in ("lfw_faces", "digits")
+    ds = fnn.data.load(name) if builtin else fnn.data.load(name, size=(size, size), rgb=True)
     pool = fnn.data.per_class(ds, max_per_class, seed=seed)
     in_pool = np.zeros(len(ds["label"]), bool)
     # per_class returns a subset; find its rows again by content (images are unique here).
@@ -170,7 +175,9 @@ def run(
     """Runs every method at every training-set size; returns ``{method: [(n, acc, s), ...]}``."""
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
-    pool, test, class_names = load_splits(data, max_per_class=max(sizes), seed=seed)
+    pool, test, class_names = load_splits(
+        data, max_per_class=max(sizes), seed=seed, size=image_size
+    )
     num_classes = len(class_names)
     units, activation, loss = task_for(num_classes)
     y_test = targets(test["label"], num_classes)
