@@ -1315,7 +1315,7 @@ class Trainer:
             raise ValueError(
                 f"validation_split must be a fraction in (0, 1) (or 0 for none), got {validation_split!r}"
             )
-        val, full, vstream = None, None, None
+        val, full, vstream, vbs_stream = None, None, None, None
         if validation_split > 0:
             if validation_data is not None:
                 raise ValueError("pass validation_split or validation_data, not both")
@@ -1350,8 +1350,8 @@ class Trainer:
             )
         self._check_targets(y, x.shape, batch_size)
         val_freq = self._validation_freq(validation_freq)
+        vdata = vbs = vsteps = None
         if val is not None:
-            vx = val[0]
             vbs, vsteps = self._validation_batches(
                 val, validation_batch_size, validation_steps, batch_size
             )
@@ -1379,6 +1379,9 @@ class Trainer:
         self.nonfinite_step = None
         self._initial_epoch = int(initial_epoch)
         self._stream_iterator = None
+        validate = self._validator(
+            val, vdata, vbs, vsteps, vstream, vbs_stream, validation_steps, vstart
+        )
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
@@ -1394,14 +1397,8 @@ class Trainer:
                 done += kk
                 cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
             logs = self._logs(acc)  # logging time: the host waits for the epoch here
-            if val is not None and (epoch + 1) in val_freq:
-                vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps, start=vstart)
-                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
-            elif vstream is not None and (epoch + 1) in val_freq:
-                vlogs = self._evaluate_stream(
-                    vstream, vbs_stream, validation_steps, name="validation_data"
-                )
-                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
+            if validate is not None and (epoch + 1) in val_freq:
+                logs.update({f"val_{kname}": v for kname, v in validate().items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -1481,8 +1478,8 @@ class Trainer:
             validation_data, validation_batch_size, validation_steps, batch_size,
             needs="validation_data",
         )  # fmt: skip
+        vdata = vbs = vsteps = None
         if val is not None:
-            vx = val[0]
             vbs, vsteps = self._validation_batches(
                 val, validation_batch_size, validation_steps, batch_size
             )
@@ -1497,6 +1494,7 @@ class Trainer:
         self.nonfinite_step = None
         self._initial_epoch = int(initial_epoch)
         self._stream_iterator = iterator
+        validate = self._validator(val, vdata, vbs, vsteps, vstream, vbs_stream, validation_steps)
         cbs.on_train_begin()
         pending = first
         for epoch in range(initial_epoch, epochs):
@@ -1517,14 +1515,8 @@ class Trainer:
                 done += kk
                 cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
             logs = self._logs(acc)
-            if val is not None and (epoch + 1) in val_freq:
-                vlogs = self._evaluate_device(vdata, len(vx), vbs, vsteps)
-                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
-            elif vstream is not None and (epoch + 1) in val_freq:
-                vlogs = self._evaluate_stream(
-                    vstream, vbs_stream, validation_steps, name="validation_data"
-                )
-                logs.update({f"val_{kname}": v for kname, v in vlogs.items()})
+            if validate is not None and (epoch + 1) in val_freq:
+                logs.update({f"val_{kname}": v for kname, v in validate().items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -1701,6 +1693,18 @@ class Trainer:
             )
         self._check_targets(vy, vx.shape, vbs, name="validation y")
         return vbs, vsteps
+
+    def _validator(self, val, vdata, vbs, vsteps, vstream, vbs_stream, vsteps_stream, vstart=0):
+        """``() -> logs`` evaluating the validation data (in memory or streamed), or ``None``."""
+        if val is not None:
+            return functools.partial(
+                self._evaluate_device, vdata, len(val[0]), vbs, vsteps, start=vstart
+            )
+        if vstream is not None:
+            return functools.partial(
+                self._evaluate_stream, vstream, vbs_stream, vsteps_stream, name="validation_data"
+            )
+        return None
 
     def _validation_tuple(self, validation_data):
         if isinstance(validation_data, Mapping):
