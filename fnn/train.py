@@ -1890,6 +1890,10 @@ def compile(
         ``"rmsprop"``) or an `optax.GradientTransformation` (e.g. wrapped by
         `fnn.transfer.freeze`); it receives the full parameter tree.
       loss: a Keras loss name for `fnn.losses.get` or a callable ``f(*, y_true, y_pred) -> [B]``.
+        As in Keras, labels and outputs are first rank-aligned (`fnn.losses.align_ranks`), so
+        ``(N,)`` binary labels fit a one-unit ``(N, 1)`` output; other mismatches raise before
+        the first step. A loss bound with ``ignore_class`` (``fnn.losses.get(
+        "sparse_categorical_crossentropy", ignore_class=-1)``) averages over valid entries only.
       metrics: names (``"accuracy"`` resolves from the shapes as in Keras) or callables.
       loss_weights: one number λ scaling the loss (fnn models have one output).
       weighted_metrics: metrics averaged with ``sample_weight`` / ``class_weight``.
