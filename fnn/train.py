@@ -915,6 +915,27 @@ class Trainer:
     Built by `compile`; see it for the arguments. Attributes: ``state`` (the current
     `TrainState`), ``model`` (the user's module; updated in place at the end of ``fit``),
     ``mesh``, ``stop_training`` (callbacks set it), ``history``.
+
+    Examples:
+      A binary task: a one-unit sigmoid output and ``(N,)`` labels (aligned as in Keras).
+
+      >>> import numpy as np
+      >>> from flax import nnx
+      >>> class Logistic(nnx.Module):
+      ...     def __init__(self, rngs):
+      ...         self.dense = nnx.Linear(2, 1, rngs=rngs)
+      ...     def __call__(self, x):
+      ...         return nnx.sigmoid(self.dense(x))
+      >>> x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+      >>> y = (x[:, 0] > 0).astype(np.int32)
+      >>> trainer = compile(Logistic(nnx.Rngs(0)), optimizer="adam", loss="binary_crossentropy",
+      ...                   metrics=["accuracy"], devices=1)
+      >>> history = trainer.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0)
+      >>> sorted(history.history)[:3], len(history.history["val_loss"])
+      (['accuracy', 'grad_norm', 'learning_rate'], 2)
+      >>> loss, accuracy = trainer.evaluate(x, y, batch_size=16, verbose=0)
+      >>> trainer.predict(x[:5], batch_size=5, verbose=0).shape
+      (5, 1)
     """
 
     def __init__(
