@@ -625,6 +625,17 @@ def restore_checkpoint(
     Returns:
       ``(state, metadata)``; ``metadata["epoch"]`` is the number of completed epochs, the
       ``initial_epoch`` to resume `Trainer.fit` from.
+
+    Examples:
+      >>> import tempfile, jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> state = TrainState.create(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+      >>> folder = tempfile.mkdtemp()
+      >>> save_checkpoint(folder, state, epoch=3)
+      >>> blank = TrainState.create(nnx.Linear(2, 1, rngs=nnx.Rngs(1)), optax.sgd(0.1))
+      >>> restored, meta = restore_checkpoint(folder, blank)
+      >>> meta["epoch"], bool(jnp.all(restored.params["kernel"] == state.params["kernel"]))
+      (3, True)
     """
     import orbax.checkpoint as ocp
 
