@@ -1480,7 +1480,8 @@ def learning_rate(state) -> jax.Array:
 
 
 def _find_lr(state):
-    if isinstance(state, optax.InjectHyperparamsState):
+    # optax.InjectHyperparamsState and InjectStatefulHyperparamsState (not a subclass of it).
+    if isinstance(getattr(state, "hyperparams", None), dict) and hasattr(state, "inner_state"):
         if "learning_rate" in state.hyperparams:
             return jnp.asarray(state.hyperparams["learning_rate"])
         return _find_lr(state.inner_state)

@@ -182,10 +182,8 @@ def learning_rate(opt_state) -> jax.Array | None:
     """The learning rate an optimizer state exposes, or ``None`` when it exposes none.
 
     Delegates to `fnn.optimizers.learning_rate` (fnn states, ``optax.chain`` / ``masked``
-    tuples, ``optax.InjectHyperparamsState``), which raises where this returns ``None`` (the
-    trainer then logs no ``learning_rate``, as for a plain ``optax.adam(1e-3)``). The one case
-    it does not read yet, ``optax.inject_hyperparams``' ``InjectStatefulHyperparamsState``
-    (what optax >= 0.2 builds), is read here from its ``hyperparams["learning_rate"]``.
+    tuples, ``optax.inject_hyperparams`` states), which raises where this returns ``None`` (the
+    trainer then logs no ``learning_rate``, as for a plain ``optax.adam(1e-3)``).
 
     Examples:
       >>> import jax.numpy as jnp, optax
@@ -200,12 +198,7 @@ def learning_rate(opt_state) -> jax.Array | None:
     try:
         return jnp.asarray(optimizers_lib.learning_rate(opt_state), jnp.float32)
     except ValueError:
-        pass
-    for node in jax.tree.leaves(opt_state, is_leaf=lambda n: hasattr(n, "hyperparams")):
-        hp = getattr(node, "hyperparams", None)
-        if isinstance(hp, Mapping) and "learning_rate" in hp:
-            return jnp.asarray(hp["learning_rate"], jnp.float32)
-    return None
+        return None
 
 
 # --------------------------------------------------------------------------------------------

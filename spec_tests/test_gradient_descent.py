@@ -500,6 +500,17 @@ def test_inject_hyperparams_changes_the_step_and_is_read_back():
     assert float(fo.learning_rate(state)) == pytest.approx(0.01)
 
 
+def test_learning_rate_is_read_from_an_injected_optax_optimizer():
+    # optax.inject_hyperparams(optax.adam) builds an InjectStatefulHyperparamsState whose inner
+    # Optax state has no learning rate: the rate must come from its hyperparams.
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.25)
+    state = tx.init(jnp.zeros(2))
+    _, state = tx.update(jnp.ones(2), state)
+    assert float(fo.learning_rate(state)) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="holds no learning rate"):
+        fo.learning_rate(optax.adam(0.25).init(jnp.zeros(2)))
+
+
 @pytest.mark.parametrize("steps", [0, 1, 3])
 def test_learning_rate_is_schedule_at_count_minus_one(steps):
     schedule = optax.linear_schedule(1.0, 0.0, 10)
