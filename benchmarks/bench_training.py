@@ -507,7 +507,7 @@ def main(argv=None) -> int:
     kjax = statistics.median(ok["keras-jax"]["rates"]) if "keras-jax" in ok else None
     print(
         "| implementation | images/s (median) | GFLOP/s | vs best of keras-tf/torch | "
-        "vs keras-jax | first step (s) | peak RSS (MiB) |"
+        "vs keras-jax | first step (s) | first step CPU (s) | peak RSS (MiB) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for label, res in runs:
