@@ -8,10 +8,19 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session):
-    """Install fnn as a user would and run the spec tests with the hypothesis `ci` profile."""
+    """Install fnn as a user would; run the spec tests (hypothesis `ci` profile) and the
+    docstring examples of the installed package."""
     session.install(".[test]")
     args = session.posargs or ["-n", "2", "--dist", "loadfile"]
-    session.run("pytest", "spec_tests", "--hypothesis-profile=ci", *args)
+    session.run(
+        "pytest",
+        "spec_tests",
+        "--doctest-modules",
+        "--pyargs",
+        "fnn",
+        "--hypothesis-profile=ci",
+        *args,
+    )
 
 
 @nox.session
