@@ -1357,22 +1357,13 @@ class Trainer:
             )  # fmt: skip
         n = len(x)
         batch_size = _positive_int(32 if batch_size is None else batch_size, "batch_size")
-        if batch_size > n:
-            raise ValueError(
-                f"batch_size={batch_size} is larger than the {n} training examples; use at most {n}"
-            )
-        parallel.check_batch_size(batch_size, self.mesh)
-        full_steps = -(-n // batch_size)
-        steps = (
-            full_steps
-            if steps_per_epoch is None
-            else _positive_int(steps_per_epoch, "steps_per_epoch")
+        steps = self._batches(
+            n,
+            batch_size,
+            steps_per_epoch,
+            examples="training examples",
+            steps_name="steps_per_epoch",
         )
-        if steps > full_steps:
-            raise ValueError(
-                f"steps_per_epoch={steps} exceeds the {full_steps} batches of {batch_size} in "
-                f"the {n} training examples"
-            )
         self._check_targets(y, x.shape, batch_size)
         val_freq = self._validation_freq(validation_freq)
         vdata = vbs = vsteps = None
@@ -1701,21 +1692,10 @@ class Trainer:
             "validation_batch_size",
         )
         vbs = min(vbs, len(vx)) if validation_batch_size is None else vbs
-        if vbs > len(vx):
-            raise ValueError(
-                f"validation_batch_size={vbs} is larger than the {len(vx)} validation examples"
-            )
-        parallel.check_batch_size(vbs, self.mesh, name="validation_batch_size")
-        vfull = -(-len(vx) // vbs)
-        vsteps = (
-            vfull
-            if validation_steps is None
-            else _positive_int(validation_steps, "validation_steps")
-        )
-        if vsteps > vfull:
-            raise ValueError(
-                f"validation_steps={vsteps} exceeds the {vfull} validation batches of {vbs}"
-            )
+        vsteps = self._batches(
+            len(vx), vbs, validation_steps, examples="validation examples",
+            batch_name="validation_batch_size", steps_name="validation_steps", label="validation ",
+        )  # fmt: skip
         self._check_targets(vy, vx.shape, vbs, name="validation y")
         return vbs, vsteps
 
@@ -1810,31 +1790,50 @@ class Trainer:
             cbs.on_test_begin()
             logs = self._evaluate_stream(loader, batch_size, steps, name="x")
             cbs.on_test_end(logs)
-            if return_dict:
-                return logs
-            values = [logs[name] for name in self.objective.names]
-            return values[0] if len(values) == 1 else values
+            return self._evaluate_result(logs, return_dict)
         x, y, w = _prepare_arrays(x, y, sample_weight, None)
         n = len(x)
         batch_size = _positive_int(min(32, n) if batch_size is None else batch_size, "batch_size")
-        if batch_size > n:
-            raise ValueError(f"batch_size={batch_size} is larger than the {n} examples")
-        parallel.check_batch_size(batch_size, self.mesh)
-        full = -(-n // batch_size)
-        steps = full if steps is None else _positive_int(steps, "steps")
-        if steps > full:
-            raise ValueError(
-                f"steps={steps} exceeds the {full} batches of {batch_size} in {n} examples"
-            )
+        steps = self._batches(n, batch_size, steps, examples="examples")
         self._check_targets(y, x.shape, batch_size)
         cbs = callbacks_lib.CallbackList(callbacks, trainer=self)
         cbs.on_test_begin()
         logs = self._evaluate_device(self._upload(x, y, w), n, batch_size, steps)
         cbs.on_test_end(logs)
+        return self._evaluate_result(logs, return_dict)
+
+    def _evaluate_result(self, logs, return_dict: bool):
+        """Keras' evaluate return: the logs dict, or the loss and metrics (a scalar if only one)."""
         if return_dict:
             return logs
         values = [logs[name] for name in self.objective.names]
         return values[0] if len(values) == 1 else values
+
+    def _batches(
+        self,
+        n,
+        batch_size,
+        steps,
+        *,
+        examples,
+        batch_name="batch_size",
+        steps_name="steps",
+        label="",
+    ) -> int:
+        """Check ``batch_size`` (and the mesh) against ``n`` examples; return the batch count."""
+        if batch_size > n:
+            raise ValueError(
+                f"{batch_name}={batch_size} is larger than the {n} {examples}; use at most {n}"
+            )
+        parallel.check_batch_size(batch_size, self.mesh, name=batch_name)
+        full = -(-n // batch_size)
+        steps = full if steps is None else _positive_int(steps, steps_name)
+        if steps > full:
+            raise ValueError(
+                f"{steps_name}={steps} exceeds the {full} {label}batches of {batch_size} in the "
+                f"{n} {examples}"
+            )
+        return steps
 
     def predict(
         self,
@@ -1861,15 +1860,7 @@ class Trainer:
         x = x.astype(np.float32)
         n = len(x)
         batch_size = _positive_int(min(32, n) if batch_size is None else batch_size, "batch_size")
-        if batch_size > n:
-            raise ValueError(f"batch_size={batch_size} is larger than the {n} examples")
-        parallel.check_batch_size(batch_size, self.mesh)
-        full = -(-n // batch_size)
-        steps = full if steps is None else _positive_int(steps, "steps")
-        if steps > full:
-            raise ValueError(
-                f"steps={steps} exceeds the {full} batches of {batch_size} in {n} examples"
-            )
+        steps = self._batches(n, batch_size, steps, examples="examples")
         self._probe_output(x.shape, batch_size)
         cbs = callbacks_lib.CallbackList(callbacks, trainer=self)
         cbs.on_predict_begin()
