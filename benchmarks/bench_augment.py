@@ -15,10 +15,10 @@ Keras is timed as a Keras user runs it: the two layers in a ``keras.Sequential``
 into the train step either); and, as the strongest Keras baseline, its own transforms jitted by
 hand with explicit seeds. Keras is skipped, with a message, when it is not installed.
 
-Run (Keras needs the peer environment and the JAX backend)::
+Run (in a Python with Keras 3 installed, on the JAX backend)::
 
-    KERAS_BACKEND=jax /work/venv-peers/bin/python benchmarks/bench_augment.py
-    KERAS_BACKEND=jax /work/venv-peers/bin/python benchmarks/bench_augment.py --quick
+    KERAS_BACKEND=jax python benchmarks/bench_augment.py
+    KERAS_BACKEND=jax python benchmarks/bench_augment.py --quick
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ data (random images, random labels: the speed does not depend on the values).
 Each implementation runs in its own subprocess (so JAX, TensorFlow and PyTorch never share a
 process and each gets its own peak-memory figure), one after the other; the table gives the median
 images/s over several timed epochs, the time of the first step (fresh process, compile included)
-and the peak resident memory. Peers come from ``--peer-python`` (default ``/work/venv-peers``);
+and the peak resident memory. Peers run under ``--peer-python`` (default ``$FNN_PEER_PYTHON``, else this Python);
 a peer whose framework is missing is skipped with a message.
 
     python benchmarks/bench_training.py            # everything
@@ -41,7 +41,7 @@ from pathlib import Path
 BATCH = 128
 CLASSES = 10
 MFLOP_PER_IMAGE = 153.0
-DEFAULT_PEERS = "/work/venv-peers/bin/python"
+DEFAULT_PEERS = os.environ.get("FNN_PEER_PYTHON", sys.executable)
 _FIRST_CPU: list[float] = []  # CPU seconds (all threads) of the first step, load-independent
 FNN_WORKERS = ("fnn-fit", "fnn-fit-spe", "fnn-fit-aug", "fnn-step", "flax-nnx")
 PEER_WORKERS = ("keras-jax", "keras-tf", "torch")
@@ -292,18 +292,9 @@ def worker_keras(args, backend: str) -> dict:
     return {"rates": rates, "first_step_s": first}
 
 
-def worker_torch(args) -> dict:
-    try:
-        import torch
-        from torch import nn
-    except ImportError as e:
-        return {"skipped": f"torch not importable ({e})"}
-    torch.manual_seed(0)
-    x, y = _data(BATCH * args.steps)
-    xs = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-    ys = torch.from_numpy(y).long()
-    t0, c0 = time.perf_counter(), time.process_time()
-    model = nn.Sequential(
+def torch_reference_cnn(nn):
+    """The reference CNN of DESIGN.md in PyTorch (NCHW modules; callers pick the memory format)."""
+    return nn.Sequential(
         nn.Conv2d(3, 32, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(32, 32, 3, padding=1),
@@ -318,7 +309,21 @@ def worker_torch(args) -> dict:
         nn.Linear(64 * 8 * 8, 256),
         nn.ReLU(),
         nn.Linear(256, CLASSES),
-    ).to(memory_format=torch.channels_last)
+    )
+
+
+def worker_torch(args) -> dict:
+    try:
+        import torch
+        from torch import nn
+    except ImportError as e:
+        return {"skipped": f"torch not importable ({e})"}
+    torch.manual_seed(0)
+    x, y = _data(BATCH * args.steps)
+    xs = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    ys = torch.from_numpy(y).long()
+    t0, c0 = time.perf_counter(), time.process_time()
+    model = torch_reference_cnn(nn).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
 

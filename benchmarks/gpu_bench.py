@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_training import torch_reference_cnn  # the same PyTorch model as the CPU benchmark
+
 WORKLOADS = {
     # name: (batch, image size, kind)
     "cnn-train": (128, 32, "cnn"),
@@ -129,22 +131,7 @@ def torch_workload(name: str, steps: int, repeats: int) -> dict:
     x = torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=dev)
     if kind.startswith("cnn"):
-        model = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 8 * 8, 256),
-            nn.ReLU(),
-            nn.Linear(256, 10),
-        )
+        model = torch_reference_cnn(nn)
         lr = 1e-3
     else:
         try:
