@@ -15,6 +15,7 @@ import optax
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from optimizer_problems import make_problems, trajectory
 
 from fnn import optimizers as fo
 
@@ -237,59 +238,10 @@ def test_keras_adam_is_optax_adam_with_eps_scaled_by_sqrt_of_bias_correction():
 # ------------------------------------------------------------------------------------------------
 
 
-def cnn_apply(p, x):
-    y = jax.lax.conv_general_dilated(
-        x, p["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    y = jax.nn.relu(y + p["conv_b"]).mean(axis=(1, 2))
-    return y @ p["dense"] + p["dense_b"]
-
-
 @pytest.fixture(scope="module")
 def problems():
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((8, 6, 6, 2)), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 3, 8))
-    params = {
-        "parabola": jnp.asarray([2.0, -1.5, 0.5], jnp.float32),
-        "rosenbrock": jnp.asarray([-1.2, 1.0], jnp.float32),
-        "cnn": {
-            "conv": jnp.asarray(rng.standard_normal((3, 3, 2, 4)) * 0.3, jnp.float32),
-            "conv_b": jnp.zeros(4, jnp.float32),
-            "dense": jnp.asarray(rng.standard_normal((4, 3)) * 0.3, jnp.float32),
-            "dense_b": jnp.zeros(3, jnp.float32),
-        },
-    }
-
-    def loss(p):
-        # The terms share no parameters and every rule is element-wise, so this runs the three
-        # problems independently in one compiled loop.
-        parabola = jnp.sum(jnp.asarray([1.0, 3.0, 10.0]) * p["parabola"] ** 2)
-        r = p["rosenbrock"]
-        rosen = (1 - r[0]) ** 2 + 100 * (r[1] - r[0] ** 2) ** 2
-        logits = cnn_apply(p["cnn"], x)
-        return (
-            parabola
-            + rosen
-            + optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        )
-
-    return params, jax.jit(jax.grad(loss))  # compiled once, shared by every optimizer
-
-
-def trajectory(tx, problems, steps=100):
-    """((params, state) after `steps`, trajectory tree with a leading [steps] axis)."""
-    params, grad_fn = problems
-    update = jax.jit(tx.update)
-    state, out = tx.init(params), []
-    for _ in range(steps):
-        updates, state = update(grad_fn(params), state, params)
-        params = _apply(params, updates)
-        out.append(params)
-    return (params, state), jax.tree.map(lambda *xs: jnp.stack(xs), *out)
-
-
-_apply = jax.jit(optax.apply_updates)
+    """Parabola, Rosenbrock and a small CNN's loss; all float32, with their initial params."""
+    return make_problems()  # compiled once, shared by every optimizer
 
 
 def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):

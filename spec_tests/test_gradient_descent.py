@@ -13,6 +13,7 @@ import optax
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from optimizer_problems import make_problems, trajectory
 
 from fnn import optimizers as fo
 
@@ -194,62 +195,10 @@ def test_mini_batch_gradients_average_to_the_full_batch_gradient(regression_data
 # ------------------------------------------------------------------------------------------------
 
 
-def cnn_apply(p, x):
-    y = jax.lax.conv_general_dilated(
-        x.astype(p["conv"].dtype),
-        p["conv"],
-        (1, 1),
-        "SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
-    y = jax.nn.relu(y + p["conv_b"])
-    y = y.mean(axis=(1, 2))
-    return y @ p["dense"] + p["dense_b"]
-
-
 @pytest.fixture(scope="module")
 def problems():
     """Parabola, Rosenbrock and a small CNN's loss; all float32, with their initial params."""
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((8, 6, 6, 2)), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, 3, 8))
-    params = {
-        "parabola": jnp.asarray([2.0, -1.5, 0.5], jnp.float32),
-        "rosenbrock": jnp.asarray([-1.2, 1.0], jnp.float32),
-        "cnn": {
-            "conv": jnp.asarray(rng.standard_normal((3, 3, 2, 4)) * 0.3, jnp.float32),
-            "conv_b": jnp.zeros(4, jnp.float32),
-            "dense": jnp.asarray(rng.standard_normal((4, 3)) * 0.3, jnp.float32),
-            "dense_b": jnp.zeros(3, jnp.float32),
-        },
-    }
-
-    def loss(p):
-        # The three terms share no parameters, so one gradient holds each problem's own gradient
-        # and an element-wise optimizer runs the three problems independently.
-        parabola = jnp.sum(jnp.asarray([1.0, 3.0, 10.0]) * p["parabola"] ** 2)
-        r = p["rosenbrock"]
-        rosen = (1 - r[0]) ** 2 + 100 * (r[1] - r[0] ** 2) ** 2
-        logits = cnn_apply(p["cnn"], x)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return parabola + rosen + ce
-
-    return params, jax.jit(jax.grad(loss))  # compiled once, shared by every optimizer
-
-
-def trajectory(tx, problems, steps=100):
-    """(trajectory tree with a leading [steps] axis, final state)."""
-    params, grad_fn = problems
-    update = jax.jit(tx.update)
-    state, out = tx.init(params), []
-    for _ in range(steps):
-        updates, state = update(grad_fn(params), state, params)
-        params = _apply(params, updates)
-        out.append(params)
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *out), state
-
-
-_apply = jax.jit(optax.apply_updates)
+    return make_problems()  # compiled once, shared by every optimizer
 
 
 def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
@@ -260,8 +209,8 @@ def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
 
 
 def test_sgd_matches_optax_sgd(problems):
-    ours, _ = trajectory(fo.sgd(1e-3), problems)
-    theirs, _ = trajectory(optax.sgd(1e-3), problems)
+    _, ours = trajectory(fo.sgd(1e-3), problems)
+    _, theirs = trajectory(optax.sgd(1e-3), problems)
     assert_trees_close(ours, theirs)
 
 
@@ -273,16 +222,18 @@ def test_momentum_slide_form_equals_optax_trace_times_lr_for_constant_lr(problem
     (Rosenbrock's large gradients amplify it to ~4e-7); in float64 they agree to 1e-12.
     """
     eta, gamma = 1e-3, 0.9
-    ours, our_state = trajectory(fo.momentum(eta, gamma, nesterov=nesterov), problems)
-    theirs, their_state = trajectory(optax.sgd(eta, momentum=gamma, nesterov=nesterov), problems)
+    (_, our_state), ours = trajectory(fo.momentum(eta, gamma, nesterov=nesterov), problems)
+    (_, their_state), theirs = trajectory(
+        optax.sgd(eta, momentum=gamma, nesterov=nesterov), problems
+    )
     assert_trees_close(ours, theirs, rtol=1e-6, atol=1e-6)
     trace = their_state[0].trace
     assert_trees_close(our_state.velocity, jax.tree.map(lambda b: eta * b, trace), atol=1e-6)
     with jax.enable_x64(True):
         params64 = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), problems[0])
         problems64 = (params64, problems[1])
-        ours, our_state = trajectory(fo.momentum(eta, gamma, nesterov=nesterov), problems64)
-        theirs, their_state = trajectory(
+        (_, our_state), ours = trajectory(fo.momentum(eta, gamma, nesterov=nesterov), problems64)
+        (_, their_state), theirs = trajectory(
             optax.sgd(eta, momentum=gamma, nesterov=nesterov), problems64
         )
         assert_trees_close(ours, theirs, rtol=1e-12, atol=1e-12)
