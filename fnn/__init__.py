@@ -6,7 +6,13 @@ Submodules are imported on first use (``fnn.losses``, ``fnn.optimizers``, ...), 
 
 import importlib
 
+from fnn import runtime as _runtime
+
 __version__ = "0.1.0"
+
+# Before JAX starts its CPU backend: keep freed host memory so that XLA:CPU's per-step buffers
+# are not page-faulted again on every step (fnn.runtime says why; FNN_REUSE_HOST_MEMORY=0 opts out).
+_runtime._on_import()
 
 _SUBMODULES = (
     "activations",
@@ -23,6 +29,7 @@ _SUBMODULES = (
     "plot",
     "precision",
     "pretrained",
+    "runtime",
     "train",
     "transfer",
     "weights",

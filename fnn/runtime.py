@@ -1,0 +1,129 @@
+"""Host memory settings that keep XLA:CPU from re-faulting its buffers on every step.
+
+Why this module exists: XLA:CPU allocates the large temporary buffers of each compiled call (the
+activations and gradients of a train step) with the C library's ``malloc`` and frees them when the
+call ends. glibc's ``malloc`` hands blocks that large back to the operating system on ``free``
+(``mmap``/``munmap``, or by shrinking per-thread heaps), so the next step gets fresh pages that the
+kernel must map and zero one 4 KiB page at a time. For the reference CNN of ``DESIGN.md`` (batch
+128) that is about 53,700 page faults, 210 MB, per step: a quarter of the step time on this
+project's 2-core machine (measured: 330 → 420 images/s once the memory is kept; see
+``BENCHMARKS.md``). PyTorch and TensorFlow avoid the cost with caching allocators of their own.
+
+`reuse_host_memory` asks glibc to keep freed memory for reuse instead: one malloc arena
+(``M_ARENA_MAX=1``, so XLA's worker threads do not get heaps that are unmapped when empty), no
+``mmap`` for large blocks (``M_MMAP_MAX=0``) and no trimming of the heap below 2 GiB of free space
+(``M_TRIM_THRESHOLD``). After the first step every buffer comes from pages that are already
+mapped. The price: the process keeps its peak host memory instead of returning it (as PyTorch's
+and TensorFlow's allocators do too), and its threads share one arena.
+
+It has to run before JAX starts its CPU backend (the threads XLA creates then pick their arena),
+so ``import fnn`` calls it, unless the environment variable ``FNN_REUSE_HOST_MEMORY=0`` is set, or
+the backend is already running (then it changes nothing and says so in `HOST_MEMORY`). Outside
+Linux with glibc it does nothing. The same effect without fnn: start Python with
+``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+__all__ = ["reuse_host_memory", "HOST_MEMORY"]
+
+# mallopt(3) parameter numbers from glibc's <malloc.h>.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
+# glibc's defaults, restored by reuse_host_memory(False).
+_DEFAULT_MMAP_MAX = 65536
+_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+_KEEP_TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt's int accepts: 2 GiB
+
+#: What `reuse_host_memory` last did: ``"kept"`` (freed memory is reused), ``"system"`` (glibc's
+#: defaults), ``"unsupported"`` (not glibc), ``"too late"`` (the JAX backend was already running),
+#: ``"disabled"`` (``FNN_REUSE_HOST_MEMORY=0``) or ``"not set"`` (never called).
+HOST_MEMORY = "not set"
+
+
+def _glibc_mallopt():
+    """glibc's ``mallopt`` function, or None where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018  (glibc only: musl has mallopt as a stub)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return mallopt
+
+
+def _jax_backend_running() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+    except ImportError:  # a JAX without this private module: assume the worst
+        return True
+    return bool(xla_bridge.backends_are_initialized())
+
+
+def reuse_host_memory(enable: bool = True) -> bool:
+    """Make glibc keep freed memory for reuse, so XLA:CPU steps stop page-faulting their buffers.
+
+    There is no formula here: a step's cost is its FLOPs plus, by default, one page fault per
+    4 KiB of temporary memory it touches (about 1.5 µs each on this project's virtual machine). Keeping the
+    memory turns the second term into zero after the first step. Keras on TensorFlow and PyTorch
+    keep host memory with their own allocators; Keras on JAX and hand-written Flax + Optax run
+    with glibc's defaults and pay the faults (enable it for them with the ``GLIBC_TUNABLES`` line
+    in this module's docstring).
+
+    ``import fnn`` calls this already; call it yourself only to switch back (``enable=False``:
+    glibc's defaults for memory freed from now on) or after ``FNN_REUSE_HOST_MEMORY=0``.
+
+    Args:
+      enable: True to keep freed memory (one arena, no ``mmap``, no trimming); False for glibc's
+        defaults.
+
+    Returns:
+      True when the setting took effect, False when it could not (not glibc, or, for
+      ``enable=True``, the JAX backend already started its threads). `HOST_MEMORY` says which.
+
+    Examples:
+      >>> import fnn.runtime
+      >>> fnn.runtime.HOST_MEMORY in ("kept", "system", "unsupported", "too late", "disabled")
+      True
+    """
+    global HOST_MEMORY
+    mallopt = _glibc_mallopt()
+    if mallopt is None:
+        HOST_MEMORY = "unsupported"
+        return False
+    if not enable:
+        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        HOST_MEMORY = "system"
+        return True
+    if _jax_backend_running():
+        HOST_MEMORY = "too late"
+        return False
+    ok = (
+        mallopt(_M_ARENA_MAX, 1) == 1
+        and mallopt(_M_MMAP_MAX, 0) == 1
+        and mallopt(_M_TRIM_THRESHOLD, _KEEP_TRIM_THRESHOLD) == 1
+    )
+    HOST_MEMORY = "kept" if ok else "system"
+    return ok
+
+
+def _on_import() -> None:
+    """``import fnn``'s call: keep host memory unless ``FNN_REUSE_HOST_MEMORY=0``."""
+    global HOST_MEMORY
+    if os.environ.get("FNN_REUSE_HOST_MEMORY", "1").strip().lower() in ("0", "false", "no", "off"):
+        HOST_MEMORY = "disabled"
+        return
+    reuse_host_memory(True)

@@ -1,0 +1,72 @@
+"""fnn.runtime: ``import fnn`` keeps freed host memory, so XLA:CPU stops re-faulting its buffers.
+
+Each case runs in a fresh Python process (the setting must precede JAX's backend start, and the
+test session's own process has long started it).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="mallopt tuning is for Linux/glibc"
+)
+
+# A jitted call whose 64 MiB intermediate (the first dot's result, which the second dot reads, so
+# no fusion removes it) is freed at the end of every call;
+# prints the page faults of one call after warm-up.
+_PROBE = """
+import json, resource, sys
+{prelude}
+import jax, jax.numpy as jnp
+x = jnp.ones((16384, 64)); w = jnp.ones((64, 1024)) / 64; w2 = jnp.ones((1024, 8))
+f = jax.jit(lambda x, w: jnp.sum(jnp.dot(jnp.tanh(jnp.dot(x, w)), w2), axis=0))
+for _ in range(3):
+    f(x, w).block_until_ready()
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    f(x, w).block_until_ready()
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5
+import fnn.runtime
+print(json.dumps({{"faults": faults, "state": fnn.runtime.HOST_MEMORY}}))
+"""
+
+
+def _probe(prelude: str, **env) -> dict:
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("FNN_REUSE_HOST_MEMORY", "XLA_FLAGS")
+    }
+    environ.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(prelude=prelude)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_fnn_keeps_host_memory_and_stops_the_faults():
+    kept = _probe("import fnn")
+    system = _probe("import fnn", FNN_REUSE_HOST_MEMORY="0")
+    assert kept["state"] == "kept"
+    assert system["state"] == "disabled"
+    # 64 MiB freed and re-allocated per call: ~16k fresh 4 KiB pages with glibc's defaults.
+    assert system["faults"] > 4000, system
+    assert kept["faults"] < 100, kept
+
+
+def test_too_late_once_the_backend_runs():
+    late = _probe("import jax; jax.devices(); import fnn")
+    assert late["state"] == "too late"
+
+
+def test_switching_back_to_glibc_defaults():
+    res = _probe("import fnn, fnn.runtime; assert fnn.runtime.reuse_host_memory(False)")
+    assert res["state"] == "system"
+    assert res["faults"] > 4000, res
