@@ -27,6 +27,7 @@ _SUBMODULES = (
     "optimizers",
     "parallel",
     "plot",
+    "pool",
     "precision",
     "pretrained",
     "runtime",

@@ -5,7 +5,8 @@ uses NCHW); outputs are ``[N, units]`` after the last-layer activation of the ta
 (`fnn.losses.for_task`): softmax for multiclass, sigmoid for binary/multilabel, none (logits or
 raw values) when ``output_activation=None``. Convolutions are `fnn.conv.Conv` (the same
 parameters as `flax.nnx.Conv`, with a backward pass that stays fast inside `jax.lax.scan` on
-CPU), so ``steps_per_execution`` is fast.
+CPU), so ``steps_per_execution`` is fast; pools are `fnn.pool.max_pool` (Flax's numbers, a
+backward pass without XLA:CPU's slow select-and-scatter).
 
 A convolution layer computes, per output position and channel ``o``::
 
@@ -24,10 +25,8 @@ from collections.abc import Callable, Sequence
 import jax
 from flax import nnx
 
-try:  # the canonical-VJP convolution; nnx.Conv has identical parameters.
-    from fnn.conv import Conv
-except ImportError:  # pragma: no cover - only while fnn.conv is missing
-    Conv = nnx.Conv
+from fnn import pool as pooling
+from fnn.conv import Conv  # nnx.Conv's parameters, a backward pass fast inside compiled loops
 
 __all__ = ["SimpleCNN", "ReferenceCNN"]
 
@@ -155,7 +154,7 @@ class SimpleCNN(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        pool = nnx.max_pool if self.pool == "max" else nnx.avg_pool
+        pool = pooling.max_pool if self.pool == "max" else pooling.avg_pool
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = conv(x)
             if norm is not None:
@@ -215,8 +214,8 @@ class ReferenceCNN(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         relu = jax.nn.relu
         x = relu(self.conv2(relu(self.conv1(x))))
-        x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+        x = pooling.max_pool(x, window_shape=(2, 2), strides=(2, 2))
         x = relu(self.conv4(relu(self.conv3(x))))
-        x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+        x = pooling.max_pool(x, window_shape=(2, 2), strides=(2, 2))
         x = relu(self.dense1(x.reshape(x.shape[0], -1)))
         return self.output_activation(self.dense2(x))
