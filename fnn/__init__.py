@@ -11,7 +11,8 @@ from fnn import runtime as _runtime
 __version__ = "0.1.0"
 
 # Before JAX starts its CPU backend: keep freed host memory so that XLA:CPU's per-step buffers
-# are not page-faulted again on every step (fnn.runtime says why; FNN_REUSE_HOST_MEMORY=0 opts out).
+# are not page-faulted again on every step, and keep compiled programs on disk for the next run
+# (fnn.runtime says why; FNN_REUSE_HOST_MEMORY=0 / FNN_COMPILATION_CACHE=0 opt out).
 _runtime._on_import()
 
 _SUBMODULES = (

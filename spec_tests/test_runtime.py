@@ -70,3 +70,47 @@ def test_switching_back_to_glibc_defaults():
     res = _probe("import fnn, fnn.runtime; assert fnn.runtime.reuse_host_memory(False)")
     assert res["state"] == "system"
     assert res["faults"] > 4000, res
+
+
+_CACHE_PROBE = """
+import json, fnn, jax, jax.numpy as jnp
+hits = []
+jax.monitoring.register_event_listener(
+    lambda name, **kw: hits.append(name) if name == "/jax/compilation_cache/cache_hits" else None
+)
+f = jax.jit(lambda x: jnp.tanh(x) @ x.T + {salt})
+f(jnp.ones((8, 8))).block_until_ready()
+print(json.dumps({{"dir": jax.config.jax_compilation_cache_dir, "hits": len(hits)}}))
+"""
+
+
+def _cache_probe(salt: float, **env) -> dict:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FNN_", "JAX_COMP"))}
+    environ.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE_PROBE.format(salt=salt)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_run_reads_compiled_programs_from_the_cache(tmp_path):
+    cache = str(tmp_path / "cache")
+    first = _cache_probe(1.5, FNN_COMPILATION_CACHE=cache)
+    second = _cache_probe(1.5, FNN_COMPILATION_CACHE=cache)
+    other = _cache_probe(2.5, FNN_COMPILATION_CACHE=cache)  # a different program: compiled anew
+    assert first["dir"] == second["dir"] == cache
+    assert first["hits"] == 0 and second["hits"] >= 1, (first, second)
+    assert other["hits"] < second["hits"]
+    assert any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_cache_opt_out_and_user_setting_win(tmp_path):
+    assert _cache_probe(3.5, FNN_COMPILATION_CACHE="0")["dir"] is None
+    mine = str(tmp_path / "mine")
+    res = _cache_probe(3.5, JAX_COMPILATION_CACHE_DIR=mine)
+    assert res["dir"] == mine
