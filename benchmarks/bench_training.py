@@ -45,6 +45,18 @@ DEFAULT_PEERS = os.environ.get("FNN_PEER_PYTHON", sys.executable)
 _FIRST_CPU: list[float] = []  # CPU seconds (all threads) of the first step, load-independent
 FNN_WORKERS = ("fnn-fit", "fnn-fit-spe", "fnn-fit-aug", "fnn-step", "flax-nnx")
 PEER_WORKERS = ("keras-jax", "keras-tf", "torch")
+# glibc settings equal to what `import fnn` applies (fnn.runtime), for peers started without fnn.
+KEEP_HOST_MEMORY = {
+    "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+    "glibc.malloc.trim_threshold=2147483647"
+}
+# Variants for --levers: label -> (worker, extra worker arguments, extra XLA_FLAGS, extra env).
+PEER_LEVERS = {
+    "fnn-step[glibc default memory]": ("fnn-step", [], None, {"FNN_REUSE_HOST_MEMORY": "0"}),
+    "fnn-step[flax max_pool]": ("fnn-step", ["--pool", "flax"], None, {}),
+    "flax-nnx[kept host memory]": ("flax-nnx", [], None, KEEP_HOST_MEMORY),
+    "keras-jax[kept host memory]": ("keras-jax", [], None, KEEP_HOST_MEMORY),
+}
 # fnn-step variants for --levers: label -> (extra worker arguments, extra XLA_FLAGS)
 LEVERS = {
     "fnn-step[conv=xla]": (["--impl", "xla"], None),
@@ -138,6 +150,10 @@ def _apply_levers(model, args):
 
     from fnn import conv
 
+    if getattr(args, "pool", "fnn") == "flax":  # this worker process only: Flax's pools
+        import fnn.models.cnn
+
+        fnn.models.cnn.pooling = nnx
     for _, m in nnx.iter_modules(model):
         if isinstance(m, conv.Conv) and args.impl:
             impl = args.impl
@@ -412,8 +428,11 @@ def run_worker(name: str, args) -> dict:
 # ------------------------------------------------------------------------------------ driver
 
 
-def _launch(name: str, python: str, args, extra_xla: str | None = None, extra_args=()) -> dict:
+def _launch(
+    name: str, python: str, args, extra_xla: str | None = None, extra_args=(), extra_env=None
+) -> dict:
     env = dict(os.environ)
+    env.update(extra_env or {})
     if extra_xla:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + extra_xla).strip()
     cmd = [python, str(Path(__file__).resolve()), "--worker", name]
@@ -449,6 +468,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--impl", default="", help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    p.add_argument("--pool", default="fnn", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per implementation")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -485,17 +505,23 @@ def main(argv=None) -> int:
     peer_python = args.peer_python if Path(args.peer_python).exists() else None
     runs = []
     for name in names:
-        variants = [(name, None, ())]
+        variants = [(name, None, (), None)]
         if args.xla_variants and name == "fnn-step":
-            variants += [(f"{name}[{k}]", v, ()) for k, v in XLA_VARIANTS.items()]
+            variants += [(f"{name}[{k}]", v, (), None) for k, v in XLA_VARIANTS.items()]
         if args.levers and name == "fnn-step":
-            variants += [(k, flags, extra) for k, (extra, flags) in LEVERS.items()]
-        for label, flags, extra in variants:
+            variants += [(k, flags, extra, None) for k, (extra, flags) in LEVERS.items()]
+        if args.levers:
+            variants += [
+                (k, flags, extra, env)
+                for k, (worker, extra, flags, env) in PEER_LEVERS.items()
+                if worker == name
+            ]
+        for label, flags, extra, env in variants:
             python = sys.executable if name in FNN_WORKERS else peer_python
             if python is None:
                 res = {"skipped": f"no peer python at {args.peer_python}"}
             else:
-                res = _launch(name, python, args, flags, extra)
+                res = _launch(name, python, args, flags, extra, env)
             runs.append((label, res))
             _report_line(label, res)
 
