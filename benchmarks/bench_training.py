@@ -32,9 +32,11 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -504,6 +506,7 @@ def main(argv=None) -> int:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
     peer_python = args.peer_python if Path(args.peer_python).exists() else None
     runs = []
+    caches: dict[str, str] = {}
     for name in names:
         variants = [(name, None, (), None)]
         if args.xla_variants and name == "fnn-step":
@@ -516,8 +519,17 @@ def main(argv=None) -> int:
                 for k, (worker, extra, flags, env) in PEER_LEVERS.items()
                 if worker == name
             ]
+        if name == "fnn-step":  # a second process on the first one's compilation cache
+            variants.append((f"{name}[second run: warm compilation cache]", None, (), "warm"))
         for label, flags, extra, env in variants:
             python = sys.executable if name in FNN_WORKERS else peer_python
+            # fnn keeps compiled programs on disk (fnn.runtime): every run starts on an empty
+            # cache, so "first step" is a cold start, except the row that reuses fnn-step's.
+            if env == "warm":
+                env = {"FNN_COMPILATION_CACHE": caches[name]}
+            else:
+                caches[name] = tempfile.mkdtemp(prefix="fnn-bench-cache-")
+                env = {**(env or {}), "FNN_COMPILATION_CACHE": caches[name]}
             if python is None:
                 res = {"skipped": f"no peer python at {args.peer_python}"}
             else:
@@ -525,6 +537,8 @@ def main(argv=None) -> int:
             runs.append((label, res))
             _report_line(label, res)
 
+    for d in set(caches.values()):
+        shutil.rmtree(d, ignore_errors=True)
     print()
     print(
         f"Reference CNN, batch {BATCH}, {args.steps} steps per epoch, median of "
