@@ -19,7 +19,11 @@ written as two ordinary channels-last *forward* convolutions:
   convolved with the output gradient (batch and channel axes swapped too) used as the kernel, with
   the forward strides turned into kernel dilation.
 
-Outside loops it is as fast as XLA's own VJP. On GPU and TPU the plain XLA convolution (cuDNN,
+Outside loops it is as fast as XLA's own VJP. A 1×1 kernel without padding (EfficientNet's
+expand/project convolutions, ResNet's shortcuts) is a matrix product per pixel, and is computed as
+one (``y = x W``, ``dx = g Wᵀ``, ``dW = xᵀ g`` on 2-D views, strides as subsampling): XLA:CPU
+runs the kernel gradient of such a convolution as a convolution with an image-sized kernel, up to
+10× slower than the product (measured, ``BENCHMARKS.md``). On GPU and TPU the plain XLA convolution (cuDNN,
 TPU convolution units) is better, so by default `jax.lax.platform_dependent` picks the canonical
 form on CPU only (``implementation="auto"``).
 
@@ -213,6 +217,61 @@ def _im2col(x, w, cfg: _Config):
     return jnp.dot(patches, w.reshape(-1, w.shape[-1]), precision=cfg.precision)
 
 
+def _is_pointwise(w, cfg: _Config) -> bool:
+    """A 1×1 (×1) kernel, no padding, no input dilation, one group: a matrix product per pixel."""
+    nd = w.ndim - 2
+    return (
+        all(k == 1 for k in w.shape[:nd])
+        and all(p == (0, 0) for p in cfg.padding)
+        and all(d == 1 for d in cfg.lhs_dilation)
+        and cfg.groups == 1
+    )
+
+
+def _subsample(x, strides: tuple[int, ...]):
+    """Every ``s``-th pixel along each spatial axis (a 1×1 kernel with stride ``s``)."""
+    if all(s == 1 for s in strides):
+        return x
+    return x[(slice(None), *(slice(None, None, s) for s in strides), slice(None))]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _pointwise(x, w, cfg: _Config):
+    """A 1×1 convolution as one ``[pixels, C] @ [C, O]`` matrix product."""
+    xs = _subsample(x, cfg.strides)
+    y = jnp.dot(xs.reshape(-1, xs.shape[-1]), w.reshape(w.shape[-2:]), precision=cfg.precision)
+    return y.reshape(*xs.shape[:-1], w.shape[-1])
+
+
+def _pointwise_fwd(x, w, cfg: _Config):
+    return _pointwise(x, w, cfg), (x, w)
+
+
+def _pointwise_bwd(cfg: _Config, res, g):
+    """``dx = g Wᵀ`` (scattered back to the strided pixels), ``dW = x̃ᵀ g`` over all pixels.
+
+    Written on 2-D views so that XLA:CPU runs both as plain matrix products: autodiff of the
+    4-D ``jnp.dot`` contracts three leading axes at once and measured 10× slower for ``dW``.
+    """
+    x, w = res
+    xs = _subsample(x, cfg.strides)
+    w2 = w.reshape(w.shape[-2:])
+    g2 = g.reshape(-1, g.shape[-1])
+    dxs = jnp.dot(g2, w2.T, precision=cfg.precision).reshape(xs.shape)
+    dw = lax.dot_general(
+        xs.reshape(-1, xs.shape[-1]), g2, (((0,), (0,)), ((), ())), precision=cfg.precision
+    )
+    if xs.shape != x.shape:  # zeros between the strided pixels, up to x's shape
+        config = [(0, 0, 0)]
+        for n, m, s in zip(x.shape[1:-1], xs.shape[1:-1], cfg.strides):
+            config.append((0, n - _dilate(m, s), s - 1))
+        dxs = lax.pad(dxs, jnp.zeros((), dxs.dtype), [*config, (0, 0, 0)])
+    return dxs.astype(x.dtype), dw.reshape(w.shape).astype(w.dtype)
+
+
+_pointwise.defvjp(_pointwise_fwd, _pointwise_bwd)
+
+
 def _auto(x, w, cfg: _Config):
     return lax.platform_dependent(
         x,
@@ -317,6 +376,8 @@ def _convolve(
         x = _dilate_spatial(x, lhs_dilation)
         lhs_dilation = (1,) * nd
     cfg = _Config(strides, pads, lhs_dilation, rhs_dilation, groups, precision)
+    if impl in (_auto, _canonical) and _is_pointwise(kernel, cfg):
+        return _pointwise(x, kernel, cfg)  # on every platform: a 1×1 convolution is a matmul
     return impl(x, kernel, cfg)
 
 

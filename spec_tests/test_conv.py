@@ -186,6 +186,61 @@ def test_values_and_both_gradients_match_lax(config):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {kwargs}")
 
 
+@pytest.mark.parametrize("implementation", ["auto", "canonical"])
+@pytest.mark.parametrize(
+    "x_shape, strides",
+    [
+        ((2, 5, 7, 3), (1, 1)),
+        ((2, 5, 7, 3), (2, 3)),
+        ((3, 8, 6), (2,)),
+        ((1, 3, 4, 5, 2), (1, 2, 2)),
+        ((2, 1, 1, 4), (3, 3)),
+    ],
+)
+def test_pointwise_kernels_are_matmuls_with_lax_numbers(x_shape, strides, implementation):
+    """1×1 kernels (no padding, one group) run as one [pixels, C] @ [C, O] product and its two
+    transposes: values and both gradients equal XLA's convolution, and no convolution is left."""
+    nd = len(x_shape) - 2
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(*(1,) * nd, x_shape[-1], 4)), jnp.float32)
+    dnums = fconv._channels_last_dnums(nd)
+
+    def ours(x, w):
+        return conv_general_dilated(
+            x,
+            w,
+            strides,
+            "VALID",
+            dimension_numbers=dnums,
+            precision=HIGHEST,
+            implementation=implementation,
+        )
+
+    def ref(x, w):
+        return lax.conv_general_dilated(
+            x, w, strides, "VALID", dimension_numbers=dnums, precision=HIGHEST
+        )
+
+    y_ref = ref(x, w)
+    ct = jnp.asarray(rng.normal(size=y_ref.shape), jnp.float32)
+    got = jax.jit(_value_and_grads, static_argnums=0)(ours, x, w, ct)
+    want = jax.jit(_value_and_grads, static_argnums=0)(ref, x, w, ct)
+    for name, g, r in zip(("y", "dx", "dW"), got, want):
+        assert g.shape == r.shape, name
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5, err_msg=name)
+    hlo = jax.jit(jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), (0, 1))).lower(x, w).as_text()
+    assert "convolution" not in hlo
+    # a padded or grouped 1×1 convolution stays a convolution (same numbers)
+    padded = conv_general_dilated(
+        x, w, strides, [(1, 0)] * nd, dimension_numbers=dnums, implementation=implementation
+    )
+    padded_ref = lax.conv_general_dilated(
+        x, w, strides, [(1, 0)] * nd, dimension_numbers=dnums, precision=HIGHEST
+    )
+    np.testing.assert_allclose(padded, padded_ref, rtol=1e-5, atol=1e-5)
+
+
 def _direct(x, w, *, strides, padding, kernel_dilation, feature_group_count, input_dilation):
     """The slide's sum written with slices (differentiable without any convolution op)."""
     n, h, wd, c = x.shape
