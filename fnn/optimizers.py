@@ -260,6 +260,22 @@ def _check_convention(convention: str) -> None:
         raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
 
 
+def _check_adam_args(learning_rate, b1, b2, eps, eps_root, weight_decay, convention) -> bool:
+    """The Adam family's hyperparameter checks (``eps_root`` None: the rule has none).
+
+    Returns whether ``convention`` is ``"keras"``.
+    """
+    _check_lr(learning_rate)
+    _check_unit("b1", b1)
+    _check_unit("b2", b2)
+    _check_nonneg("eps", eps)
+    if eps_root is not None:
+        _check_nonneg("eps_root", eps_root)
+    _check_nonneg("weight_decay", weight_decay)
+    _check_convention(convention)
+    return convention == "keras"
+
+
 # ----------------------------------------------------------------------------------------------
 # Shared machinery
 # ----------------------------------------------------------------------------------------------
@@ -311,12 +327,6 @@ def _map(fn: Callable, n_out: int, tree, *others):
     return tuple(treedef.unflatten([o[i] for o in outs]) for i in range(n_out))
 
 
-def _decay_mask(mask, params):
-    if mask is None:
-        return None
-    return mask(params) if callable(mask) else mask
-
-
 def _needs_params(name: str, params):
     if params is None:
         raise ValueError(
@@ -339,8 +349,73 @@ def _zeros_like(params):
     return jax.tree.map(jnp.zeros_like, params)
 
 
-def _count0():
-    return jnp.zeros([], jnp.int32)
+def _optimizer(
+    name: str,
+    state_type: type,
+    learning_rate: ScalarOrSchedule,
+    weight_decay,
+    mask,
+    rule: Callable,
+    init_fields: Callable[[Any], dict] = lambda params: {},
+    *,
+    params_required: bool = False,
+    slot_shape: Callable[[Any], Any] = lambda slot: slot,
+) -> optax.GradientTransformation:
+    """Package a rule's per-leaf equations as an ``optax.GradientTransformation``.
+
+    The scaffolding every rule shares lives here, so that each factory states only its own
+    equations. ``name`` names the rule in errors; ``learning_rate``, ``weight_decay`` and
+    ``mask`` are the factory's arguments as given. ``init(params)`` is
+    ``state_type(count=0, learning_rate=η(0), **init_fields(params))``.
+    ``update(grads, state, params)``:
+
+    1. requires ``params`` when ``params_required``; checks ``grads`` against the state's first
+       slot (the field after ``learning_rate``, mapped to params' shapes by ``slot_shape``) or,
+       for a state without slots, against ``params`` when they are given;
+    2. ``lr`` = η at the old count, ``count`` = the old count + 1 (the step t this update makes);
+    3. when weight decay is on, requires ``params`` and resolves ``mask`` (a tree of bools or a
+       function of params; None decays every leaf);
+    4. ``rule(lr, count, state)`` returns ``leaf(g, *slots, p, decayed) -> (update, *slots)``,
+       mapped over the leaves of ``grads``, of each slot (the state's fields after
+       ``learning_rate``, in order; a slot that is None stays None), of ``params`` (None when
+       not given) and ``decayed`` (a Python bool: weight decay applies to this leaf). ``rule``
+       may return ``(leaf, scalars)`` instead: ``scalars`` replaces those (non-slot) fields.
+    """
+    decay_on = _is_on(weight_decay)
+
+    def init_fn(params):
+        count = jnp.zeros([], jnp.int32)
+        return state_type(
+            count=count, learning_rate=_lr_value(learning_rate, count), **init_fields(params)
+        )
+
+    def update_fn(grads, state, params=None):
+        if params_required:
+            _needs_params(name, params)
+        if len(state) > 2:
+            _check_tree(grads, slot_shape(state[2]), "optimizer state (params)")
+        elif params is not None:
+            _check_tree(grads, params, "params")
+        lr = _lr_value(learning_rate, state.count)
+        count = optax.safe_increment(state.count)
+        treedef = jax.tree.structure(grads)
+        decayed = [decay_on] * treedef.num_leaves
+        if decay_on:
+            _needs_params(f"{name} with weight_decay", params)
+            if mask is not None:
+                chosen = treedef.flatten_up_to(mask(params) if callable(mask) else mask)
+                decayed = [d is None or bool(d) for d in chosen]
+        made = rule(lr, count, state)
+        leaf, scalars = made if isinstance(made, tuple) else (made, {})
+        fields = [f for f in state._fields[2:] if f not in scalars]
+        slots = [getattr(state, f) for f in fields]
+        updates, *new = _map(
+            leaf, 1 + len(fields), grads, *slots, params, treedef.unflatten(decayed)
+        )
+        new_slots = {f: None if old is None else s for f, old, s in zip(fields, slots, new)}
+        return updates, state_type(count=count, learning_rate=lr, **new_slots, **scalars)
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,32 +466,19 @@ def sgd(
             )
     _check_lr(learning_rate)
     _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
 
-    def init_fn(params):
-        return SgdState(count=_count0(), learning_rate=_lr_value(learning_rate, _count0()))
-
-    def update_fn(grads, state, params=None):
-        if params is not None:
-            _check_tree(grads, params, "params")
-        lr = _lr_value(learning_rate, state.count)
+    def rule(lr, count, state):
         step = -lr if callable(learning_rate) else -learning_rate
-        decay = _decay_mask(mask, params) if wd_on else None
-        if wd_on:
-            _needs_params("sgd with weight_decay", params)
 
-            def leaf(g, p, d):
-                u = jnp.asarray(step, g.dtype) * g
-                if d is None or d:
-                    u = u - p * jnp.asarray(lr * weight_decay, p.dtype)
-                return (u,)
+        def leaf(g, p, decayed):
+            u = jnp.asarray(step, g.dtype) * g
+            if decayed:
+                u = u - p * jnp.asarray(lr * weight_decay, p.dtype)
+            return (u,)
 
-            (updates,) = _map(leaf, 1, grads, params, decay)
-        else:
-            updates = jax.tree.map(lambda g: jnp.asarray(step, g.dtype) * g, grads)
-        return updates, SgdState(count=optax.safe_increment(state.count), learning_rate=lr)
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _optimizer("sgd", SgdState, learning_rate, weight_decay, mask, rule)
 
 
 def momentum(
@@ -459,39 +521,25 @@ def momentum(
     _check_lr(learning_rate)
     _check_unit("momentum", momentum)
     _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
 
-    def init_fn(params):
-        return MomentumState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            velocity=_zeros_like(params),
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(grads, state.velocity, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        decay = None
-        if wd_on:
-            _needs_params("momentum with weight_decay", params)
-            decay = _decay_mask(mask, params)
-
-        def leaf(g, v, p, d):
+    def rule(lr, count, state):
+        def leaf(g, v, p, decayed):
             eta = lr.astype(g.dtype)
             g_eta = eta * g
             v = momentum * v + g_eta
             u = -(momentum * v + g_eta) if nesterov else -v
-            if wd_on and (d is None or d):
+            if decayed:
                 u = u - p * (eta * weight_decay)
             return u, v
 
-        updates, velocity = _map(leaf, 2, grads, state.velocity, params, decay)
-        new_state = MomentumState(
-            count=optax.safe_increment(state.count), learning_rate=lr, velocity=velocity
-        )
-        return updates, new_state
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        return dict(velocity=_zeros_like(params))
+
+    return _optimizer(
+        "momentum", MomentumState, learning_rate, weight_decay, mask, rule, init_fields
+    )
 
 
 def nesterov(
@@ -573,40 +621,23 @@ def adagrad(
     _check_nonneg("initial_accumulator_value", initial_accumulator_value)
     _check_nonneg("eps", eps)
     _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
 
-    def init_fn(params):
-        return AdagradState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            sum_of_squares=jax.tree.map(
-                lambda p: jnp.full_like(p, initial_accumulator_value), params
-            ),
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(grads, state.sum_of_squares, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        decay = None
-        if wd_on:
-            _needs_params("adagrad with weight_decay", params)
-            decay = _decay_mask(mask, params)
-
-        def leaf(g, s, p, d):
+    def rule(lr, count, state):
+        def leaf(g, s, p, decayed):
             s = g * g + s
             scale = jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0.0).astype(g.dtype)
             u = -lr.astype(g.dtype) * (scale * g)
-            if wd_on and (d is None or d):
+            if decayed:
                 u = u - p * (lr * weight_decay).astype(p.dtype)
             return u, s
 
-        updates, sos = _map(leaf, 2, grads, state.sum_of_squares, params, decay)
-        new_state = AdagradState(
-            count=optax.safe_increment(state.count), learning_rate=lr, sum_of_squares=sos
-        )
-        return updates, new_state
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        g0 = jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params)
+        return dict(sum_of_squares=g0)
+
+    return _optimizer("adagrad", AdagradState, learning_rate, weight_decay, mask, rule, init_fields)
 
 
 def rmsprop(
@@ -654,28 +685,11 @@ def rmsprop(
     _check_nonneg("eps", eps)
     _check_nonneg("initial_scale", initial_scale)
     _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
     if momentum is not None:
         _check_unit("momentum", momentum)
 
-    def init_fn(params):
-        return RmspropState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            nu=jax.tree.map(lambda p: jnp.full_like(p, initial_scale), params),
-            mu=_zeros_like(params) if centered else None,
-            momentum=_zeros_like(params) if momentum is not None else None,
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(grads, state.nu, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        wd_mask = None
-        if wd_on:
-            _needs_params("rmsprop with weight_decay", params)
-            wd_mask = _decay_mask(mask, params)
-
-        def leaf(g, nu, mu, b, p, d):
+    def rule(lr, count, state):
+        def leaf(g, nu, mu, b, p, decayed):
             eta = lr.astype(g.dtype)
             nu = (1 - decay) * (g * g) + decay * nu
             if centered:
@@ -688,23 +702,20 @@ def rmsprop(
                 u = -b
             else:
                 u = -eta * (g * scale)
-            if wd_on and (d is None or d):
+            if decayed:
                 u = u - p * (eta * weight_decay)
             return u, nu, mu, b
 
-        updates, nu, mu, b = _map(
-            leaf, 4, grads, state.nu, state.mu, state.momentum, params, wd_mask
-        )
-        new_state = RmspropState(
-            count=optax.safe_increment(state.count),
-            learning_rate=lr,
-            nu=nu,
-            mu=mu if centered else None,
-            momentum=b if momentum is not None else None,
-        )
-        return updates, new_state
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        return dict(
+            nu=jax.tree.map(lambda p: jnp.full_like(p, initial_scale), params),
+            mu=_zeros_like(params) if centered else None,
+            momentum=_zeros_like(params) if momentum is not None else None,
+        )
+
+    return _optimizer("rmsprop", RmspropState, learning_rate, weight_decay, mask, rule, init_fields)
 
 
 def adadelta(
@@ -743,41 +754,26 @@ def adadelta(
     _check_unit("rho", rho)
     _check_nonneg("eps", eps)
     _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
 
-    def init_fn(params):
-        return AdadeltaState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            e_g=_zeros_like(params),
-            e_x=_zeros_like(params),
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(grads, state.e_g, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        wd_mask = None
-        if wd_on:
-            _needs_params("adadelta with weight_decay", params)
-            wd_mask = _decay_mask(mask, params)
-
-        def leaf(g, e_g, e_x, p, d):
+    def rule(lr, count, state):
+        def leaf(g, e_g, e_x, p, decayed):
             eta = lr.astype(g.dtype)
             e_g = (1 - rho) * (g * g) + rho * e_g
             delta = (jnp.sqrt(e_x + eps) / jnp.sqrt(e_g + eps)) * g
             e_x = (1 - rho) * (delta * delta) + rho * e_x
             u = -eta * delta
-            if wd_on and (d is None or d):
+            if decayed:
                 u = u - p * (eta * weight_decay)
             return u, e_g, e_x
 
-        updates, e_g, e_x = _map(leaf, 3, grads, state.e_g, state.e_x, params, wd_mask)
-        new_state = AdadeltaState(
-            count=optax.safe_increment(state.count), learning_rate=lr, e_g=e_g, e_x=e_x
-        )
-        return updates, new_state
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        return dict(e_g=_zeros_like(params), e_x=_zeros_like(params))
+
+    return _optimizer(
+        "adadelta", AdadeltaState, learning_rate, weight_decay, mask, rule, init_fields
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -836,33 +832,9 @@ def adam(
       >>> [round(x, 4) for x in u.tolist()]  # the first bias-corrected step is ≈ -η·sign(∇)
       [-0.1, 0.1]
     """
-    _check_lr(learning_rate)
-    _check_unit("b1", b1)
-    _check_unit("b2", b2)
-    _check_nonneg("eps", eps)
-    _check_nonneg("eps_root", eps_root)
-    _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
-    _check_convention(convention)
-    keras = convention == "keras"
+    keras = _check_adam_args(learning_rate, b1, b2, eps, eps_root, weight_decay, convention)
 
-    def init_fn(params):
-        return AdamState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            mu=_zeros_like(params),
-            nu=_zeros_like(params),
-            nu_max=_zeros_like(params) if amsgrad else None,
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(grads, state.mu, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        count = optax.safe_increment(state.count)
-        wd_mask = None
-        if wd_on:
-            _needs_params("adam with weight_decay", params)
-            wd_mask = _decay_mask(mask, params)
+    def rule(lr, count, state):
         if bias_correction:
             bc1 = 1 - _pow(b1, count)
             bc2 = 1 - _pow(b2, count)
@@ -871,7 +843,7 @@ def adam(
         if keras:
             alpha = lr * jnp.sqrt(bc2) / bc1
 
-        def leaf(g, m, v, vmax, p, d):
+        def leaf(g, m, v, vmax, p, decayed):
             if keras:
                 m = m + (g - m) * (1 - b1)
                 v = v + (g * g - v) * (1 - b2)
@@ -889,22 +861,23 @@ def adam(
                     vmax = jnp.maximum(vmax, v_hat)
                     v_hat = vmax
                 direction = m_hat / (jnp.sqrt(v_hat + eps_root) + eps)
-                if wd_on and (d is None or d):
+                if decayed:
                     return -lr.astype(g.dtype) * (direction + weight_decay * p), m, v, vmax
                 u = -lr.astype(g.dtype) * direction
-            if wd_on and (d is None or d):
+            if decayed:
                 u = u - p * (lr * weight_decay).astype(p.dtype)
             return u, m, v, vmax
 
-        updates, mu, nu, nu_max = _map(
-            leaf, 4, grads, state.mu, state.nu, state.nu_max, params, wd_mask
-        )
-        new_state = AdamState(
-            count=count, learning_rate=lr, mu=mu, nu=nu, nu_max=nu_max if amsgrad else None
-        )
-        return updates, new_state
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        return dict(
+            mu=_zeros_like(params),
+            nu=_zeros_like(params),
+            nu_max=_zeros_like(params) if amsgrad else None,
+        )
+
+    return _optimizer("adam", AdamState, learning_rate, weight_decay, mask, rule, init_fields)
 
 
 class FusedAdamState(NamedTuple):
@@ -961,41 +934,13 @@ def fused_adam(
       >>> [round(x, 4) for x in unflatten(optax.apply_updates(flat, u))["b"].tolist()]
       [-0.1, -0.1]
     """
-    _check_lr(learning_rate)
-    _check_unit("b1", b1)
-    _check_unit("b2", b2)
-    _check_nonneg("eps", eps)
-    _check_nonneg("eps_root", eps_root)
-    _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
-    _check_convention(convention)
-    keras = convention == "keras"
+    keras = _check_adam_args(learning_rate, b1, b2, eps, eps_root, weight_decay, convention)
 
-    def init_fn(params):
-        return FusedAdamState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            moments=jax.tree.map(
-                lambda p: jnp.zeros((*jnp.shape(p), 2), jnp.result_type(p)), params
-            ),
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(
-            grads,
-            jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1], x.dtype), state.moments),
-            "optimizer state (params)",
-        )
-        lr = _lr_value(learning_rate, state.count)
-        count = optax.safe_increment(state.count)
+    def rule(lr, count, state):
         bc1 = 1 - _pow(b1, count)
         bc2 = 1 - _pow(b2, count)
-        wd_mask = None
-        if wd_on:
-            _needs_params("fused_adam with weight_decay", params)
-            wd_mask = _decay_mask(mask, params)
 
-        def leaf(g, mv, p, d):
+        def leaf(g, mv, p, decayed):
             # One loop over [..., 2]: column 0 is m (decay β₁, input ∇), column 1 is v (β₂, ∇²).
             first = jax.lax.broadcasted_iota(jnp.int32, (2,), 0) == 0
             # 1 − β is formed before the cast, as `adam` does (1 − f32(0.999) is off by 5e-5).
@@ -1011,20 +956,35 @@ def fused_adam(
             if keras:
                 alpha = (lr * jnp.sqrt(bc2) / bc1).astype(g.dtype)
                 u = -(m * alpha) / (jnp.sqrt(v + eps_root) + eps)
-                if wd_on and (d is None or d):
+                if decayed:
                     u = u - p * (eta * weight_decay)
                 return u, mv
             direction = (m / bc1.astype(m.dtype)) / (
                 jnp.sqrt(v / bc2.astype(v.dtype) + eps_root) + eps
             )
-            if wd_on and (d is None or d):
+            if decayed:
                 return -eta * (direction + weight_decay * p), mv
             return -eta * direction, mv
 
-        updates, moments = _map(leaf, 2, grads, state.moments, params, wd_mask)
-        return updates, FusedAdamState(count=count, learning_rate=lr, moments=moments)
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        moments = jax.tree.map(lambda p: jnp.zeros((*jnp.shape(p), 2), jnp.result_type(p)), params)
+        return dict(moments=moments)
+
+    def param_shapes(moments):  # each moments leaf is [*param.shape, 2]
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1], x.dtype), moments)
+
+    return _optimizer(
+        "fused_adam",
+        FusedAdamState,
+        learning_rate,
+        weight_decay,
+        mask,
+        rule,
+        init_fields,
+        slot_shape=param_shapes,
+    )
 
 
 def adam_simplified(
@@ -1188,34 +1148,12 @@ def adamax(
       >>> u.round(4)
       Array([-0.5], dtype=float32)
     """
-    _check_lr(learning_rate)
-    _check_unit("b1", b1)
-    _check_unit("b2", b2)
-    _check_nonneg("eps", eps)
-    _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
-    _check_convention(convention)
-    keras = convention == "keras"
+    keras = _check_adam_args(learning_rate, b1, b2, eps, None, weight_decay, convention)
 
-    def init_fn(params):
-        return AdamaxState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            mu=_zeros_like(params),
-            nu=_zeros_like(params),
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(grads, state.mu, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        count = optax.safe_increment(state.count)
+    def rule(lr, count, state):
         bc1 = 1 - _pow(b1, count)
-        wd_mask = None
-        if wd_on:
-            _needs_params("adamax with weight_decay", params)
-            wd_mask = _decay_mask(mask, params)
 
-        def leaf(g, m, u_inf, p, d):
+        def leaf(g, m, u_inf, p, decayed):
             eta = lr.astype(g.dtype)
             if keras:
                 m = m + (g - m) * (1 - b1)
@@ -1225,14 +1163,16 @@ def adamax(
                 m = (1 - b1) * g + b1 * m
                 u_inf = jnp.maximum(jnp.abs(g) + eps, b2 * u_inf)
                 u = -eta * ((m / bc1.astype(m.dtype)) / u_inf)
-            if wd_on and (d is None or d):
+            if decayed:
                 u = u - p * (eta * weight_decay)
             return u, m, u_inf
 
-        updates, mu, nu = _map(leaf, 3, grads, state.mu, state.nu, params, wd_mask)
-        return updates, AdamaxState(count=count, learning_rate=lr, mu=mu, nu=nu)
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        return dict(mu=_zeros_like(params), nu=_zeros_like(params))
+
+    return _optimizer("adamax", AdamaxState, learning_rate, weight_decay, mask, rule, init_fields)
 
 
 def nadam(
@@ -1278,29 +1218,9 @@ def nadam(
       >>> float(u[0]) < 0
       True
     """
-    _check_lr(learning_rate)
-    _check_unit("b1", b1)
-    _check_unit("b2", b2)
-    _check_nonneg("eps", eps)
-    _check_nonneg("eps_root", eps_root)
-    _check_nonneg("weight_decay", weight_decay)
-    wd_on = _is_on(weight_decay)
-    _check_convention(convention)
-    keras = convention == "keras"
+    keras = _check_adam_args(learning_rate, b1, b2, eps, eps_root, weight_decay, convention)
 
-    def init_fn(params):
-        return NadamState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            mu=_zeros_like(params),
-            nu=_zeros_like(params),
-            mu_product=jnp.ones([], _float()),
-        )
-
-    def update_fn(grads, state, params=None):
-        _check_tree(grads, state.mu, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        count = optax.safe_increment(state.count)
+    def rule(lr, count, state):
         bc2 = 1 - _pow(b2, count)
         if keras:
             mu_t = b1 * (1.0 - 0.5 * _pow(0.96, count))
@@ -1312,12 +1232,8 @@ def nadam(
             mu_product = state.mu_product
             bc1 = 1 - _pow(b1, count)
             bc1_next = 1 - _pow(b1, count + 1)
-        wd_mask = None
-        if wd_on:
-            _needs_params("nadam with weight_decay", params)
-            wd_mask = _decay_mask(mask, params)
 
-        def leaf(g, m, v, p, d):
+        def leaf(g, m, v, p, decayed):
             eta = lr.astype(g.dtype)
             if keras:
                 m = m + (g - m) * (1 - b1)
@@ -1331,15 +1247,18 @@ def nadam(
                 m_bar = b1 * (m / bc1_next.astype(m.dtype)) + (1 - b1) * (g / bc1.astype(g.dtype))
                 v_hat = v / bc2.astype(v.dtype)
                 u = -eta * (m_bar / (jnp.sqrt(v_hat + eps_root) + eps))
-            if wd_on and (d is None or d):
+            if decayed:
                 u = u - p * (eta * weight_decay)
             return u, m, v
 
-        updates, mu, nu = _map(leaf, 3, grads, state.mu, state.nu, params, wd_mask)
-        new_state = NadamState(count=count, learning_rate=lr, mu=mu, nu=nu, mu_product=mu_product)
-        return updates, new_state
+        return leaf, dict(mu_product=mu_product)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        return dict(
+            mu=_zeros_like(params), nu=_zeros_like(params), mu_product=jnp.ones([], _float())
+        )
+
+    return _optimizer("nadam", NadamState, learning_rate, weight_decay, mask, rule, init_fields)
 
 
 def ftrl(
@@ -1397,26 +1316,12 @@ def ftrl(
         ("weight_decay", weight_decay),
     ]:
         _check_nonneg(name, value)
-    wd_on = _is_on(weight_decay)
 
-    def init_fn(params):
-        return FtrlState(
-            count=_count0(),
-            learning_rate=_lr_value(learning_rate, _count0()),
-            accumulator=jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params),
-            linear=_zeros_like(params),
-        )
-
-    def update_fn(grads, state, params=None):
-        _needs_params("ftrl", params)
-        _check_tree(grads, state.accumulator, "optimizer state (params)")
-        lr = _lr_value(learning_rate, state.count)
-        wd_mask = _decay_mask(mask, params) if wd_on else None
-
-        def leaf(g, n, z, p_old, d):
+    def rule(lr, count, state):
+        def leaf(g, n, z, p_old, decayed):
             eta = lr.astype(g.dtype)
             p = p_old
-            if wd_on and (d is None or d):
+            if decayed:
                 p = p - p * (eta * weight_decay)
             l2 = l2_regularization_strength + beta / (2.0 * eta)
             g_shrink = g + 2 * l2_shrinkage_regularization_strength * p
@@ -1428,13 +1333,22 @@ def ftrl(
             p_new = (jnp.clip(z, -l1, l1) - z) / quadratic
             return p_new - p_old, n_new, z
 
-        updates, acc, lin = _map(leaf, 3, grads, state.accumulator, state.linear, params, wd_mask)
-        new_state = FtrlState(
-            count=optax.safe_increment(state.count), learning_rate=lr, accumulator=acc, linear=lin
-        )
-        return updates, new_state
+        return leaf
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    def init_fields(params):
+        n0 = jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params)
+        return dict(accumulator=n0, linear=_zeros_like(params))
+
+    return _optimizer(
+        "ftrl",
+        FtrlState,
+        learning_rate,
+        weight_decay,
+        mask,
+        rule,
+        init_fields,
+        params_required=True,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
