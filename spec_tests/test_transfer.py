@@ -113,20 +113,23 @@ def test_depthwise_conv2d_equals_grouped_same_convolution(depthwise_pair, size, 
     np.testing.assert_allclose(ours(x, w, stride), grouped(x, w, stride), atol=1e-5)
 
 
-def test_depthwise_conv2d_gradients_match():
+@pytest.mark.parametrize("shape", [(2, 9, 8, 4), (1, 6, 7, 3)])
+@pytest.mark.parametrize("k, stride", [(5, 2), (3, 2), (3, 1), (5, 1)])
+def test_depthwise_conv2d_gradients_match(shape, k, stride):
+    """Both gradients equal autodiff of XLA's grouped convolution, strided or not."""
     rng = np.random.default_rng(3)
-    x = jnp.asarray(rng.normal(size=(2, 9, 8, 4)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(5, 5, 1, 4)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 1, shape[-1])), jnp.float32)
 
     def loss(fn):
         return jax.jit(jax.grad(lambda x, w: jnp.sum(fn(x, w) ** 2), argnums=(0, 1)))
 
     ref = loss(
         lambda x, w: jax.lax.conv_general_dilated(
-            x, w, (2, 2), "SAME", dimension_numbers=DN, feature_group_count=4
+            x, w, (stride, stride), "SAME", dimension_numbers=DN, feature_group_count=shape[-1]
         )
     )(x, w)
-    got = loss(lambda x, w: depthwise_conv2d(x, w, 2))(x, w)
+    got = loss(lambda x, w: depthwise_conv2d(x, w, stride))(x, w)
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
