@@ -35,13 +35,14 @@ print(json.dumps({{"faults": faults, "state": fnn.runtime.HOST_MEMORY}}))
 """
 
 
-def _probe(prelude: str, **env) -> dict:
+def _run(script: str, **env) -> dict:
+    """Run ``script`` in a fresh Python without the caller's fnn/JAX settings; its last line."""
     environ = {
-        k: v for k, v in os.environ.items() if k not in ("FNN_REUSE_HOST_MEMORY", "XLA_FLAGS")
+        k: v for k, v in os.environ.items() if not k.startswith(("FNN_", "JAX_COMP", "XLA_FLAGS"))
     }
     environ.update(env)
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(prelude=prelude)],
+        [sys.executable, "-c", script],
         env=environ,
         capture_output=True,
         text=True,
@@ -49,6 +50,10 @@ def _probe(prelude: str, **env) -> dict:
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _probe(prelude: str, **env) -> dict:
+    return _run(_PROBE.format(prelude=prelude), **env)
 
 
 def test_import_fnn_keeps_host_memory_and_stops_the_faults():
@@ -85,17 +90,7 @@ print(json.dumps({{"dir": jax.config.jax_compilation_cache_dir, "hits": len(hits
 
 
 def _cache_probe(salt: float, **env) -> dict:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("FNN_", "JAX_COMP"))}
-    environ.update(env)
-    out = subprocess.run(
-        [sys.executable, "-c", _CACHE_PROBE.format(salt=salt)],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _run(_CACHE_PROBE.format(salt=salt), **env)
 
 
 def test_second_run_reads_compiled_programs_from_the_cache(tmp_path):
