@@ -21,11 +21,11 @@ written as two ordinary channels-last *forward* convolutions:
 
 Outside loops it is as fast as XLA's own VJP. A 1×1 kernel without padding (EfficientNet's
 expand/project convolutions, ResNet's shortcuts) is a matrix product per pixel, and is computed as
-one (``y = x W``, ``dx = g Wᵀ``, ``dW = xᵀ g`` on 2-D views, strides as subsampling): XLA:CPU
-runs the kernel gradient of such a convolution as a convolution with an image-sized kernel, up to
-10× slower than the product (measured, ``BENCHMARKS.md``). On GPU and TPU the plain XLA convolution (cuDNN,
-TPU convolution units) is better, so by default `jax.lax.platform_dependent` picks the canonical
-form on CPU only (``implementation="auto"``).
+one (``y = x W`` on 2-D views, strides as subsampling; autodiff then gives ``dx = g Wᵀ`` and
+``dW = xᵀ g``): XLA:CPU runs the kernel gradient of such a convolution as a convolution with an
+image-sized kernel, up to 6× slower than the product (measured, ``BENCHMARKS.md``). On GPU and
+TPU the plain XLA convolution (cuDNN, TPU convolution units) is better, so by default
+`jax.lax.platform_dependent` picks the canonical form on CPU only (``implementation="auto"``).
 
 `Conv` is a drop-in replacement for `flax.nnx.Conv` (it is a subclass: same constructor, same
 ``kernel``/``bias`` parameters and shapes, so checkpoints and weight mappings are shared); `conv2d`
@@ -235,41 +235,17 @@ def _subsample(x, strides: tuple[int, ...]):
     return x[(slice(None), *(slice(None, None, s) for s in strides), slice(None))]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _pointwise(x, w, cfg: _Config):
-    """A 1×1 convolution as one ``[pixels, C] @ [C, O]`` matrix product."""
+    """A 1×1 convolution as one ``[pixels, C] @ [C, O]`` matrix product.
+
+    Written on 2-D views so that autodiff's two products are 2-D as well (``dx = g Wᵀ``,
+    ``dW = x̃ᵀ g``) and XLA:CPU runs them as plain matrix products; the transpose of the strided
+    subsampling puts zeros between the pixels. Differentiating a 4-D ``jnp.dot`` instead
+    contracts three leading axes at once, which measured 10× slower for ``dW``.
+    """
     xs = _subsample(x, cfg.strides)
     y = jnp.dot(xs.reshape(-1, xs.shape[-1]), w.reshape(w.shape[-2:]), precision=cfg.precision)
     return y.reshape(*xs.shape[:-1], w.shape[-1])
-
-
-def _pointwise_fwd(x, w, cfg: _Config):
-    return _pointwise(x, w, cfg), (x, w)
-
-
-def _pointwise_bwd(cfg: _Config, res, g):
-    """``dx = g Wᵀ`` (scattered back to the strided pixels), ``dW = x̃ᵀ g`` over all pixels.
-
-    Written on 2-D views so that XLA:CPU runs both as plain matrix products: autodiff of the
-    4-D ``jnp.dot`` contracts three leading axes at once and measured 10× slower for ``dW``.
-    """
-    x, w = res
-    xs = _subsample(x, cfg.strides)
-    w2 = w.reshape(w.shape[-2:])
-    g2 = g.reshape(-1, g.shape[-1])
-    dxs = jnp.dot(g2, w2.T, precision=cfg.precision).reshape(xs.shape)
-    dw = lax.dot_general(
-        xs.reshape(-1, xs.shape[-1]), g2, (((0,), (0,)), ((), ())), precision=cfg.precision
-    )
-    if xs.shape != x.shape:  # zeros between the strided pixels, up to x's shape
-        config = [(0, 0, 0)]
-        for n, m, s in zip(x.shape[1:-1], xs.shape[1:-1], cfg.strides):
-            config.append((0, n - _dilate(m, s), s - 1))
-        dxs = lax.pad(dxs, jnp.zeros((), dxs.dtype), [*config, (0, 0, 0)])
-    return dxs.astype(x.dtype), dw.reshape(w.shape).astype(w.dtype)
-
-
-_pointwise.defvjp(_pointwise_fwd, _pointwise_bwd)
 
 
 def _auto(x, w, cfg: _Config):

@@ -231,6 +231,14 @@ def test_pointwise_kernels_are_matmuls_with_lax_numbers(x_shape, strides, implem
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5, err_msg=name)
     hlo = jax.jit(jax.grad(lambda x, w: jnp.sum(ours(x, w) ** 2), (0, 1))).lower(x, w).as_text()
     assert "convolution" not in hlo
+    # plain autodiff of the product: forward mode works too
+    t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    np.testing.assert_allclose(
+        jax.jvp(lambda a: ours(a, w), (x,), (t,))[1],
+        jax.jvp(lambda a: ref(a, w), (x,), (t,))[1],
+        rtol=1e-5,
+        atol=1e-5,
+    )
     # a padded or grouped 1×1 convolution stays a convolution (same numbers)
     padded = conv_general_dilated(
         x, w, strides, [(1, 0)] * nd, dimension_numbers=dnums, implementation=implementation
