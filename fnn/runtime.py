@@ -12,9 +12,10 @@ activations and gradients of a train step) with the C library's ``malloc`` and f
 call ends. glibc's ``malloc`` hands blocks that large back to the operating system on ``free``
 (``mmap``/``munmap``, or by shrinking per-thread heaps), so the next step gets fresh pages that the
 kernel must map and zero one 4 KiB page at a time. For the reference CNN of ``DESIGN.md`` (batch
-128) that is about 53,700 page faults, 210 MB, per step: a quarter of the step time on this
-project's 2-core machine (measured: 330 → 420 images/s once the memory is kept; see
-``BENCHMARKS.md``). PyTorch and TensorFlow avoid the cost with caching allocators of their own.
+128) that is about 53,700 page faults, 210 MB, per step with JAX 0.10 (27,000 with JAX 0.12): a
+fifth to a quarter of the step time on this project's 2-core machine (measured: 1.26× images/s
+with JAX 0.10, 1.12× with JAX 0.12 once the memory is kept; see ``BENCHMARKS.md``). PyTorch and
+TensorFlow avoid the cost with caching allocators of their own.
 
 `reuse_host_memory` asks glibc to keep freed memory for reuse instead: one malloc arena
 (``M_ARENA_MAX=1``, so XLA's worker threads do not get heaps that are unmapped when empty), no
