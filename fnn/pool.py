@@ -6,8 +6,8 @@ for images); ``window_shape`` and ``strides`` name the spatial axes only. Same s
 
 Why this module exists: Flax's pools are `jax.lax.reduce_window`; the VJP of a max
 ``reduce_window`` is XLA's ``select_and_scatter``, which XLA:CPU runs as a slow generic loop. For
-the reference CNN of ``DESIGN.md`` (batch 128) the two 2×2 max pools cost 53 + 23 ms backward
-against 8 + 5 ms here (measured, ``BENCHMARKS.md``): about a fifth of the whole train step. When
+the reference CNN of ``DESIGN.md`` (batch 128) the two 2×2 max pools cost 53 + 23 ms (forward and
+backward) against 6 + 2 ms here (measured, ``BENCHMARKS.md``): a fifth of the train step. When
 the windows tile the input (``strides == window_shape``, ``"VALID"`` padding: the lecture's and
 Keras' ``MaxPooling2D()`` default), the input is reshaped to ``[N, H/kh, kh, W/kw, kw, C]`` and
 reduced over the window axes; forward and backward are then plain element-wise loops that XLA
