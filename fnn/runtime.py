@@ -94,11 +94,11 @@ def reuse_host_memory(enable: bool = True) -> bool:
     """Make glibc keep freed memory for reuse, so XLA:CPU steps stop page-faulting their buffers.
 
     There is no formula here: a step's cost is its FLOPs plus, by default, one page fault per
-    4 KiB of temporary memory it touches (about 1.5 µs each on this project's virtual machine). Keeping the
-    memory turns the second term into zero after the first step. Keras on TensorFlow and PyTorch
-    keep host memory with their own allocators; Keras on JAX and hand-written Flax + Optax run
-    with glibc's defaults and pay the faults (enable it for them with the ``GLIBC_TUNABLES`` line
-    in this module's docstring).
+    4 KiB of temporary memory it touches (about 1.5 µs each on this project's virtual machine).
+    Keeping the memory turns the second term into zero after the first step. Keras on TensorFlow
+    and PyTorch keep host memory with their own allocators; Keras on JAX and hand-written Flax +
+    Optax run with glibc's defaults and pay the faults (enable it for them with the
+    ``GLIBC_TUNABLES`` line in this module's docstring).
 
     ``import fnn`` calls this already; call it yourself only to switch back (``enable=False``:
     glibc's defaults for memory freed from now on) or after ``FNN_REUSE_HOST_MEMORY=0``.
