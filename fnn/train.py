@@ -1380,7 +1380,6 @@ class Trainer:
             epochs=epochs,
             steps=steps,
         )
-        history = cbs.history
 
         # All checks passed: copy the data to the device once.
         if full is not None:
@@ -1398,9 +1397,8 @@ class Trainer:
         validate = self._validator(
             val, vdata, vbs, vsteps, vstream, vbs_stream, validation_steps, vstart
         )
-        cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
+
+        def train_epoch(epoch):
             perm = self._perm(n, _perm_length(data, steps, batch_size), epoch, shuffle)
             acc = self._acc_init("train")
             done = 0
@@ -1412,7 +1410,19 @@ class Trainer:
                 )
                 done += kk
                 cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
-            logs = self._logs(acc)  # logging time: the host waits for the epoch here
+            return acc
+
+        return self._run_epochs(cbs, initial_epoch, epochs, train_epoch, validate, val_freq)
+
+    def _run_epochs(self, cbs, initial_epoch, epochs, train_epoch, validate, val_freq):
+        """The epoch loop both fit paths share: callbacks, validation, early stop, history.
+
+        ``train_epoch(epoch)`` runs one epoch's steps and returns the metric accumulator.
+        """
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            logs = self._logs(train_epoch(epoch))  # logging time: the host waits for the epoch
             if validate is not None and (epoch + 1) in val_freq:
                 logs.update({f"val_{kname}": v for kname, v in validate().items()})
             cbs.on_epoch_end(epoch, logs)
@@ -1420,8 +1430,8 @@ class Trainer:
                 break
         cbs.on_train_end()
         self._sync_model()
-        self.history = history
-        return history
+        self.history = cbs.history
+        return cbs.history
 
     def _fit_stream(self, x, y, *, batch_size, epochs, verbose, callbacks, validation_split,
                     validation_data, shuffle, class_weight, sample_weight, initial_epoch,
@@ -1511,10 +1521,10 @@ class Trainer:
         self._initial_epoch = int(initial_epoch)
         self._stream_iterator = iterator
         validate = self._validator(val, vdata, vbs, vsteps, vstream, vbs_stream, validation_steps)
-        cbs.on_train_begin()
         pending = first
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch)
+
+        def train_epoch(epoch):
+            nonlocal pending
             acc = self._acc_init("train")
             done = 0
             while done < steps:
@@ -1530,16 +1540,9 @@ class Trainer:
                 self.state, acc = self._call(run, self.state, acc, batches, self._step_key)
                 done += kk
                 cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
-            logs = self._logs(acc)
-            if validate is not None and (epoch + 1) in val_freq:
-                logs.update({f"val_{kname}": v for kname, v in validate().items()})
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        cbs.on_train_end()
-        self._sync_model()
-        self.history = cbs.history
-        return cbs.history
+            return acc
+
+        return self._run_epochs(cbs, initial_epoch, epochs, train_epoch, validate, val_freq)
 
     def _stream_loader(self, x, batch_size: int, *, name: str):
         """A one-pass, unshuffled loader over a data source (or ``x`` itself if ready-made)."""
