@@ -38,7 +38,10 @@ def _tiled(x, window: tuple[int, ...], strides, padding) -> bool:
     return all(tuple(p) == (0, 0) for p in padding)
 
 
-def _check(x, window_shape, name: str) -> tuple[int, ...]:
+def _pool(name: str, inputs, window_shape, strides, padding, tiled, fallback):
+    """Check the arguments, then ``tiled(x, window)`` when the windows tile the input, else
+    Flax's ``fallback(x, window, strides, padding)``."""
+    x = jnp.asarray(inputs)
     window = tuple(int(k) for k in window_shape)
     if any(k < 1 for k in window):
         raise ValueError(f"{name}: window_shape must be positive, got {tuple(window_shape)}")
@@ -47,7 +50,9 @@ def _check(x, window_shape, name: str) -> tuple[int, ...]:
             f"{name}: inputs must be [N, *spatial, C] with {len(window)} spatial axes for "
             f"window_shape={window}, got shape {x.shape}"
         )
-    return window
+    if _tiled(x, window, strides, padding):
+        return tiled(x, window)
+    return fallback(x, window, strides, padding)
 
 
 def _tiles(x, window: tuple[int, ...]):
@@ -93,6 +98,10 @@ def _tile_max_jvp(window, primals, tangents):
     return jnp.squeeze(y, axes), jnp.sum(picked, axis=axes)
 
 
+def _tile_mean(x, window: tuple[int, ...]):
+    return jnp.mean(_tiles(x, window), axis=_window_axes(len(window)))
+
+
 def max_pool(
     inputs: jax.Array,
     window_shape: Sequence[int],
@@ -126,11 +135,7 @@ def max_pool(
       Array([[ 5.,  7.],
              [13., 15.]], dtype=float32)
     """
-    x = jnp.asarray(inputs)
-    window = _check(x, window_shape, "max_pool")
-    if _tiled(x, window, strides, padding):
-        return _tile_max(x, window)
-    return nnx.max_pool(x, window, strides, padding)
+    return _pool("max_pool", inputs, window_shape, strides, padding, _tile_max, nnx.max_pool)
 
 
 def avg_pool(
@@ -163,8 +168,4 @@ def avg_pool(
       Array([[ 2.5,  4.5],
              [10.5, 12.5]], dtype=float32)
     """
-    x = jnp.asarray(inputs)
-    window = _check(x, window_shape, "avg_pool")
-    if _tiled(x, window, strides, padding):
-        return jnp.mean(_tiles(x, window), axis=_window_axes(len(window)))
-    return nnx.avg_pool(x, window, strides, padding)
+    return _pool("avg_pool", inputs, window_shape, strides, padding, _tile_mean, nnx.avg_pool)

@@ -58,6 +58,9 @@ _M_ARENA_MAX = -8
 _DEFAULT_MMAP_MAX = 65536
 _DEFAULT_TRIM_THRESHOLD = 128 * 1024
 _KEEP_TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt's int accepts: 2 GiB
+# Values of FNN_REUSE_HOST_MEMORY / FNN_COMPILATION_CACHE that switch rather than name a path.
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
 
 #: What `reuse_host_memory` last did: ``"kept"`` (freed memory is reused), ``"system"`` (glibc's
 #: defaults), ``"unsupported"`` (not glibc), ``"too late"`` (the JAX backend was already running),
@@ -169,8 +172,7 @@ def use_compilation_cache(path: str | os.PathLike | None = None) -> str | None:
 
     if path is None:
         env = os.environ.get("FNN_COMPILATION_CACHE", "").strip()
-        switch = ("", "0", "1", "true", "false", "yes", "no", "on", "off")
-        path = None if env.lower() in switch else env
+        path = None if env.lower() in ("", *_ON, *_OFF) else env  # a switch, not a path
     path = os.fspath(path) if path is not None else _default_cache_dir()
     try:
         os.makedirs(path, exist_ok=True)
@@ -184,7 +186,7 @@ def use_compilation_cache(path: str | os.PathLike | None = None) -> str | None:
 
 
 def _off(name: str) -> bool:
-    return os.environ.get(name, "1").strip().lower() in ("0", "false", "no", "off")
+    return os.environ.get(name, "1").strip().lower() in _OFF
 
 
 def _on_import() -> None:
