@@ -52,12 +52,32 @@ KEEP_HOST_MEMORY = {
     "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
     "glibc.malloc.trim_threshold=2147483647"
 }
+# The XLA flag `import fnn` sets on jaxlib 0.10 (fnn.runtime): convolutions on every core.
+THREADED_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
 # Variants for --levers: label -> (worker, extra worker arguments, extra XLA_FLAGS, extra env).
 PEER_LEVERS = {
     "fnn-step[glibc default memory]": ("fnn-step", [], None, {"FNN_REUSE_HOST_MEMORY": "0"}),
+    "fnn-step[one-core YNNPACK convolutions]": (
+        "fnn-step",
+        [],
+        None,
+        {"FNN_THREADED_CONVOLUTIONS": "0"},
+    ),
     "fnn-step[flax max_pool]": ("fnn-step", ["--pool", "flax"], None, {}),
     "flax-nnx[kept host memory]": ("flax-nnx", [], None, KEEP_HOST_MEMORY),
+    "flax-nnx[fnn's memory + convolution settings]": (
+        "flax-nnx",
+        [],
+        THREADED_CONVOLUTIONS,
+        KEEP_HOST_MEMORY,
+    ),
     "keras-jax[kept host memory]": ("keras-jax", [], None, KEEP_HOST_MEMORY),
+    "keras-jax[fnn's memory + convolution settings]": (
+        "keras-jax",
+        [],
+        THREADED_CONVOLUTIONS,
+        KEEP_HOST_MEMORY,
+    ),
 }
 # fnn-step variants for --levers: label -> (extra worker arguments, extra XLA_FLAGS)
 LEVERS = {

@@ -11,8 +11,9 @@ from fnn import runtime as _runtime
 __version__ = "0.1.0"
 
 # Before JAX starts its CPU backend: keep freed host memory so that XLA:CPU's per-step buffers
-# are not page-faulted again on every step, and keep compiled programs on disk for the next run
-# (fnn.runtime says why; FNN_REUSE_HOST_MEMORY=0 / FNN_COMPILATION_CACHE=0 opt out).
+# are not page-faulted again on every step, run CPU convolutions on every core (jaxlib 0.10), and
+# keep compiled programs on disk for the next run (fnn.runtime says why; FNN_REUSE_HOST_MEMORY=0,
+# FNN_THREADED_CONVOLUTIONS=0 and FNN_COMPILATION_CACHE=0 opt out).
 _runtime._on_import()
 
 _SUBMODULES = (

@@ -1,8 +1,11 @@
-"""Process settings that make JAX training start and run faster: host memory, compilation cache.
+"""Process settings that make JAX training start and run faster: host memory, CPU convolutions,
+compilation cache.
 
-Two settings, both applied by ``import fnn`` (each with an opt-out), both process-wide:
+Three settings, all applied by ``import fnn`` (each with an opt-out), all process-wide:
 
 * `reuse_host_memory` (``FNN_REUSE_HOST_MEMORY=0`` opts out): keep freed host memory for reuse.
+* `use_threaded_convolutions` (``FNN_THREADED_CONVOLUTIONS=0`` opts out): on the jaxlib versions
+  whose XLA:CPU runs convolutions on one core (0.10), run them on XLA's multi-threaded kernels.
 * `use_compilation_cache` (``FNN_COMPILATION_CACHE=0`` opts out, or ``=/a/path``): JAX's
   persistent compilation cache, so a second run of the same script skips XLA compilation.
 
@@ -30,6 +33,20 @@ the backend is already running (then it changes nothing and says so in `HOST_MEM
 Linux with glibc it does nothing. The same effect without fnn: start Python with
 ``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``.
 
+**CPU convolutions.** XLA:CPU hands convolutions, matrix products and reductions to YNNPACK
+library kernels ("YNN fusions"). In jaxlib 0.10 the convolution kernels run on one core: a 3×3,
+32→32 convolution of a 128×32×32 batch keeps one of this project's two cores busy (process CPU
+time / wall time 1.00) and takes 30 ms, where XLA's own Eigen convolution keeps both busy and
+takes 15 ms; the reference CNN's train step spends ≈ 300 of its ≈ 350 ms in such convolutions.
+jaxlib 0.11 and 0.12 run them on every core (measured: 0.11.2, 0.12.0). On jaxlib 0.10
+`use_threaded_convolutions` therefore sets
+``--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce`` in ``XLA_FLAGS``: YNNPACK keeps
+the matrix products and reductions (multi-threaded there, and faster than XLA's own), and the
+convolutions go to Eigen. Measured: the reference CNN trains ≈ 1.5× faster (``BENCHMARKS.md``).
+Like the host-memory setting it must precede the backend start (XLA reads ``XLA_FLAGS`` once). It
+is left alone when ``XLA_FLAGS`` already names the YNN fusions. Child processes inherit the
+variable: JAX and TensorFlow 2.21 know the flag.
+
 **Compilation cache.** A fresh process spends most of its first training step compiling: for the
 reference CNN about 6.5 s for the parameter initialisers (JAX compiles a random-number program per
 parameter shape) and 2.5 s for the train step, against 0.3 s of tracing and 0.6 s of running
@@ -48,7 +65,13 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["reuse_host_memory", "HOST_MEMORY", "use_compilation_cache"]
+__all__ = [
+    "reuse_host_memory",
+    "HOST_MEMORY",
+    "use_threaded_convolutions",
+    "CPU_CONVOLUTIONS",
+    "use_compilation_cache",
+]
 
 # mallopt(3) parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -58,7 +81,14 @@ _M_ARENA_MAX = -8
 _DEFAULT_MMAP_MAX = 65536
 _DEFAULT_TRIM_THRESHOLD = 128 * 1024
 _KEEP_TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt's int accepts: 2 GiB
-# Values of FNN_REUSE_HOST_MEMORY / FNN_COMPILATION_CACHE that switch rather than name a path.
+# The XLA flag that lists the YNNPACK fusions, and its value without the convolutions (jaxlib
+# 0.10's default is individual dots, individual convolutions and reductions).
+_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+_YNN_WITHOUT_CONVOLUTIONS = "individual_dot,reduce"
+# jaxlib (major, minor) versions whose YNNPACK convolutions run on one core (measured on 0.10.2;
+# 0.11.2 and 0.12.0 use every core; 0.10.0 and 0.10.1 know the flag too).
+_ONE_CORE_YNN_CONVOLUTIONS = ((0, 10),)
+# Values of the FNN_* environment variables that switch rather than name a path.
 _ON = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
 
@@ -66,6 +96,13 @@ _OFF = ("0", "false", "no", "off")
 #: defaults), ``"unsupported"`` (not glibc), ``"too late"`` (the JAX backend was already running),
 #: ``"disabled"`` (``FNN_REUSE_HOST_MEMORY=0``) or ``"not set"`` (never called).
 HOST_MEMORY = "not set"
+
+#: What `use_threaded_convolutions` last did: ``"threaded"`` (``XLA_FLAGS`` now sends
+#: convolutions to XLA's multi-threaded kernels), ``"not needed"`` (this jaxlib's library
+#: convolutions use every core already), ``"your XLA_FLAGS"`` (``XLA_FLAGS`` already chooses the
+#: YNN fusions; left as is), ``"too late"`` (the JAX backend was already running),
+#: ``"disabled"`` (``FNN_THREADED_CONVOLUTIONS=0``) or ``"not set"`` (never called).
+CPU_CONVOLUTIONS = "not set"
 
 
 def _glibc_mallopt():
@@ -141,6 +178,53 @@ def reuse_host_memory(enable: bool = True) -> bool:
     return ok
 
 
+def _jaxlib_version() -> tuple[int, int] | None:
+    try:
+        from jaxlib import version
+
+        major, minor = version.__version__.split(".")[:2]
+        return int(major), int(minor)
+    except (ImportError, ValueError):
+        return None
+
+
+def use_threaded_convolutions() -> bool:
+    """Run XLA:CPU's convolutions on every core where this jaxlib's library kernels use one.
+
+    No formula changes: the same convolution, computed by XLA's multi-threaded Eigen kernels
+    instead of jaxlib 0.10's one-core YNNPACK kernels (the module docstring has the
+    measurements). Keras on TensorFlow and PyTorch run convolutions on every core with oneDNN;
+    Keras on JAX and hand-written Flax + Optax on jaxlib 0.10 use one, unless started with
+    ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce``, which is what this
+    sets. GPUs and TPUs do not read the flag.
+
+    ``import fnn`` calls this already unless ``FNN_THREADED_CONVOLUTIONS=0`` is set.
+
+    Returns:
+      True when the flag was set; False otherwise, with the reason in `CPU_CONVOLUTIONS`.
+
+    Examples:
+      >>> import fnn.runtime
+      >>> fnn.runtime.CPU_CONVOLUTIONS in (
+      ...     "threaded", "not needed", "your XLA_FLAGS", "too late", "disabled")
+      True
+    """
+    global CPU_CONVOLUTIONS
+    flags = os.environ.get("XLA_FLAGS", "")
+    if _YNN_FLAG in flags:
+        CPU_CONVOLUTIONS = "your XLA_FLAGS"
+        return False
+    if _jaxlib_version() not in _ONE_CORE_YNN_CONVOLUTIONS:
+        CPU_CONVOLUTIONS = "not needed"
+        return False
+    if _jax_backend_running():
+        CPU_CONVOLUTIONS = "too late"
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {_YNN_FLAG}={_YNN_WITHOUT_CONVOLUTIONS}".strip()
+    CPU_CONVOLUTIONS = "threaded"
+    return True
+
+
 def _default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "fnn", "jax")
@@ -190,12 +274,16 @@ def _off(name: str) -> bool:
 
 
 def _on_import() -> None:
-    """``import fnn``'s call: keep host memory and cache compilations, unless opted out."""
-    global HOST_MEMORY
+    """``import fnn``'s call: keep host memory, thread convolutions, cache compilations."""
+    global HOST_MEMORY, CPU_CONVOLUTIONS
     if _off("FNN_REUSE_HOST_MEMORY"):
         HOST_MEMORY = "disabled"
     else:
         reuse_host_memory(True)
+    if _off("FNN_THREADED_CONVOLUTIONS"):
+        CPU_CONVOLUTIONS = "disabled"
+    else:
+        use_threaded_convolutions()
     if not _off("FNN_COMPILATION_CACHE"):
         import jax
 

@@ -1,4 +1,5 @@
-"""fnn.runtime: ``import fnn`` keeps freed host memory, so XLA:CPU stops re-faulting its buffers.
+"""fnn.runtime: ``import fnn`` keeps freed host memory (so XLA:CPU stops re-faulting its buffers),
+runs CPU convolutions on every core, and caches compiled programs.
 
 Each case runs in a fresh Python process (the setting must precede JAX's backend start, and the
 test session's own process has long started it).
@@ -111,3 +112,59 @@ def test_cache_opt_out_and_user_setting_win(tmp_path):
     mine = str(tmp_path / "mine")
     res = _cache_probe(3.5, JAX_COMPILATION_CACHE_DIR=mine)
     assert res["dir"] == mine
+
+
+# Which ops of a compiled convolution + matrix product XLA:CPU handed to YNNPACK ("YNN fusions"),
+# read from the compiled program's text: the fused computations that YNN fusions call.
+_CONV_PROBE = """
+import json, os, re
+{prelude}
+import jax, jax.numpy as jnp
+import fnn.runtime
+def f(x, k, w):
+    dn = ("NHWC", "HWIO", "NHWC")
+    y = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=dn)
+    return y.reshape(16, -1) @ w
+args = jnp.ones((16, 32, 32, 32)), jnp.ones((3, 3, 32, 32)), jnp.ones((32768, 64))
+hlo = jax.jit(f).lower(*args).compile().as_text()
+bodies = dict(re.findall(r"^(?:ENTRY )?%?([\\w.-]+) [^\\n]*\\{{\\n(.*?)^\\}}", hlo, re.M | re.S))
+called = re.findall(r"calls=%?([\\w.-]+)[^\\n]*__ynn_fusion", hlo)
+in_ynn = [bodies.get(c, "") for c in called]
+print(json.dumps({{
+    "state": fnn.runtime.CPU_CONVOLUTIONS,
+    "flags": os.environ.get("XLA_FLAGS", ""),
+    "ynn_conv": any("convolution(" in b for b in in_ynn),
+    "ynn_dot": any(" dot(" in b for b in in_ynn),
+    "one_core_jaxlib": fnn.runtime._jaxlib_version() in fnn.runtime._ONE_CORE_YNN_CONVOLUTIONS,
+}}))
+"""
+
+
+def _conv_probe(prelude: str, **env) -> dict:
+    return _run(_CONV_PROBE.format(prelude=prelude), **env)
+
+
+def test_import_fnn_moves_convolutions_off_one_core_ynnpack_kernels():
+    ours = _conv_probe("import fnn")
+    xla_default = _conv_probe("import fnn", FNN_THREADED_CONVOLUTIONS="0")
+    assert xla_default["state"] == "disabled" and xla_default["flags"] == ""
+    assert xla_default["ynn_conv"] and xla_default["ynn_dot"], xla_default  # XLA's default
+    if ours["one_core_jaxlib"]:
+        assert ours["state"] == "threaded"
+        assert ours["flags"] == "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
+        assert not ours["ynn_conv"], ours  # Eigen's multi-threaded convolution instead
+        assert ours["ynn_dot"], ours  # matrix products stay with YNNPACK
+    else:
+        assert ours["state"] == "not needed" and ours["flags"] == ""
+        assert ours["ynn_conv"], ours
+
+
+def test_threaded_convolutions_leave_your_xla_flags_and_need_an_unstarted_backend():
+    flag = "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
+    yours = _conv_probe("import fnn", XLA_FLAGS=f"--xla_cpu_enable_fast_math=false {flag}")
+    assert yours["state"] == "your XLA_FLAGS"
+    assert yours["flags"] == f"--xla_cpu_enable_fast_math=false {flag}"
+    assert yours["ynn_conv"] and not yours["ynn_dot"], yours
+    late = _conv_probe("import jax; jax.devices(); import fnn")
+    assert late["state"] in ("too late", "not needed") and late["flags"] == ""
+    assert late["ynn_conv"], late
