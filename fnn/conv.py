@@ -147,11 +147,34 @@ def _input_grad(g, w, x_shape, cfg: _Config):
     return _canonical(_dilate_spatial(g, cfg.strides), wt, t_cfg)
 
 
+# Images per block in `_swap_batch_and_channels`, and the most blocks it makes.
+_TRANSPOSE_BLOCK = 8
+_MAX_TRANSPOSE_BLOCKS = 32
+
+
+def _swap_batch_and_channels(x):
+    """``[N, S..., C] -> [C, S..., N]``, the same array as ``jnp.moveaxis(x, (0, -1), (-1, 0))``.
+
+    Transposed a block of 8 images at a time, the blocks concatenated along the new last axis:
+    XLA:CPU moves a whole batch axis to the minor position with strided reads over the entire
+    array, and in blocks it runs 3-5× faster (128×32×32×32, the reference CNN's second layer:
+    21.6 → 4.3 ms), which made that network's train step 1.13-1.17× faster (``BENCHMARKS.md``).
+    Large batches get bigger blocks (at most 32 of them) to keep the program small.
+    """
+    nd = x.ndim - 2
+    n = x.shape[0]
+    block = max(_TRANSPOSE_BLOCK, -(-n // _MAX_TRANSPOSE_BLOCKS))
+    if n <= block:
+        return jnp.moveaxis(x, (0, nd + 1), (nd + 1, 0))
+    parts = [jnp.moveaxis(x[i : i + block], (0, nd + 1), (nd + 1, 0)) for i in range(0, n, block)]
+    return jnp.concatenate(parts, axis=nd + 1)
+
+
 def _kernel_grad(x, g, k_shape, cfg: _Config):
     """dL/dW as one forward convolution of ``x`` (batch <-> channels) with ``g`` as the kernel."""
     nd = x.ndim - 2
     # x: [N, S..., C] -> [C, S..., N]: channels become the batch, the batch is contracted.
-    xt = jnp.moveaxis(x, (0, nd + 1), (nd + 1, 0))
+    xt = _swap_batch_and_channels(x)
     # g: [N, M..., O] -> [M..., N, O]: a kernel with N "input channels".
     gt = jnp.moveaxis(g, 0, nd)
     pads = []

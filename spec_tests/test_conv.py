@@ -186,6 +186,46 @@ def test_values_and_both_gradients_match_lax(config):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {kwargs}")
 
 
+@pytest.mark.parametrize("n", [1, 8, 9, 20, 300])
+@pytest.mark.parametrize("spatial", [(3,), (2, 3), (2, 1, 2)])
+def test_batch_channel_swap_in_blocks_is_a_transpose(n, spatial):
+    x = np.arange(n * int(np.prod(spatial)) * 3, dtype=np.float32).reshape(n, *spatial, 3)
+    got = fconv._swap_batch_and_channels(x)
+    np.testing.assert_array_equal(got, np.moveaxis(x, (0, -1), (-1, 0)))
+
+
+@pytest.mark.parametrize(
+    "n, groups, x_spatial, strides",
+    [
+        (9, 1, (6, 5), (1, 1)),
+        (20, 2, (5, 7), (2, 1)),
+        (17, 1, (7,), (2,)),
+        (12, 3, (3, 4, 3), (1, 2, 1)),
+    ],
+)
+def test_kernel_gradient_of_batches_larger_than_a_block_matches_lax(n, groups, x_spatial, strides):
+    rng = np.random.default_rng(n)
+    nd = len(x_spatial)
+    x = rng.normal(size=(n, *x_spatial, 2 * groups)).astype(np.float32)
+    w = rng.normal(size=(*(3,) * nd, 2, 3 * groups)).astype(np.float32)
+    dn = fconv._channels_last_dnums(nd)
+    kwargs = dict(
+        window_strides=strides,
+        padding="SAME",
+        dimension_numbers=dn,
+        feature_group_count=groups,
+        precision=HIGHEST,
+    )
+
+    def loss(conv):
+        return lambda w: jnp.sum(jnp.sin(conv(x, w, **kwargs)))
+
+    ours = fconv.conv_general_dilated
+    got = jax.grad(loss(lambda *a, **k: ours(*a, **k, implementation="canonical")))(w)
+    want = jax.grad(loss(lax.conv_general_dilated))(w)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("implementation", ["auto", "canonical"])
 @pytest.mark.parametrize(
     "x_shape, strides",
