@@ -545,11 +545,12 @@ def main(argv=None) -> int:
             python = sys.executable if name in FNN_WORKERS else peer_python
             # fnn keeps compiled programs on disk (fnn.runtime): every run starts on an empty
             # cache, so "first step" is a cold start, except the row that reuses fnn-step's.
+            # (Each variant gets its own cache: the warm row must read the plain run's programs.)
             if env == "warm":
                 env = {"FNN_COMPILATION_CACHE": caches[name]}
             else:
-                caches[name] = tempfile.mkdtemp(prefix="fnn-bench-cache-")
-                env = {**(env or {}), "FNN_COMPILATION_CACHE": caches[name]}
+                caches[label] = tempfile.mkdtemp(prefix="fnn-bench-cache-")
+                env = {**(env or {}), "FNN_COMPILATION_CACHE": caches[label]}
             if python is None:
                 res = {"skipped": f"no peer python at {args.peer_python}"}
             else:
