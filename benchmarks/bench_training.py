@@ -64,6 +64,7 @@ PEER_LEVERS = {
         {"FNN_THREADED_CONVOLUTIONS": "0"},
     ),
     "fnn-step[flax max_pool]": ("fnn-step", ["--pool", "flax"], None, {}),
+    "fnn-step[fnn.models.build]": ("fnn-step", ["--build"], None, {}),
     "flax-nnx[kept host memory]": ("flax-nnx", [], None, KEEP_HOST_MEMORY),
     "flax-nnx[fnn's memory + convolution settings]": (
         "flax-nnx",
@@ -202,7 +203,12 @@ def worker_fnn_step(args, setup_only: bool = False) -> dict:
     ys = jax.device_put(y.reshape(args.steps, batch))
     key = jax.random.key(0)
     t0, c0 = time.perf_counter(), time.process_time()
-    model = _apply_levers(_fnn_model(False), args)
+    if getattr(args, "build", False):  # the constructor as one quickly compiled program
+        import fnn.models
+
+        model = _apply_levers(fnn.models.build(lambda: _fnn_model(False)), args)
+    else:
+        model = _apply_levers(_fnn_model(False), args)
     state = fnn.train.TrainState.create(model, fnn.optimizers.get("adam"))
     step = fnn.train.make_train_step(
         fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)
@@ -492,6 +498,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--pool", default="fnn", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
+    p.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per implementation")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import fnn.models as fnn_models
 from fnn.models import ReferenceCNN, SimpleCNN
 
 
@@ -221,3 +222,74 @@ def test_bad_arguments(kwargs, error, message):
 def test_reference_cnn_bad_shape():
     with pytest.raises(ValueError, match=r"multiples of 4, got \(30, 30, 3\)"):
         ReferenceCNN(input_shape=(30, 30, 3), rngs=nnx.Rngs(0))
+
+
+# ---------------------------------------------------------------- fnn.models.build
+
+
+def _flat(model):
+    """Every state array of ``model`` by path; typed PRNG keys as their integer data."""
+
+    def as_numpy(v):
+        a = v[...]
+        return np.asarray(
+            jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a
+        )
+
+    return {p: as_numpy(v) for p, v in nnx.to_flat_state(nnx.state(model))}
+
+
+def _small_cnn():
+    return SimpleCNN(
+        4,
+        input_shape=(8, 8, 2),
+        filters=(3,),
+        dense=(8,),
+        batch_norm=True,
+        dropout=0.5,
+        rngs=nnx.Rngs(params=3, dropout=5),
+    )
+
+
+@pytest.mark.parametrize(
+    "factory", [lambda: ReferenceCNN(rngs=nnx.Rngs(0)), _small_cnn], ids=["reference", "simple"]
+)
+def test_build_gives_the_eager_model_to_float32_rounding(factory):
+    built, eager = fnn_models.build(factory), factory()
+    assert type(built) is type(eager)
+    got, want = _flat(built), _flat(eager)
+    assert list(got) == list(want)  # same structure: parameters, batch statistics, RNG state
+    for path in want:
+        assert got[path].shape == want[path].shape and got[path].dtype == want[path].dtype
+        if want[path].dtype.kind == "f":
+            # The initialisers' arithmetic is compiled without optimisation: <= 1 ulp apart.
+            np.testing.assert_allclose(got[path], want[path], rtol=2e-7, atol=6e-8, err_msg=path)
+        else:  # integer RNG counters, typed keys compared through their data
+            np.testing.assert_array_equal(got[path], want[path], err_msg=str(path))
+
+
+def test_build_is_deterministic_and_the_model_runs(images):
+    a, b = fnn_models.build(_small_cnn), fnn_models.build(_small_cnn)
+    flat_b = _flat(b)
+    for path, v in _flat(a).items():
+        np.testing.assert_array_equal(v, flat_b[path], err_msg=str(path))
+    x = jnp.asarray(images)
+    a.train()
+    assert not np.array_equal(np.asarray(a(x)), np.asarray(a(x)))  # dropout's RNG advances
+    a.eval(), b.eval()
+    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(a(x)))
+    assert np.all(np.isfinite(np.asarray(b(x))))
+
+
+@pytest.mark.parametrize(
+    "make_bad, message",
+    [
+        (lambda: ReferenceCNN(rngs=nnx.Rngs(0)), "factory must be a function that constructs"),
+        (lambda: "ReferenceCNN", "factory must be a function that constructs"),
+        (lambda: lambda: jnp.ones(3), "factory must return a flax.nnx.Module, it returned"),
+    ],
+    ids=["a model, not a factory", "a string", "returns an array"],
+)
+def test_build_bad_factory(make_bad, message):
+    with pytest.raises(TypeError, match=message):
+        fnn_models.build(make_bad())

@@ -1,4 +1,5 @@
-"""Model zoo: the slides' CNN, the reference benchmark CNN and EfficientNet-Lite.
+"""Model zoo: the slides' CNN, the reference benchmark CNN and EfficientNet-Lite; `build` makes
+any NNX model's cold start faster.
 
 Each model module is imported on first use.
 """
@@ -9,6 +10,7 @@ _EXPORTS = {
     "SimpleCNN": "fnn.models.cnn",
     "ReferenceCNN": "fnn.models.cnn",
     "EfficientNetLite": "fnn.models.efficientnet_lite",
+    "build": "fnn.models._build",
 }
 
 __all__ = list(_EXPORTS)
