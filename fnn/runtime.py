@@ -26,8 +26,8 @@ TensorFlow avoid the cost with caching allocators of their own.
 which mallopt(3) documents as "never"; a 2 GiB threshold still let a train step that alternates
 with a forward pass, EfficientNet-Lite0 at 224×224, fault 1.2–2.0 million pages per 6 steps and
 run at 8–9 instead of 13–15 images/s). After the first step every buffer comes from pages that
-are already mapped. The price: the process keeps its peak host memory instead of returning it (as PyTorch's
-and TensorFlow's allocators do too), and its threads share one arena.
+are already mapped. The price: the process keeps its peak host memory instead of returning it
+(as PyTorch's and TensorFlow's allocators do too), and its threads share one arena.
 
 It has to run before JAX starts its CPU backend (the threads XLA creates then pick their arena),
 so ``import fnn`` calls it, unless the environment variable ``FNN_REUSE_HOST_MEMORY=0`` is set, or
@@ -59,6 +59,7 @@ parameter shape) and 2.5 s for the train step, against 0.3 s of tracing and 0.6 
 the program already configured a cache directory. The second run of the same script then starts
 in ≈ 1.8 s instead of ≈ 10 s. Entries are keyed by the program, the JAX/XLA version, the device
 and the compiler flags, so a changed script or setting compiles afresh; a few hundred KiB per model.
+For the first run, `fnn.models.build` compiles a model's initialisers as one quick program.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ def build(factory: Callable[[], M]) -> M:
     No formula: the parameters are those of calling ``factory()`` directly, from the same random
     numbers (integer state bit for bit, floats to float32 rounding: the initialisers' arithmetic
     is compiled without optimisation, which moves some values by 1 ulp; tested). What changes is
-    the cold start. Called eagerly, every initialiser (``lecun_normal``, ``glorot_uniform``, ...) is a
-    separate XLA program, compiled once per parameter shape: 3.2–3.7 s for the reference CNN on
-    this project's 2-core machine before its first step, most of a fresh process's ≈ 6 s first
-    step. Here the whole constructor is traced once (`flax.nnx.eval_shape` gives the structure,
-    `jax.jit` the values) and compiled without LLVM optimisation, since it runs once: 1.2 s.
-    With ``import fnn``'s compilation cache warm both take ≈ 0.3 s.
+    the cold start. Called eagerly, every initialiser (``lecun_normal``, ``glorot_uniform``, ...)
+    is a separate XLA program, compiled once per parameter shape: 3.2–3.7 s for the reference CNN
+    on this project's 2-core machine, of a fresh process's 8.4 s first training step. Here the
+    whole constructor is traced once (`flax.nnx.eval_shape` gives the structure, `jax.jit` the
+    values) and compiled without LLVM optimisation, since it runs once: 0.9–1.2 s, and the first
+    step 4.7 s (``BENCHMARKS.md``). With ``import fnn``'s compilation cache warm both ways take
+    ≈ 0.3 s.
 
     Keras builds weights lazily, on the first call, with eagerly run TensorFlow/JAX initialisers;
     Flax's docs build sharded models the same way under `flax.nnx.jit`; PyTorch initialises
