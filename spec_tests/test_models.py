@@ -276,9 +276,10 @@ def test_build_is_deterministic_and_the_model_runs(images):
     x = jnp.asarray(images)
     a.train()
     assert not np.array_equal(np.asarray(a(x)), np.asarray(a(x)))  # dropout's RNG advances
-    a.eval(), b.eval()
-    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(a(x)))
-    assert np.all(np.isfinite(np.asarray(b(x))))
+    eager = _small_cnn()
+    b.eval()
+    eager.eval()
+    np.testing.assert_allclose(b(x), eager(x), rtol=1e-5, atol=1e-6)  # computes as the eager one
 
 
 @pytest.mark.parametrize(
