@@ -372,7 +372,11 @@ def test_momentum_with_gamma_zero_is_sgd(grads):
 _ZERO_STEP = jax.jit(lambda p: fo.sgd(0.3).update(jnp.zeros_like(p), fo.sgd(0.3).init(p), p)[0])
 
 
-@given(params=st.lists(st.floats(-1e6, 1e6, width=32), min_size=4, max_size=4))
+# Normal floats only: XLA:CPU flushes subnormal operands to zero (6.8e-41 + 0 gives 0), found by
+# hypothesis on Python 3.12 / JAX 0.12; that is the platform's float mode, not the update rule.
+@given(
+    params=st.lists(st.floats(-1e6, 1e6, width=32, allow_subnormal=False), min_size=4, max_size=4)
+)
 def test_zero_gradient_leaves_sgd_parameters_unchanged(params):
     p = jnp.asarray(params, jnp.float32)
     np.testing.assert_array_equal(np.asarray(optax.apply_updates(p, _ZERO_STEP(p))), params)
