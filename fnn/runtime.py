@@ -103,7 +103,7 @@ HOST_MEMORY = "not set"
 
 #: What `use_threaded_convolutions` last did: ``"threaded"`` (``XLA_FLAGS`` now sends
 #: convolutions to XLA's multi-threaded kernels), ``"not needed"`` (this jaxlib's library
-#: convolutions use every core already), ``"your XLA_FLAGS"`` (``XLA_FLAGS`` already chooses the
+#: convolutions use every core already, or a TPU host), ``"your XLA_FLAGS"`` (``XLA_FLAGS`` already chooses the
 #: YNN fusions; left as is), ``"too late"`` (the JAX backend was already running),
 #: ``"disabled"`` (``FNN_THREADED_CONVOLUTIONS=0``) or ``"not set"`` (never called).
 CPU_CONVOLUTIONS = "not set"
@@ -192,6 +192,17 @@ def _jaxlib_version() -> tuple[int, int] | None:
         return None
 
 
+def _has_libtpu() -> bool:
+    """Whether ``libtpu`` is installed (a TPU host).
+
+    libtpu parses ``XLA_FLAGS`` with an XLA of its own, which might not know the CPU flag (an
+    unknown flag there is fatal), and CPU convolutions matter little on a TPU host.
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("libtpu") is not None
+
+
 def use_threaded_convolutions() -> bool:
     """Run XLA:CPU's convolutions on every core where this jaxlib's library kernels use one.
 
@@ -200,7 +211,7 @@ def use_threaded_convolutions() -> bool:
     measurements). Keras on TensorFlow and PyTorch run convolutions on every core with oneDNN;
     Keras on JAX and hand-written Flax + Optax on jaxlib 0.10 use one, unless started with
     ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce``, which is what this
-    sets. GPUs and TPUs do not read the flag.
+    sets. GPUs do not read the flag; on TPU hosts (``libtpu`` installed) it is not set.
 
     ``import fnn`` calls this already unless ``FNN_THREADED_CONVOLUTIONS=0`` is set.
 
@@ -218,7 +229,7 @@ def use_threaded_convolutions() -> bool:
     if _YNN_FLAG in flags:
         CPU_CONVOLUTIONS = "your XLA_FLAGS"
         return False
-    if _jaxlib_version() not in _ONE_CORE_YNN_CONVOLUTIONS:
+    if _jaxlib_version() not in _ONE_CORE_YNN_CONVOLUTIONS or _has_libtpu():
         CPU_CONVOLUTIONS = "not needed"
         return False
     if _jax_backend_running():

@@ -168,3 +168,32 @@ def test_threaded_convolutions_leave_your_xla_flags_and_need_an_unstarted_backen
     late = _conv_probe("import jax; jax.devices(); import fnn")
     assert late["state"] in ("too late", "not needed") and late["flags"] == ""
     assert late["ynn_conv"], late
+
+
+@pytest.mark.parametrize(
+    "jaxlib, libtpu, running, xla_flags, state",
+    [
+        ((0, 10), False, False, "", "threaded"),
+        ((0, 10), True, False, "", "not needed"),  # TPU host: libtpu has its own XLA
+        ((0, 12), False, False, "", "not needed"),
+        (None, False, False, "", "not needed"),  # jaxlib version unreadable
+        ((0, 10), False, True, "", "too late"),
+        ((0, 10), False, False, "--xla_cpu_experimental_ynn_fusion_type=", "your XLA_FLAGS"),
+    ],
+)
+def test_threaded_convolutions_decision(monkeypatch, jaxlib, libtpu, running, xla_flags, state):
+    from fnn import runtime
+
+    monkeypatch.setattr(runtime, "CPU_CONVOLUTIONS", "not set")
+    monkeypatch.setattr(runtime, "_jaxlib_version", lambda: jaxlib)
+    monkeypatch.setattr(runtime, "_has_libtpu", lambda: libtpu)
+    monkeypatch.setattr(runtime, "_jax_backend_running", lambda: running)
+    monkeypatch.setenv("XLA_FLAGS", xla_flags)
+    assert runtime.use_threaded_convolutions() is (state == "threaded")
+    assert runtime.CPU_CONVOLUTIONS == state
+    expected = (
+        "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
+        if state == "threaded"
+        else xla_flags
+    )
+    assert os.environ["XLA_FLAGS"] == expected
