@@ -92,8 +92,8 @@ _YNN_WITHOUT_CONVOLUTIONS = "individual_dot,reduce"
 # jaxlib (major, minor) versions whose YNNPACK convolutions run on one core (measured on 0.10.2;
 # 0.11.2 and 0.12.0 use every core; 0.10.0 and 0.10.1 know the flag too).
 _ONE_CORE_YNN_CONVOLUTIONS = ((0, 10),)
-# XLA options for programs that run once (parameter and optimizer-state initialisation): no LLVM
-# optimisation, since only their compile time matters (fnn.models.build, TrainState.create).
+# XLA options for programs that run once per model (parameter initialisation, the copies a
+# TrainState starts from): no LLVM optimisation, since only their compile time matters.
 QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 # Values of the FNN_* environment variables that switch rather than name a path.
 _ON = ("1", "true", "yes", "on")

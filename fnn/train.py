@@ -100,19 +100,13 @@ class ModelSpec:
         )
 
 
-def _initial_state(tx: optax.GradientTransformation, params, model_state):
-    """Own copies of ``params``/``model_state`` and ``tx.init(params)``, as one quick program.
-
-    Copies, because donation must never delete the arrays the user's model still holds. One jit
-    compiled without LLVM optimisation (`fnn.runtime.QUICK_COMPILE`; it runs once), instead of
-    one compiled copy or zeros program per parameter shape.
-    """
-
-    def init(params, model_state):
-        params, model_state = jax.tree.map(jnp.copy, (params, model_state))
-        return params, model_state, tx.init(params)
-
-    return jax.jit(init, compiler_options=runtime.QUICK_COMPILE)(params, model_state)
+# Own copies of a model's arrays (donation must never delete the arrays the user's model still
+# holds), as one program compiled without LLVM optimisation (`fnn.runtime.QUICK_COMPILE`),
+# instead of one compiled copy program per parameter shape; module-level, so later TrainStates
+# of the same model reuse it.
+_own_copies = jax.jit(
+    lambda tree: jax.tree.map(jnp.copy, tree), compiler_options=runtime.QUICK_COMPILE
+)
 
 
 class TrainState(struct.PyTreeNode):
@@ -152,12 +146,12 @@ class TrainState(struct.PyTreeNode):
         if not isinstance(tx, optax.GradientTransformation):
             raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
         _, params, model_state = nnx.split(model, nnx.Param, ...)
-        params, model_state, opt_state = _initial_state(tx, params, model_state)
+        params, model_state = _own_copies((params, model_state))
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
             model_state=model_state,
-            opt_state=opt_state,
+            opt_state=tx.init(params),
             lr_scale=jnp.ones((), jnp.float32),
             spec=ModelSpec(model, tx),
         )
