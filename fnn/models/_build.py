@@ -27,7 +27,8 @@ def build(factory: Callable[[], M]) -> M:
     whole constructor is traced once (`flax.nnx.eval_shape` gives the structure, `jax.jit` the
     values) and compiled without LLVM optimisation, since it runs once: 0.9–1.2 s, and the first
     step 4.7 s (``BENCHMARKS.md``). With ``import fnn``'s compilation cache warm both ways take
-    ≈ 0.3 s.
+    ≈ 0.3 s. Each call compiles its own program (eager initialisers are reused within a process
+    instead), so it pays off for the first model of a process, not for many small ones.
 
     Keras builds weights lazily, on the first call, with eagerly run TensorFlow/JAX initialisers;
     Flax's docs build sharded models the same way under `flax.nnx.jit`; PyTorch initialises
