@@ -19,7 +19,8 @@ CNN (batch 128) it times, in alternating rounds in one process:
 All forms agree with ``fnn`` to float32 rounding (checked before timing). Medians of 7 rounds of
 5 calls each; GFLOP/s counts 2·N·H·W·9·C·O.
 
-Run:  python benchmarks/bench_kernel_grad.py           (about 1-2 minutes on 2 cores)
+Run:  python benchmarks/bench_kernel_grad.py           (about 20 s on 2 cores)
+      python benchmarks/bench_kernel_grad.py --quick
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ def run_layer(n: int, hw: int, c: int, o: int, rounds: int, calls: int) -> None:
     for name, (f, args) in fns.items():
         err = np.abs(np.asarray(f(*args)).reshape(ref.shape) - ref).max() / scale
         if err > 1e-4:
-            raise AssertionError(f"{name} disagrees with fnn's kernel gradient: rel. error {err:.1e}")
+            raise AssertionError(
+                f"{name} disagrees with fnn's kernel gradient: rel. error {err:.1e}"
+            )
     for _ in range(rounds):
         for name, (f, args) in fns.items():
             t = time.perf_counter()
@@ -133,7 +136,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 calls (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.calls = 2, 2
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}")
     for layer in LAYERS:
         run_layer(*layer, rounds=args.rounds, calls=args.calls)
