@@ -47,10 +47,11 @@ DEFAULT_PEERS = os.environ.get("FNN_PEER_PYTHON", sys.executable)
 _FIRST_CPU: list[float] = []  # CPU seconds (all threads) of the first step, load-independent
 FNN_WORKERS = ("fnn-fit", "fnn-fit-spe", "fnn-fit-aug", "fnn-step", "flax-nnx")
 PEER_WORKERS = ("keras-jax", "keras-tf", "torch")
-# glibc settings equal to what `import fnn` applies (fnn.runtime), for peers started without fnn.
+# glibc settings equal to what `import fnn` applies (fnn.runtime), for peers started without fnn:
+# one arena, no mmap'd blocks, never trim (SIZE_MAX, as `mallopt(M_TRIM_THRESHOLD, -1)`).
 KEEP_HOST_MEMORY = {
     "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
-    "glibc.malloc.trim_threshold=2147483647"
+    "glibc.malloc.trim_threshold=18446744073709551615"
 }
 # The XLA flag `import fnn` sets on jaxlib 0.10 (fnn.runtime): convolutions on every core.
 THREADED_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
