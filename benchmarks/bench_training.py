@@ -74,6 +74,8 @@ PEER_LEVERS = {
         KEEP_HOST_MEMORY,
     ),
     "keras-jax[kept host memory]": ("keras-jax", [], None, KEEP_HOST_MEMORY),
+    "torch[kept host memory]": ("torch", [], None, KEEP_HOST_MEMORY),
+    "keras-tf[kept host memory]": ("keras-tf", [], None, KEEP_HOST_MEMORY),
     "keras-jax[fnn's memory + convolution settings]": (
         "keras-jax",
         [],
