@@ -90,8 +90,7 @@ def bench_torch(x, labels, repeats: int, channels_last: bool, weights: str) -> d
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0")
-    path = weights
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
