@@ -34,8 +34,11 @@ quietly; arguments that cannot apply raise errors instead of being ignored. The 
 batch of an epoch is padded to the full batch size with examples from the start of the epoch's
 permutation that carry zero weight, so every step has one shape (one compilation) and the loss is
 exactly Keras' mean over the real examples (padded examples do enter BatchNorm's batch
-statistics). PyTorch has no ``fit``; its loop is written by hand (``loss.backward();
-opt.step()``), which is `make_train_step` here.
+statistics). The compiled train, eval and predict programs take batches, never the whole
+dataset (a small program of their own gathers each execution's batches from the uploaded
+arrays), so fitting the same model on another subset size compiles nothing big again, on the
+persistent compilation cache even across trainers. PyTorch has no ``fit``; its loop is written
+by hand (``loss.backward(); opt.step()``), which is `make_train_step` here.
 """
 
 from __future__ import annotations
@@ -840,12 +843,31 @@ def _perm_length(data, steps: int, batch_size: int) -> int:
     return max(steps, -(-rows // batch_size)) * batch_size
 
 
-def _gather(data, perm, offset, batch_size: int, n, mesh):
-    """Rows ``perm[offset : offset + B]`` of ``data``; ``mask`` is 0 past the ``n`` real ones."""
-    idx = jax.lax.dynamic_slice_in_dim(perm, offset, batch_size)
-    batch = {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
-    batch["mask"] = (offset + jnp.arange(batch_size) < n).astype(jnp.float32)
-    return _constrain(batch, mesh)
+def _gather_steps(data, perm, start, n, *, k: int, batch_size: int, mesh):
+    """The uploaded rows of steps ``start .. start + k - 1``, stacked ``[k, B, ...]``.
+
+    Step ``i`` takes rows ``perm[i·B : (i+1)·B]``; ``mask`` is 0 past the epoch's ``n`` real
+    rows. This is a program of its own, so that the train, eval and predict programs take
+    batches and never the whole dataset: a new dataset size (another subset, another split,
+    another fold) compiles only this gather, not the model again. Fine-tuning EfficientNet
+    on four subset sizes compiled its train step four times, 5.6-7.2 s each, before.
+    """
+    offset = start * batch_size
+    idx = jax.lax.dynamic_slice_in_dim(perm, offset, k * batch_size)
+    batches = {
+        key: jnp.take(v, idx, axis=0).reshape(k, batch_size, *v.shape[1:])
+        for key, v in data.items()
+    }
+    real = offset + jnp.arange(k * batch_size) < n
+    batches["mask"] = real.astype(jnp.float32).reshape(k, batch_size)
+    if mesh is None or mesh.devices.size == 1:
+        return batches
+    return jax.lax.with_sharding_constraint(batches, _stacked_sharding(mesh))
+
+
+def _stacked_sharding(mesh):
+    """``[k, B, ...]`` batches: the batch axis (1) split over ``"data"``."""
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS))
 
 
 def _accumulate_train(acc, stats, step, names):
@@ -1090,31 +1112,24 @@ class Trainer:
         return parallel.replicate(acc, self.mesh)
 
     def _runner(self, kind: str, k: int, batch_size: int):
-        # The number of real examples n is a traced argument: one compilation per batch shape.
+        """The compiled program running ``k`` steps on batches stacked ``[k, B, ...]``.
+
+        ``kind``: ``"train"``, ``"eval"`` or ``"predict"``. Batches come from `_gatherer`
+        (uploaded arrays) or from the host (streams); the program is the same for both and
+        depends only on ``k``, ``B`` and the model, not on the dataset.
+        """
         cache_key = (kind, k, batch_size)
         if cache_key in self._runners:
             return self._runners[cache_key]
         mesh = self.mesh
         names = self.objective.names
+
+        def scan(one, carry, batches):
+            if k == 1:
+                return one(carry, jax.tree.map(lambda b: b[0], batches))
+            return jax.lax.scan(one, carry, batches)
+
         if kind == "train":
-            core = _train_core(self.objective, update_batch_stats=self.update_batch_stats)
-
-            def body(carry, i, data, perm, start, n, key):
-                state, acc = carry
-                batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
-                step = state.step
-                state, stats = core(state, batch, key)
-                return (state, _accumulate_train(acc, stats, step, names)), None
-
-            def run(state, acc, data, perm, start, n, key):
-                if k == 1:
-                    return body((state, acc), 0, data, perm, start, n, key)[0]
-                return jax.lax.scan(
-                    lambda c, i: body(c, i, data, perm, start, n, key), (state, acc), jnp.arange(k)
-                )[0]
-
-            fn = self._jit(run, donate_argnums=(0, 1))
-        elif kind == "batch":  # k host-fed batches stacked [k, B, ...] (streaming input)
             core = _train_core(self.objective, update_batch_stats=self.update_batch_stats)
 
             def run(state, acc, batches, key):
@@ -1124,12 +1139,10 @@ class Trainer:
                     state, stats = core(state, _constrain(batch, mesh), key)
                     return (state, _accumulate_train(acc, stats, step, names)), None
 
-                if k == 1:
-                    return one((state, acc), jax.tree.map(lambda b: b[0], batches))[0]
-                return jax.lax.scan(one, (state, acc), batches)[0]
+                return scan(one, (state, acc), batches)[0]
 
             fn = self._jit(run, donate_argnums=(0, 1))
-        elif kind == "eval_batch":  # k host-fed batches stacked [k, B, ...] (streaming input)
+        elif kind == "eval":
             core = _eval_core(self.objective)
 
             def run(state, acc, batches, key):
@@ -1137,39 +1150,33 @@ class Trainer:
                     stats = core(state, _constrain(batch, mesh), key)
                     return {name: acc[name].merge(stats[name]) for name in names}, None
 
-                if k == 1:
-                    return one(acc, jax.tree.map(lambda b: b[0], batches))[0]
-                return jax.lax.scan(one, acc, batches)[0]
-
-            fn = self._jit(run, donate_argnums=(1,))
-        elif kind == "eval":
-            core = _eval_core(self.objective)
-
-            def run(state, acc, data, perm, start, n, key):
-                def body(acc, i):
-                    batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
-                    stats = core(state, batch, key)
-                    return {name: acc[name].merge(stats[name]) for name in names}, None
-
-                if k == 1:
-                    return body(acc, 0)[0]
-                return jax.lax.scan(body, acc, jnp.arange(k))[0]
+                return scan(one, acc, batches)[0]
 
             fn = self._jit(run, donate_argnums=(1,))
         else:  # predict
 
-            def run(state, data, perm, start, n, key):
+            def run(state, batches):
                 model = nnx.merge(state.spec.eval_graphdef, state.params, state.model_state)
 
-                def body(_, i):
-                    batch = _gather(data, perm, (start + i) * batch_size, batch_size, n, mesh)
-                    return None, model(batch["image"])
+                def one(_, batch):
+                    return None, model(_constrain(batch, mesh)["image"])
 
-                return jax.lax.scan(body, None, jnp.arange(k))[1]
+                return jax.lax.scan(one, None, batches)[1]
 
             fn = self._jit(run)
         self._runners[cache_key] = fn
         return fn
+
+    def _gatherer(self, k: int, batch_size: int):
+        """The compiled `_gather_steps` for ``k`` steps of ``batch_size`` rows."""
+        cache_key = ("gather", k, batch_size)
+        if cache_key not in self._runners:
+            gather = functools.partial(_gather_steps, k=k, batch_size=batch_size, mesh=self.mesh)
+            self._runners[cache_key] = self._jit(gather)
+        return self._runners[cache_key]
+
+    def _device_steps(self, data, perm, done: int, n, k: int, batch_size: int):
+        return self._call(self._gatherer(k, batch_size), data, perm, done, n)
 
     def _perm(self, n: int, total: int, epoch: int, shuffle: bool, start: int = 0):
         """Row indices of one epoch, ``total`` long: rows ``start .. start+n-1``, permuted on the
@@ -1412,10 +1419,9 @@ class Trainer:
             done = 0
             while done < steps:
                 kk = min(k, steps - done)
+                batches = self._device_steps(data, perm, done, n, kk, batch_size)
                 run = self._runner("train", kk, batch_size)
-                self.state, acc = self._call(
-                    run, self.state, acc, data, perm, done, n, self._step_key
-                )
+                self.state, acc = self._call(run, self.state, acc, batches, self._step_key)
                 done += kk
                 cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
             return acc
@@ -1544,7 +1550,7 @@ class Trainer:
                     )
                     pending = None
                 batches = self._device_batches(raws, batch_size, class_weight)
-                run = self._runner("batch", kk, batch_size)
+                run = self._runner("train", kk, batch_size)
                 self.state, acc = self._call(run, self.state, acc, batches, self._step_key)
                 done += kk
                 cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
@@ -1588,7 +1594,7 @@ class Trainer:
                 images, labels = self._host_batch(raws[0], batch_size, name=f"{name}'s first batch")
                 self._check_targets(labels, images.shape, batch_size, name=f"{name}'s labels")
                 checked = True
-            run = self._runner("eval_batch", len(raws), batch_size)
+            run = self._runner("eval", len(raws), batch_size)
             acc = self._call(
                 run, self.state, acc, self._device_batches(raws, batch_size, None), self._step_key
             )
@@ -1757,8 +1763,9 @@ class Trainer:
         done = 0
         while done < steps:
             kk = min(self.steps_per_execution, steps - done)
+            batches = self._device_steps(vdata, perm, done, n, kk, batch_size)
             run = self._runner("eval", kk, batch_size)
-            acc = self._call(run, self.state, acc, vdata, perm, done, n, self._step_key)
+            acc = self._call(run, self.state, acc, batches, self._step_key)
             done += kk
         return self._logs(acc)
 
@@ -1880,8 +1887,8 @@ class Trainer:
         outs, done = [], 0
         while done < steps:
             kk = min(self.steps_per_execution, steps - done)
-            run = self._runner("predict", kk, batch_size)
-            out = self._call(run, self.state, data, perm, done, n, self._step_key)
+            batches = self._device_steps(data, perm, done, n, kk, batch_size)
+            out = self._call(self._runner("predict", kk, batch_size), self.state, batches)
             outs.append(out.reshape(kk * batch_size, *out.shape[2:]))
             done += kk
         result = np.asarray(jax.device_get(jnp.concatenate(outs)))[: min(n, steps * batch_size)]

@@ -203,6 +203,19 @@ def test_fit_equals_hand_written_step_loop(sgd_trainer, data):
     _assert_trees_close(state.params, t.state.params, rtol=1e-5, atol=1e-6)
 
 
+def test_new_dataset_sizes_reuse_the_compiled_programs(sgd_trainer, data):
+    """Only the small gather program depends on the data's size; train/eval/predict do not."""
+    x, y = data
+    t = fresh(sgd_trainer)
+    for rows in (N, N - 3, N // 2 + 1):  # three sizes, partial last batches included
+        t.fit(x[:rows], y[:rows], batch_size=BATCH, epochs=1, verbose=0)
+        t.evaluate(x[:rows], y[:rows], batch_size=BATCH, verbose=0)
+        t.predict(x[:rows], batch_size=BATCH, verbose=0)
+    for kind in ("train", "eval", "predict"):
+        assert t._runners[(kind, 1, BATCH)]._cache_size() == 1, kind
+    assert t._runners[("gather", 1, BATCH)]._cache_size() > 1
+
+
 def test_validation_split_takes_the_last_fraction(trainer, data):
     x, y = data
     t = fresh(trainer)
