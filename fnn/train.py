@@ -846,7 +846,7 @@ def _perm_length(data, steps: int, batch_size: int) -> int:
 def _gather_steps(data, perm, start, n, *, k: int, batch_size: int, mesh):
     """The uploaded rows of steps ``start .. start + k - 1``, stacked ``[k, B, ...]``.
 
-    Step ``i`` takes rows ``perm[i·B : (i+1)·B]``; ``mask`` is 0 past the epoch's ``n`` real
+    Step ``j`` takes rows ``perm[j·B : (j+1)·B]``; ``mask`` is 0 past the epoch's ``n`` real
     rows. This is a program of its own, so that the train, eval and predict programs take
     batches and never the whole dataset: a new dataset size (another subset, another split,
     another fold) compiles only this gather, not the model again. Fine-tuning EfficientNet
