@@ -1639,10 +1639,7 @@ class Trainer:
         """Host batches → one ``[k, B, ...]`` device array per key, split over ``"data"``."""
         host = [self._host_padded(raw, batch_size, class_weight) for raw in raws]
         stacked = {key: np.stack([h[key] for h in host]) for key in host[0]}
-        sharding = jax.sharding.NamedSharding(
-            self.mesh, jax.sharding.PartitionSpec(None, parallel.DATA_AXIS)
-        )
-        return jax.device_put(stacked, sharding)
+        return jax.device_put(stacked, _stacked_sharding(self.mesh))
 
     def _host_padded(self, raw, batch_size, class_weight):
         images, labels = self._host_batch(raw, batch_size, name="a streamed batch")
