@@ -209,9 +209,10 @@ def worker_fnn_step(args, setup_only: bool = False) -> dict:
     if getattr(args, "build", False):  # the constructor as one quickly compiled program
         import fnn.models
 
-        model = _apply_levers(fnn.models.build(lambda: _fnn_model(False)), args)
+        model = fnn.models.build(lambda: _fnn_model(False))
     else:
-        model = _apply_levers(_fnn_model(False), args)
+        model = _fnn_model(False)
+    model = _apply_levers(model, args)
     state = fnn.train.TrainState.create(model, fnn.optimizers.get("adam"))
     step = fnn.train.make_train_step(
         fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)

@@ -33,8 +33,8 @@ It has to run before JAX starts its CPU backend (the threads XLA creates then pi
 so ``import fnn`` calls it, unless the environment variable ``FNN_REUSE_HOST_MEMORY=0`` is set, or
 the backend is already running (then it changes nothing and says so in `HOST_MEMORY`). Outside
 Linux with glibc it does nothing. The same effect without fnn: start Python with
-``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``
-(that line still trims above 2 GiB of free memory; fnn's ``-1`` never trims).
+``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615``
+(the largest ``size_t``, which is what mallopt's ``-1`` becomes: never trim).
 
 **CPU convolutions.** XLA:CPU hands convolutions, matrix products and reductions to YNNPACK
 library kernels ("YNN fusions"). In jaxlib 0.10 the convolution kernels run on one core: a 3×3,

@@ -434,10 +434,12 @@ def _public_metrics(stats) -> dict[str, jax.Array]:
     return out
 
 
-def _constrain(batch, mesh):
+def _constrain(batch, mesh, *, stacked: bool = False):
+    """Split ``batch`` over the mesh's ``"data"`` axis: axis 0, or axis 1 of ``[k, B, ...]``."""
     if mesh is None or mesh.devices.size == 1:
         return batch
-    return jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
+    sharding = _stacked_sharding(mesh) if stacked else parallel.batch_sharding(mesh)
+    return jax.lax.with_sharding_constraint(batch, sharding)
 
 
 def make_train_step(
@@ -860,9 +862,7 @@ def _gather_steps(data, perm, start, n, *, k: int, batch_size: int, mesh):
     }
     real = offset + jnp.arange(k * batch_size) < n
     batches["mask"] = real.astype(jnp.float32).reshape(k, batch_size)
-    if mesh is None or mesh.devices.size == 1:
-        return batches
-    return jax.lax.with_sharding_constraint(batches, _stacked_sharding(mesh))
+    return _constrain(batches, mesh, stacked=True)
 
 
 def _stacked_sharding(mesh):
