@@ -113,10 +113,14 @@ def test_depthwise_conv2d_equals_grouped_same_convolution(depthwise_pair, size, 
     np.testing.assert_allclose(ours(x, w, stride), grouped(x, w, stride), atol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(2, 9, 8, 4), (1, 6, 7, 3)])
-@pytest.mark.parametrize("k, stride", [(5, 2), (3, 2), (3, 1), (5, 1)])
+@pytest.mark.parametrize("shape", [(2, 9, 8, 4), (1, 6, 7, 3), (1, 2, 3, 2)])
+@pytest.mark.parametrize(
+    "k, stride", [(5, 2), (3, 2), (3, 1), (5, 1), (2, 1), (2, 2), (3, 3), (1, 2)]
+)
 def test_depthwise_conv2d_gradients_match(shape, k, stride):
-    """Both gradients equal autodiff of XLA's grouped convolution, strided or not."""
+    """Both gradients (fnn's custom VJP: a dilated, flipped shifted sum for dx and one variadic
+    reduction for dK) equal autodiff of XLA's grouped convolution: strided or not, even kernels,
+    inputs smaller than the kernel."""
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=shape), jnp.float32)
     w = jnp.asarray(rng.normal(size=(k, k, 1, shape[-1])), jnp.float32)
@@ -132,6 +136,36 @@ def test_depthwise_conv2d_gradients_match(shape, k, stride):
     got = loss(lambda x, w: depthwise_conv2d(x, w, stride))(x, w)
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_conv2d_bfloat16_kernel_gradient_accumulates_in_float32():
+    """bf16 compute (fnn.precision): the kernel gradient sums ~10^4 products per tap; it is
+    accumulated in float32 and returned in the kernel's dtype, close to the float32 gradient."""
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(4, 32, 32, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 1, 3)), jnp.float32)
+    dy = jnp.asarray(rng.normal(size=(4, 32, 32, 3)), jnp.float32)
+
+    def kernel_grad(dtype):
+        _, vjp = jax.vjp(lambda w: depthwise_conv2d(x.astype(dtype), w, 1), w.astype(dtype))
+        return vjp(dy.astype(dtype))[0]
+
+    got, ref = kernel_grad(jnp.bfloat16), kernel_grad(jnp.float32)
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(got, np.float32), ref, rtol=2e-2, atol=0.5)
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, match",
+    [
+        ((2, 8, 8), (3, 3, 1, 8), r"x \[N, H, W, C\].*got x \(2, 8, 8\)"),
+        ((2, 8, 8, 4), (3, 3, 4, 4), r"kernel \[k, k, 1, C\].*kernel \(3, 3, 4, 4\)"),
+        ((2, 8, 8, 4), (3, 3, 1, 5), r"kernel \(3, 3, 1, 5\)"),
+    ],
+)
+def test_depthwise_conv2d_bad_shapes(x_shape, k_shape, match):
+    with pytest.raises(ValueError, match=match):
+        depthwise_conv2d(jnp.zeros(x_shape), jnp.zeros(k_shape))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ once for the configured image size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -113,6 +114,12 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Ar
     EfficientNet's shapes on this project's CPUs, and equal to the grouped convolution to float
     rounding (the summation order differs).
 
+    The kernel gradient ``dK[a, b, 0, c] = Σ_{n,i,j} dy[n, i, j, c] · x_pad[n, s·i + a, s·j + b, c]``
+    is computed by one variadic reduction over all k² taps (a custom VJP): autodiff emits k²
+    separate reductions, each behind a materialised shifted copy of the input, which made it the
+    largest cost of EfficientNet's fine-tuning step (BENCHMARKS.md). The input gradient is
+    autodiff's. Reverse mode only: ``jax.jvp`` through this function raises.
+
     Args:
       x: ``[N, H, W, C]``.
       kernel: ``[k, k, 1, C]`` (Flax's layout for ``feature_group_count=C``).
@@ -120,21 +127,101 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Ar
 
     Returns:
       ``[N, ceil(H / stride), ceil(W / stride), C]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.ones((1, 4, 4, 2)); k = jnp.ones((3, 3, 1, 2))
+      >>> depthwise_conv2d(x, k)[0, :, :, 0].tolist()  # SAME padding: 4, 6 or 9 taps inside
+      [[4.0, 6.0, 6.0, 4.0], [6.0, 9.0, 9.0, 6.0], [6.0, 9.0, 9.0, 6.0], [4.0, 6.0, 6.0, 4.0]]
     """
-    kh, kw, _, _ = kernel.shape
+    if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] != 1 or kernel.shape[3] != x.shape[3]:
+        raise ValueError(
+            f"depthwise_conv2d: expected x [N, H, W, C] and kernel [k, k, 1, C], got x "
+            f"{tuple(x.shape)} and kernel {tuple(kernel.shape)}"
+        )
+    return _depthwise(x, kernel, int(stride))
+
+
+def _windows(x, kh, kw, stride):
+    """The k² strided views ``x_pad[:, s·i + a, s·j + b]`` of SAME-padded ``x``, row-major taps."""
     _, h, w, _ = x.shape
     oh, ow = -(-h // stride), -(-w // stride)
     ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - w, 0)
     xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-    out = None
-    for a in range(kh):
-        for b in range(kw):
-            window = xp[
-                :, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride
-            ]
-            term = window * kernel[a, b, 0]
-            out = term if out is None else out + term
+    return [
+        xp[:, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride]
+        for a in range(kh)
+        for b in range(kw)
+    ]
+
+
+def _tap_sum(windows, kernel):
+    """``Σ_t windows[t] · kernel[t]`` over the k² taps of a ``[k, k, 1, C]`` kernel."""
+    taps = kernel.reshape(len(windows), -1)
+    out = windows[0] * taps[0]
+    for window, tap in zip(windows[1:], taps[1:], strict=True):
+        out = out + window * tap
     return out
+
+
+def _shifted_sum(x, kernel, stride):
+    return _tap_sum(_windows(x, *kernel.shape[:2], stride), kernel)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise(x, kernel, stride):
+    return _shifted_sum(x, kernel, stride)
+
+
+def _depthwise_fwd(x, kernel, stride):
+    return _shifted_sum(x, kernel, stride), (x, kernel)
+
+
+def _input_grad(dy, kernel, stride, h, w):
+    """``dx``: the shifted sum over ``dy`` (zero-dilated by the stride, padded by k - 1) with the
+    kernel flipped in both spatial axes, cropped to the input's SAME padding."""
+    kh, kw = kernel.shape[:2]
+    _, oh, ow, _ = dy.shape
+    ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - w, 0)
+    hp, wp = h + ph, w + pw
+    dyp = jax.lax.pad(
+        dy,
+        jnp.zeros((), dy.dtype),
+        (
+            (0, 0, 0),
+            (kh - 1, hp - (oh - 1) * stride - 1, stride - 1),
+            (kw - 1, wp - (ow - 1) * stride - 1, stride - 1),
+            (0, 0, 0),
+        ),
+    )
+    top, left = ph // 2, pw // 2
+    windows = [
+        dyp[:, top + a : top + a + h, left + b : left + b + w] for a in range(kh) for b in range(kw)
+    ]
+    return _tap_sum(windows, kernel[::-1, ::-1])
+
+
+def _depthwise_bwd(stride, residuals, dy):
+    x, kernel = residuals
+    dx = _input_grad(dy, kernel, stride, x.shape[1], x.shape[2])
+    kh, kw = kernel.shape[:2]
+    # One pass over dy and x for all taps: a variadic reduce that XLA fuses with the shifted
+    # windows. Reducing over (H, W) first and the batch afterwards keeps N·C outputs to spread
+    # over threads (2-3x faster than reducing all three axes at once on this project's CPUs).
+    acc = jnp.promote_types(dy.dtype, jnp.float32)
+    dy = dy.astype(acc)
+    products = tuple(w.astype(acc) * dy for w in _windows(x, kh, kw, stride))
+    sums = jax.lax.reduce(
+        products,
+        tuple(jnp.zeros((), acc) for _ in products),
+        lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)),
+        (1, 2),
+    )
+    dk = jnp.stack(sums).sum(axis=1).reshape(kernel.shape)
+    return dx, dk.astype(kernel.dtype)
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 class DepthwiseConv(nnx.Module):
