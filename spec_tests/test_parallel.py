@@ -170,3 +170,22 @@ def test_make_train_step_on_a_mesh_matches_one_device(data):
     np.testing.assert_allclose(float(m8["loss"]), float(m1["loss"]), rtol=1e-6)
     for a, b in zip(_leaves(s1.params), _leaves(s8.params), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_depthwise_convolution_gradients_with_the_batch_split_over_devices():
+    """EfficientNet's depthwise convolution has a hand-written VJP (a variadic reduction over the
+    batch for the kernel gradient): split over 8 devices, XLA must all-reduce it like any sum."""
+    from jax.sharding import NamedSharding
+
+    from fnn.models.efficientnet_lite import depthwise_conv2d
+
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(16, 9, 9, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 1, 4)), jnp.float32)
+    grad = jax.jit(jax.grad(lambda x, w: jnp.sum(depthwise_conv2d(x, w, 2) ** 2), argnums=(0, 1)))
+    one = grad(x, w)
+    split = jax.device_put(x, NamedSharding(parallel.make_mesh(), PartitionSpec("data")))
+    eight = grad(split, w)
+    assert eight[0].sharding.spec[0] == "data"
+    for a, b in zip(eight, one, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
