@@ -187,8 +187,9 @@ def test_values_and_both_gradients_match_lax(config):
 
 
 @pytest.mark.parametrize("n", [1, 8, 9, 20, 300])
-@pytest.mark.parametrize("spatial", [(3,), (2, 3), (2, 1, 2)])
+@pytest.mark.parametrize("spatial", [(3,), (2, 3), (2, 1, 2), (1024,), (32, 32), (8, 8, 16)])
 def test_batch_channel_swap_in_blocks_is_a_transpose(n, spatial):
+    """Whole (small maps) or in blocks of images (maps of >= 32x32 positions): a transpose."""
     x = np.arange(n * int(np.prod(spatial)) * 3, dtype=np.float32).reshape(n, *spatial, 3)
     got = fconv._swap_batch_and_channels(x)
     np.testing.assert_array_equal(got, np.moveaxis(x, (0, -1), (-1, 0)))
