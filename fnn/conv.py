@@ -148,10 +148,10 @@ def _input_grad(g, w, x_shape, cfg: _Config):
 
 
 # Images per block in `_swap_batch_and_channels`, the most blocks it makes, and the fewest
-# spatial positions per image for which it transposes in blocks at all.
+# elements per image (32x32x32) for which it transposes in blocks at all.
 _TRANSPOSE_BLOCK = 8
 _MAX_TRANSPOSE_BLOCKS = 32
-_BLOCKED_TRANSPOSE_MIN_POSITIONS = 1024
+_BLOCKED_TRANSPOSE_MIN_ELEMENTS = 32 * 32 * 32
 
 
 def _swap_batch_and_channels(x):
@@ -161,15 +161,15 @@ def _swap_batch_and_channels(x):
     XLA:CPU moves a whole batch axis to the minor position with strided reads over the entire
     array, and in blocks it runs 3-5× faster (128×32×32×32, the reference CNN's second layer:
     21.6 → 4.3 ms), which made that network's train step 1.13-1.17× faster (``BENCHMARKS.md``).
-    Large batches get bigger blocks (at most 32 of them) to keep the program small. Maps of fewer
-    than 32×32 positions are transposed whole: for the reference CNN's 16×16 layers the blocks
-    gained nothing in the step and cost compile time (its step compiled in 2.15 instead of
-    2.75 s, at the same speed).
+    Large batches get bigger blocks (at most 32 of them) to keep the program small. Images of
+    fewer than 32×32×32 elements are transposed whole: in the reference CNN only the 32×32×32
+    layer gained from blocks; in the other three they added a second to the step's compile
+    time at the same speed (``BENCHMARKS.md``).
     """
     nd = x.ndim - 2
     n = x.shape[0]
     block = max(_TRANSPOSE_BLOCK, -(-n // _MAX_TRANSPOSE_BLOCKS))
-    if n <= block or np.prod(x.shape[1:-1]) < _BLOCKED_TRANSPOSE_MIN_POSITIONS:
+    if n <= block or np.prod(x.shape[1:]) < _BLOCKED_TRANSPOSE_MIN_ELEMENTS:
         return jnp.moveaxis(x, (0, nd + 1), (nd + 1, 0))
     parts = [jnp.moveaxis(x[i : i + block], (0, nd + 1), (nd + 1, 0)) for i in range(0, n, block)]
     return jnp.concatenate(parts, axis=nd + 1)

@@ -186,10 +186,13 @@ def test_values_and_both_gradients_match_lax(config):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=f"{name} {kwargs}")
 
 
+@pytest.mark.parametrize("blocked", [True, False])
 @pytest.mark.parametrize("n", [1, 8, 9, 20, 300])
-@pytest.mark.parametrize("spatial", [(3,), (2, 3), (2, 1, 2), (1024,), (32, 32), (8, 8, 16)])
-def test_batch_channel_swap_in_blocks_is_a_transpose(n, spatial):
-    """Whole (small maps) or in blocks of images (maps of >= 32x32 positions): a transpose."""
+@pytest.mark.parametrize("spatial", [(3,), (2, 3), (2, 1, 2)])
+def test_batch_channel_swap_in_blocks_is_a_transpose(n, spatial, blocked, monkeypatch):
+    """Whole (small images) or in blocks of images (>= 32x32x32 elements each): a transpose."""
+    if blocked:
+        monkeypatch.setattr(fconv, "_BLOCKED_TRANSPOSE_MIN_ELEMENTS", 0)
     x = np.arange(n * int(np.prod(spatial)) * 3, dtype=np.float32).reshape(n, *spatial, 3)
     got = fconv._swap_batch_and_channels(x)
     np.testing.assert_array_equal(got, np.moveaxis(x, (0, -1), (-1, 0)))
