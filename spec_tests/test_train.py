@@ -293,6 +293,43 @@ def test_masked_optimizer_leaves_frozen_params_bit_identical():
     assert not np.array_equal(p3["denses"][0]["kernel"], p0["denses"][0]["kernel"])
 
 
+@pytest.mark.parametrize(
+    "tx",
+    [
+        optax.adam(1e-3),
+        optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9)),
+        optax.inject_hyperparams(optax.rmsprop)(learning_rate=0.01),
+        fnn.optimizers.get("adam"),
+    ],
+    ids=["adam", "chain", "inject_hyperparams", "fnn-adam"],
+)
+def test_trainstate_create_initialises_the_optimizer_as_tx_init_does(tx):
+    """One compiled program builds the optimizer state (fast cold starts); it must be the state
+    ``tx.init`` builds eagerly: same structure, dtypes and values."""
+    model = _model()
+    _, params, _ = nnx.split(model, nnx.Param, ...)
+    got = TrainState.create(model, tx).opt_state
+    want = tx.init(params)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_trainstate_create_keeps_an_optimizer_state_that_is_not_arrays():
+    """A hand-written transformation whose state holds a Python object cannot come out of a
+    compiled program: it is initialised eagerly, as written."""
+
+    def init(params):
+        return {"note": "warm-up", "count": jnp.zeros((), jnp.int32)}
+
+    def update(updates, state, params=None):
+        return updates, state
+
+    state = TrainState.create(_model(), optax.GradientTransformation(init, update))
+    assert state.opt_state["note"] == "warm-up"
+
+
 def test_trainstate_create_checks_arguments():
     with pytest.raises(TypeError, match="model must be a flax.nnx.Module, got int"):
         TrainState.create(3, optax.sgd(0.1))
