@@ -26,8 +26,8 @@ def build(factory: Callable[[], M]) -> M:
     on this project's 2-core machine, of a fresh process's 8.4 s first training step. Here the
     whole constructor is traced (by `flax.nnx.eval_shape` for the structure and by `jax.jit` for
     the values) and compiled without LLVM optimisation, since it runs once: 0.9–1.2 s, and the first
-    step 4.7 s (3.0–3.5 s since the train step's program got smaller; ``BENCHMARKS.md``). With ``import fnn``'s compilation cache warm both ways take
-    ≈ 0.3 s. Each call compiles its own program (eager initialisers are reused within a process
+    step 4.7 s (3.0–3.5 s since the train step's program got smaller; ``BENCHMARKS.md``). With
+    ``import fnn``'s compilation cache warm both ways take ≈ 0.3 s. Each call compiles its own program (eager initialisers are reused within a process
     instead), so it pays off for the first model of a process, not for many small ones.
 
     Keras builds weights lazily, on the first call, with eagerly run TensorFlow/JAX initialisers;

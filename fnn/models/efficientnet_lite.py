@@ -143,11 +143,16 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Ar
     return _depthwise(x, kernel, int(stride))
 
 
+def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" along one axis: output length and total padding (the extra pixel after)."""
+    out = -(-size // stride)
+    return out, max((out - 1) * stride + k - size, 0)
+
+
 def _windows(x, kh, kw, stride):
     """The k² strided views ``x_pad[:, s·i + a, s·j + b]`` of SAME-padded ``x``, row-major taps."""
-    _, h, w, _ = x.shape
-    oh, ow = -(-h // stride), -(-w // stride)
-    ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - w, 0)
+    oh, ph = _same_padding(x.shape[1], kh, stride)
+    ow, pw = _same_padding(x.shape[2], kw, stride)
     xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
     return [
         xp[:, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride]
@@ -182,8 +187,8 @@ def _input_grad(dy, kernel, stride, h, w):
     """``dx``: the shifted sum over ``dy`` (zero-dilated by the stride, padded by k - 1) with the
     kernel flipped in both spatial axes, cropped to the input's SAME padding."""
     kh, kw = kernel.shape[:2]
-    _, oh, ow, _ = dy.shape
-    ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - w, 0)
+    oh, ph = _same_padding(h, kh, stride)
+    ow, pw = _same_padding(w, kw, stride)
     hp, wp = h + ph, w + pw
     dyp = jax.lax.pad(
         dy,
