@@ -1,8 +1,8 @@
-"""Callbacks for `fnn.train.Trainer.fit`: Keras' hooks, called at logging time only.
+"""Callbacks for `fnn.trainer.Trainer.fit`: Keras' hooks, called at logging time only.
 
 Data contract: a callback receives ``logs``, a mapping name → float (``loss``, the compiled
 metrics, ``learning_rate``, ``grad_norm``, ``param_norm``, and ``val_``-prefixed validation
-values), and ``self.trainer``, the `fnn.train.Trainer` (Keras calls it ``self.model``; the alias
+values), and ``self.trainer``, the `fnn.trainer.Trainer` (Keras calls it ``self.model``; the alias
 exists). ``on_epoch_end`` logs are plain floats. ``on_train_batch_end`` runs after each compiled
 execution (``steps_per_execution`` steps) with *lazy* logs: reading them makes the host wait for
 the device, so a callback that reads them every batch slows training; Keras reads them every
@@ -21,6 +21,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+
+from fnn import checkpoints
 
 __all__ = [
     "Callback",
@@ -49,7 +51,7 @@ class Callback:
 
     @property
     def model(self):
-        """Keras' name for the object being trained: here the `fnn.train.Trainer`."""
+        """Keras' name for the object being trained: here the `fnn.trainer.Trainer`."""
         return self.trainer
 
     def set_trainer(self, trainer) -> None:
@@ -75,15 +77,28 @@ class Callback:
 
 
 class History(Callback):
-    """Records each epoch's logs into a `fnn.train.History` (added by ``fit`` itself)."""
+    """Per-epoch logs of ``fit``: ``history.history["loss"][e]`` (Keras' ``History``).
+
+    ``fit`` adds one itself and returns it, as Keras does.
+
+    Attributes:
+      history: dict name → list of floats, one per completed epoch.
+      epoch: list of epoch indices (0-based) that completed.
+      params: ``{"epochs", "steps", "verbose"}`` of the ``fit`` call.
+    """
 
     def __init__(self):
-        from fnn.train import History as _History
-
-        self.history = _History()
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.params: dict = {}
 
     def on_epoch_end(self, epoch, logs=None):
-        self.history._append(epoch, logs or {})
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
 
 
 class TerminateOnNaN(Callback):
@@ -230,7 +245,8 @@ class ModelCheckpoint(Callback):
     checks or hits a NaN never writes (`TerminateOnNaN` runs first).
 
     Args:
-      directory: the checkpoint folder (created when training starts).
+      directory: the checkpoint folder; it and missing parent folders are created at the first
+        save, as Keras creates a checkpoint's folders.
       monitor, mode: with ``save_best_only``, the log that decides "best".
       save_best_only: save only when ``monitor`` improves.
       save_weights_only: keep params and BatchNorm statistics only (no optimizer state).
@@ -278,20 +294,12 @@ class ModelCheckpoint(Callback):
         self.max_to_keep = max_to_keep
 
     def on_train_begin(self, logs=None):
-        parent = os.path.dirname(self.directory)
-        if not os.path.isdir(parent):
-            raise FileNotFoundError(
-                f"ModelCheckpoint: the parent folder of directory={self.directory!r} does not exist"
-            )
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise FileExistsError(f"ModelCheckpoint: {self.directory!r} exists and is not a folder")
         self._stale = []
         if os.path.isdir(self.directory):
-            from fnn.train import _manager
-
-            with _manager(self.directory, create=False) as mngr:
-                first = getattr(self.trainer, "_initial_epoch", 0)
-                self._stale = sorted(s for s in mngr.all_steps() if s > first)
+            first = getattr(self.trainer, "_initial_epoch", 0)
+            self._stale = [e for e in checkpoints.epochs(self.directory) if e > first]
             if self._stale and not self.overwrite:
                 raise FileExistsError(
                     f"ModelCheckpoint: {self.directory} already holds checkpoints of epochs "
@@ -312,12 +320,7 @@ class ModelCheckpoint(Callback):
             self.best = current
         self.trainer.save(self.directory, epoch=epoch + 1, weights_only=self.save_weights_only)
         if self._stale:
-            from fnn.train import _manager
-
-            with _manager(self.directory, create=False) as mngr:
-                for step in self._stale:
-                    if step != epoch + 1 and step in mngr.all_steps():
-                        mngr.delete(step)
+            checkpoints.delete_epochs(self.directory, [e for e in self._stale if e != epoch + 1])
             self._stale = []
         if self.verbose:
             print(f"ModelCheckpoint: saved epoch {epoch + 1} to {self.directory}")
@@ -325,11 +328,9 @@ class ModelCheckpoint(Callback):
             self._prune()
 
     def _prune(self):
-        from fnn.train import _manager
-
-        with _manager(self.directory, create=False) as mngr:
-            for step in sorted(mngr.all_steps())[: -self.max_to_keep]:
-                mngr.delete(step)
+        checkpoints.delete_epochs(
+            self.directory, checkpoints.epochs(self.directory)[: -self.max_to_keep]
+        )
 
 
 class LearningRateScheduler(Callback):
@@ -477,13 +478,35 @@ def _fmt(logs) -> str:
 class ProgressBar(Callback):
     """A tqdm bar per epoch (``verbose=1``), with the running logs every ``refresh_s`` seconds.
 
-    Reading the logs waits for the device, so it happens at most every ``refresh_s`` seconds
-    (Keras' bar updates every batch; its logs are on the host already).
+    The bar shows what was compiled: the loss, the metrics and their ``val_`` values.
+    ``grad_norm``, ``param_norm`` and ``learning_rate`` are always in the History; pass
+    ``show="all"`` (or a list of names) to see them on the bar too:
+    ``fit(..., callbacks=[ProgressBar(show="all")])`` replaces the default bar. Reading the logs
+    waits for the device, so it happens at most every ``refresh_s`` seconds (Keras' bar updates
+    every batch; its logs are on the host already).
+
+    Examples:
+      >>> bar = ProgressBar(show=["loss", "accuracy", "grad_norm"])
     """
 
-    def __init__(self, epochs: int, steps: int, refresh_s: float = 1.0, file=None):
-        self.epochs, self.steps, self.refresh_s = epochs, steps, refresh_s
+    def __init__(self, epochs: int | None = None, steps: int | None = None,
+                 refresh_s: float = 1.0, file=None, show=None):  # fmt: skip
+        if (
+            show is not None
+            and show != "all"
+            and (isinstance(show, str) or not all(isinstance(n, str) for n in show))
+        ):
+            raise ValueError(f"show must be None, 'all' or a list of log names, got {show!r}")
+        self.epochs, self.steps, self.refresh_s, self.show = epochs, steps, refresh_s, show
         self.file = file if file is not None else sys.stderr
+
+    def _shown(self, logs) -> dict:
+        if self.show == "all":
+            return dict(logs)
+        names = set(self.show) if self.show is not None else set(self.default_names)
+        return {k: logs[k] for k in logs if k in names or k.removeprefix("val_") in names}
+
+    default_names: Sequence[str] = ("loss",)  # CallbackList sets the compiled names
 
     def on_epoch_begin(self, epoch, logs=None):
         from tqdm.auto import tqdm
@@ -504,26 +527,26 @@ class ProgressBar(Callback):
         now = time.monotonic()
         if logs is not None and now - self._last_time >= self.refresh_s:
             self._last_time = now
-            shown = {k: logs[k] for k in logs if k in ("loss", "accuracy", "acc")}
-            self.bar.set_postfix(shown, refresh=False)
+            self.bar.set_postfix(self._shown(logs), refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.bar.set_postfix_str(_fmt(logs or {}), refresh=False)
+        self.bar.set_postfix_str(_fmt(self._shown(logs or {})), refresh=False)
         self.bar.close()
 
 
-class _EpochLine(Callback):
-    """``verbose=2``: one line per epoch."""
-
-    def __init__(self, epochs: int):
-        self.epochs = epochs
+class _EpochLine(ProgressBar):
+    """``verbose=2``: one line per epoch, showing what `ProgressBar` shows."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.monotonic()
 
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
     def on_epoch_end(self, epoch, logs=None):
         dt = time.monotonic() - self._t0
-        print(f"Epoch {epoch + 1}/{self.epochs} - {dt:.1f}s - {_fmt(logs or {})}", flush=True)
+        shown = _fmt(self._shown(logs or {}))
+        print(f"Epoch {epoch + 1}/{self.epochs} - {dt:.1f}s - {shown}", flush=True)
 
 
 class CallbackList:
@@ -543,6 +566,7 @@ class CallbackList:
         verbose=0,
         epochs=1,
         steps=1,
+        shown=("loss",),
     ):
         if callbacks is None:
             callbacks = []
@@ -562,13 +586,22 @@ class CallbackList:
         if terminate_on_nan and not nan:
             nan = [TerminateOnNaN()]
         history = History() if add_history else None
+        if history is not None:
+            history.params = {"epochs": epochs, "steps": steps, "verbose": verbose}
         display = []
-        if verbose == 1:
+        if any(isinstance(cb, ProgressBar) for cb in rest):
+            pass  # the user's own bar replaces the default display
+        elif verbose == 1:
             display = [ProgressBar(epochs, steps)]
         elif verbose == 2:
-            display = [_EpochLine(epochs)]
+            display = [_EpochLine(epochs, steps)]
+        for cb in rest + display:
+            if isinstance(cb, ProgressBar):
+                cb.epochs = epochs if cb.epochs is None else cb.epochs
+                cb.steps = steps if cb.steps is None else cb.steps
+                cb.default_names = tuple(shown)
         self.callbacks = nan + ([history] if history else []) + rest + display
-        self.history = history.history if history else None
+        self.history = history
         for cb in self.callbacks:
             cb.set_trainer(trainer)
 

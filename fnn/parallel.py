@@ -117,3 +117,17 @@ def shard_batch(batch, mesh: Mesh):
     for leaf in jax.tree.leaves(batch):
         check_batch_size(int(np.shape(leaf)[0]), mesh, name="batch size")
     return jax.device_put(batch, batch_sharding(mesh))
+
+
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+    """``[k, B, ...]`` stacks of ``k`` batches: the batch axis (1) split over ``"data"``."""
+    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
+def constrain_batch(batch, mesh: Mesh | None, *, stacked: bool = False):
+    """Inside a compiled step: split ``batch`` over the mesh's ``"data"`` axis (axis 0, or
+    axis 1 of a ``[k, B, ...]`` stack); a no-op without a mesh or on one device."""
+    if mesh is None or mesh.devices.size == 1:
+        return batch
+    sharding = stacked_batch_sharding(mesh) if stacked else batch_sharding(mesh)
+    return jax.lax.with_sharding_constraint(batch, sharding)

@@ -154,10 +154,17 @@ def test_model_checkpoint_best_only_keep_and_weights_only(trainer, data, tmp_pat
         cb.ModelCheckpoint(tmp_path / "x", save_freq="batch")
 
 
-def test_model_checkpoint_checks_its_folder_before_training(trainer, data, tmp_path):
-    bad = cb.ModelCheckpoint(tmp_path / "no" / "such" / "dir")
-    with pytest.raises(FileNotFoundError, match="parent folder of directory"):
-        _fit(trainer, data, epochs=1, callbacks=[bad])
+def test_model_checkpoint_creates_missing_parent_folders(trainer, data, tmp_path):
+    """As Keras' ModelCheckpoint: a path whose parents do not exist yet is created at save."""
+    folder = tmp_path / "no" / "such" / "dir"
+    _fit(fresh(trainer), data, epochs=1, callbacks=[cb.ModelCheckpoint(folder)])
+    assert fnn.checkpoints.epochs(folder) == [1]
+
+
+def test_model_checkpoint_refuses_a_file_in_the_way_before_training(trainer, data, tmp_path):
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(FileExistsError, match="is not a folder"):
+        _fit(fresh(trainer), data, epochs=1, callbacks=[cb.ModelCheckpoint(tmp_path / "taken")])
     assert int(trainer.state.step) == 0
 
 

@@ -173,6 +173,35 @@ def test_steps_per_execution_matches_single_steps(sgd_trainer, data):
     np.testing.assert_allclose(h1.history["loss"], h3.history["loss"], rtol=1e-5)
 
 
+class _FlaxConvNet(nnx.Module):
+    """Plain flax.nnx.Conv layers: the model the steps_per_execution pathology hit."""
+
+    def __init__(self, rngs):
+        self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+        self.dense = nnx.Linear(8 * 8 * 4, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.dense(nnx.relu(self.conv(x)).reshape(x.shape[0], -1))
+
+
+def test_steps_per_execution_makes_flax_convolutions_loop_safe(data):
+    """K > 1 swaps nnx.Conv's convolution for fnn.conv's (fast in lax.scan on CPU): same
+    numbers as one step per call; K = 1 leaves the model alone."""
+    from jax import lax
+
+    x, y = data
+    kw = dict(batch_size=BATCH, epochs=1, steps_per_epoch=4, verbose=0, shuffle=False)
+    single = _FlaxConvNet(nnx.Rngs(0))
+    h1 = _compile(model=single, optimizer=optax.sgd(0.1), metrics=None).fit(x, y, **kw)
+    assert single.conv.conv_general_dilated is lax.conv_general_dilated
+    looped = _FlaxConvNet(nnx.Rngs(0))
+    h4 = _compile(model=looped, optimizer=optax.sgd(0.1), metrics=None, steps_per_execution=4)
+    h4 = h4.fit(x, y, **kw)
+    assert looped.conv.conv_general_dilated is fnn.conv.conv_general_dilated
+    np.testing.assert_allclose(h1.history["loss"], h4.history["loss"], rtol=1e-5)
+    _assert_trees_close(nnx.state(single, nnx.Param), nnx.state(looped, nnx.Param), rtol=2e-5)
+
+
 @pytest.fixture(scope="module")
 def sgd_trainer():
     t = _compile(model=_model(dropout=0.0), optimizer=optax.sgd(0.1), metrics=None)
@@ -213,7 +242,7 @@ def test_new_dataset_sizes_reuse_the_compiled_programs(sgd_trainer, data):
         t.predict(x[:rows], batch_size=BATCH, verbose=0)
     for kind in ("train", "eval", "predict"):
         assert t._runners[(kind, 1, BATCH)]._cache_size() == 1, kind
-    assert t._runners[("gather", 1, BATCH)]._cache_size() > 1
+    assert t.feeder._programs[("gather", 1, BATCH)]._cache_size() > 1
 
 
 def test_validation_split_takes_the_last_fraction(trainer, data):
