@@ -97,12 +97,14 @@ def prepare_arrays(x, y, sample_weight, class_weight, *, name="x"):
         raise TypeError(f"{name}: expected numbers, got dtype {x.dtype}")
     if y is None:
         raise ValueError(f"y is required with {name} (labels [N] or [N, K])")
-    y = as_array(y, "y")
+    y = labels_array(y, "y")
     from fnn import data as data_lib
 
-    data_lib.check_same_length(**{name: x, "y": y})
+    named = {f"y[{k!r}]": v for k, v in _label_items(y)} if is_structured(y) else {"y": y}
+    data_lib.check_same_length(**{name: x}, **named)
     check_finite(x, name)
-    check_finite(y, "y")
+    for label_name, v in named.items():
+        check_finite(v, label_name)
     n = len(x)
     weights = np.ones((n,), np.float32)
     if sample_weight is not None:
@@ -116,12 +118,39 @@ def prepare_arrays(x, y, sample_weight, class_weight, *, name="x"):
             raise ValueError(f"sample_weight must be non-negative; got a minimum of {sw.min()}")
         weights = weights * sw
     if class_weight is not None:
+        if is_structured(y):
+            raise ValueError(
+                "class_weight applies to one output's class ids; with several outputs pass "
+                "sample_weight (one weight per example) instead"
+            )
         weights = weights * class_weights(class_weight, y)
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)
     elif x.dtype != np.float32:
         x = x.astype(np.float32)
     return x, y, weights
+
+
+def is_structured(y) -> bool:
+    """Labels of a model with several outputs: a dict (or tuple) of arrays."""
+    return isinstance(y, Mapping) or (
+        isinstance(y, tuple) and len(y) > 0 and all(hasattr(v, "shape") for v in y)
+    )
+
+
+def _label_items(y):
+    return y.items() if isinstance(y, Mapping) else enumerate(y)
+
+
+def labels_array(y, name: str):
+    """Labels as NumPy: one array, or a dict (tuple) of arrays for several outputs."""
+    if isinstance(y, Mapping):
+        if not y:
+            raise ValueError(f"{name}: an empty dict of labels")
+        return {k: as_array(v, f"{name}[{k!r}]") for k, v in y.items()}
+    if is_structured(y):
+        return tuple(as_array(v, f"{name}[{i}]") for i, v in enumerate(y))
+    return as_array(y, name)
 
 
 def class_ids(y: np.ndarray) -> np.ndarray:
@@ -232,10 +261,9 @@ def gather_steps(data, perm, start, n, *, k: int, batch_size: int, mesh):
     """
     offset = start * batch_size
     idx = jax.lax.dynamic_slice_in_dim(perm, offset, k * batch_size)
-    batches = {
-        key: jnp.take(v, idx, axis=0).reshape(k, batch_size, *v.shape[1:])
-        for key, v in data.items()
-    }
+    batches = jax.tree.map(
+        lambda v: jnp.take(v, idx, axis=0).reshape(k, batch_size, *v.shape[1:]), data
+    )
     real = offset + jnp.arange(k * batch_size) < n
     batches["mask"] = real.astype(jnp.float32).reshape(k, batch_size)
     return parallel.constrain_batch(batches, mesh, stacked=True)
@@ -325,11 +353,12 @@ def host_batch(raw, batch_size, *, name):
             f"{type(raw).__name__}"
         )
     images = as_array(images, f"{name} 'image'").astype(np.float32)
-    labels = as_array(labels, f"{name} 'label'")
-    if len(images) != len(labels) or len(images) > batch_size:
+    labels = labels_array(labels, f"{name} 'label'")
+    n_labels = {len(v) for v in jax.tree.leaves(labels)}
+    if n_labels != {len(images)} or len(images) > batch_size:
         raise ValueError(
-            f"{name}: {len(images)} images and {len(labels)} labels; expected equal numbers, "
-            f"at most batch_size={batch_size}"
+            f"{name}: {len(images)} images and {sorted(n_labels)} labels; expected equal "
+            f"numbers, at most batch_size={batch_size}"
         )
     check_finite(images, f"{name} 'image'")
     return images, labels
@@ -342,12 +371,14 @@ def _host_padded(raw, batch_size, class_weight):
     if isinstance(raw, Mapping) and raw.get("sample_weight") is not None:
         weights = weights * np.asarray(raw["sample_weight"], np.float32)
     if class_weight is not None:
+        if is_structured(labels):
+            raise ValueError("class_weight applies to one output's class ids; pass sample_weight")
         weights = weights * class_weights(class_weight, labels)
     mask = np.zeros((batch_size,), np.float32)
     mask[:n] = 1.0
     if n < batch_size:  # pad with repeats that carry zero weight: one shape, one compile
         pad = lambda a: np.resize(a, (batch_size, *a.shape[1:]))  # noqa: E731
-        images, labels, weights = pad(images), pad(labels), pad(weights)
+        images, labels, weights = pad(images), jax.tree.map(pad, labels), pad(weights)
     return {"image": images, "label": labels, "sample_weight": weights, "mask": mask}
 
 
@@ -411,7 +442,7 @@ class Feeder:
     def host_batches(self, raws, batch_size, class_weight):
         """Host batches → one ``[k, B, ...]`` device array per key, split over ``"data"``."""
         host = [_host_padded(raw, batch_size, class_weight) for raw in raws]
-        stacked = {key: np.stack([h[key] for h in host]) for key in host[0]}
+        stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *host)
         return jax.device_put(stacked, parallel.stacked_batch_sharding(self.mesh))
 
     def stream_loader(self, x, batch_size: int, *, name: str):
@@ -552,7 +583,11 @@ def array_feeds(feeder, check, x, y, sample_weight, class_weight, batch_size, sh
         # Keras' rule, split_at = floor(N (1 - f)). Both parts stay in one device copy:
         # training reads rows [0, split_at), validation rows [split_at, N).
         upload = Upload(feeder, x, y, w)
-        (x, y, w), split = data_lib.validation_split((x, y, w), validation_split)
+        (x, rows, w), (vx, vrows, vw) = data_lib.validation_split(
+            (x, np.arange(len(x)), w), validation_split
+        )
+        y, vy = (jax.tree.map(lambda v, r=r: v[r], y) for r in (rows, vrows))
+        split = (vx, vy, vw)
     else:
         check_validation_args(val, needs="validation_data or validation_split")
     n = len(x)

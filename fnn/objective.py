@@ -49,10 +49,10 @@ def _metric_list(metrics, argname: str) -> list:
         return []
     if isinstance(metrics, str) or callable(metrics):
         metrics = [metrics]
-    if isinstance(metrics, Mapping):
-        raise ValueError(
-            f"{argname}: a dict of metrics per output applies only to multi-output models; "
-            f"pass a list for a single-output model"
+    if not isinstance(metrics, Sequence):
+        raise TypeError(
+            f"{argname} must be a list of metric names or callables (or a dict of them per "
+            f"output), got {type(metrics).__name__}"
         )
     out = []
     for m in metrics:
@@ -61,21 +61,12 @@ def _metric_list(metrics, argname: str) -> list:
     return out
 
 
-def _loss_scale(loss_weights) -> float:
-    if loss_weights is None:
-        return 1.0
-    if isinstance(loss_weights, Mapping):
-        values = list(loss_weights.values())
-    elif isinstance(loss_weights, Sequence):
-        values = list(loss_weights)
-    else:
-        values = [loss_weights]
-    if len(values) != 1 or not isinstance(values[0], numbers.Real):
-        raise ValueError(
-            "loss_weights: fnn models have a single output, so loss_weights must be one number "
-            f"(or a one-element list/dict); got {loss_weights!r}"
-        )
-    return float(values[0])
+def _loss_weight(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where} must be a number, got {value!r}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{where} must be finite and >= 0, got {value!r}")
+    return float(value)
 
 
 def _ignore_class(loss_fn) -> int | None:
@@ -86,6 +77,68 @@ def _ignore_class(loss_fn) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise TypeError(f"ignore_class must be an int class id or None, got {value!r}")
     return None if value is None else int(value)
+
+
+def _output_keys(tree) -> tuple | None:
+    """``None`` for one array output; the dict keys, or tuple indices, of several."""
+    if isinstance(tree, Mapping):
+        return tuple(tree)
+    if isinstance(tree, tuple | list):
+        return tuple(range(len(tree)))
+    return None
+
+
+def _output_name(key) -> str:
+    return f"output_{key}" if isinstance(key, int) else str(key)
+
+
+def _per_output(value, keys: tuple, argname: str, *, default):
+    """Keras' rule for a compile argument given once for all outputs, as a dict keyed by output
+    name, or as a list in output order: the value of each output (``default`` if absent)."""
+    names = [_output_name(k) for k in keys]
+    if isinstance(value, Mapping):
+        unknown = sorted(set(map(str, value)) - set(names))
+        if unknown:
+            raise ValueError(
+                f"{argname} has keys {unknown} that match no model output; the outputs are "
+                f"{names} (and {argname} gives {sorted(map(str, value))})"
+            )
+        return [value.get(n, value.get(k, default)) for k, n in zip(keys, names)]
+    if isinstance(value, list | tuple) and not (
+        argname in ("metrics", "weighted_metrics")
+        and not any(isinstance(v, list | tuple | Mapping) for v in value)
+    ):
+        if len(value) != len(keys):
+            raise ValueError(
+                f"{argname} is a list of {len(value)} entries but the model has {len(keys)} "
+                f"outputs {names}"
+            )
+        return list(value)
+    return [value] * len(keys)
+
+
+class _Head:
+    """One output's loss and metrics: ``key`` selects it from the outputs and labels."""
+
+    def __init__(self, key, prefix: str, loss, weight, metrics, weighted_metrics):
+        self.key, self.prefix = key, prefix
+        self.loss_fn, self.loss_name = _resolve_loss(loss)
+        self.ignore_class = _ignore_class(self.loss_fn)
+        self.scale = 1.0 if weight is None else _loss_weight(weight, f"loss_weights[{prefix!r}]")
+        self.metrics = _metric_list(metrics, "metrics")
+        self.weighted_metrics = _metric_list(weighted_metrics, "weighted_metrics")
+        names = [metrics_lib.name_of(m) for m in self.metrics]
+        wnames = [metrics_lib.name_of(m) for m in self.weighted_metrics]
+        wnames = [f"weighted_{n}" if n in names else n for n in wnames]
+        if len(set(names + wnames)) != len(names) + len(wnames):
+            raise ValueError(f"metrics: duplicate metric names {names + wnames}")
+        pre = f"{prefix}_" if prefix else ""
+        self.metric_names = [pre + n for n in names]
+        self.weighted_names = [pre + n for n in wnames]
+        self.loss_log = f"{pre}loss" if prefix else None
+
+    def pick(self, tree):
+        return tree if self.key is None else tree[self.key]
 
 
 class Objective:
@@ -99,38 +152,130 @@ class Objective:
     ``compute()`` is Keras' ``sum_over_batch_size``; a metric is ``Mean(Σ mᵢ vᵢ, Σ mᵢ)``; a
     weighted metric ``Mean(Σ wᵢ mᵢ vᵢ, Σ wᵢ mᵢ)`` (Keras' ``weighted_metrics``).
 
+    **Several outputs** (a model returning a dict, or a tuple, of arrays), Keras' way: ``loss``,
+    ``loss_weights``, ``metrics`` and ``weighted_metrics`` may be dicts keyed by output name (or
+    lists in output order; one loss or one flat metric list applies to every output), labels are
+    a dict (tuple) of the same structure, and
+
+        L = Σₒ λₒ · Σᵢ wᵢ mᵢ ℓₒ(yₒᵢ, ŷₒᵢ) / Σᵢ mᵢ
+
+    with logs ``loss`` (that total), ``<output>_loss`` (each output's own loss, before its λ, as
+    Keras 3 records it) and ``<output>_<metric>``; a tuple's outputs are named ``output_0``, ...
+    An output without a loss is not trained (Keras' ``None`` entry). A key that matches no
+    output is an error naming both sets of keys.
+
     A loss bound with ``ignore_class=c`` (``fnn.losses.get(name, ignore_class=c)``) is Keras'
     masked loss: each step's loss is ``λ Σᵢ wᵢ vᵢ ℓᵢ / Σᵢ vᵢ`` over the valid entries
     ``vᵢ = mᵢ [yᵢ ≠ c]`` (`fnn.losses.reduce` with ``mask=``), and the epoch's ``loss`` is the
     batch-size-weighted mean of those step losses, as Keras' loss tracker averages them. Metrics
     are not masked (Keras' are not either: an ignored label never counts as a correct guess).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> objective = Objective({"class": "sparse_categorical_crossentropy", "box": "mse"},
+      ...                       loss_weights={"class": 1.0, "box": 5.0})
+      >>> y_pred = {"class": jnp.array([[0.9, 0.1]]), "box": jnp.array([[0.5, 0.5]])}
+      >>> labels = {"class": jnp.array([0]), "box": jnp.array([[0.5, 0.7]])}
+      >>> loss, stats = objective({"label": labels}, y_pred)
+      >>> objective.names
+      ['loss', 'class_loss', 'box_loss']
+      >>> round(float(loss), 4)  # -log 0.9 + 5 · (0² + 0.2²) / 2
+      0.2054
     """
 
     def __init__(self, loss, *, metrics=None, weighted_metrics=None, loss_weights=None):
-        self.loss_fn, self.loss_name = _resolve_loss(loss)
-        self.ignore_class = _ignore_class(self.loss_fn)
-        self.metrics = _metric_list(metrics, "metrics")
-        self.weighted_metrics = _metric_list(weighted_metrics, "weighted_metrics")
-        self.loss_scale = _loss_scale(loss_weights)
-        names = [metrics_lib.name_of(m) for m in self.metrics]
-        wnames = [metrics_lib.name_of(m) for m in self.weighted_metrics]
-        self.metric_names = names
-        self.weighted_names = [f"weighted_{n}" if n in names else n for n in wnames]
-        if len(set(names + self.weighted_names)) != len(names) + len(self.weighted_names):
-            raise ValueError(f"metrics: duplicate metric names {names + self.weighted_names}")
+        if loss is None:
+            raise ValueError("loss is required, e.g. loss='sparse_categorical_crossentropy'")
+        self._config = dict(
+            loss=loss, metrics=metrics, weighted_metrics=weighted_metrics, loss_weights=loss_weights
+        )
+        self.heads: list[_Head] | None = None
+        self.output_keys = None
+        single = (
+            isinstance(loss, str | Callable)
+            and not isinstance(metrics, Mapping)
+            and not isinstance(weighted_metrics, Mapping)
+            and not isinstance(loss_weights, Mapping)
+            and not (isinstance(loss_weights, Sequence) and len(loss_weights) > 1)
+        )
+        if single:  # checked now, bound to a one-array output until a model says otherwise
+            self._bind_single()
+        elif not isinstance(loss, Mapping | list | tuple | str) and not callable(loss):
+            _resolve_loss(loss)  # the type error
+
+    def _bind_single(self):
+        c = self._config
+        weights = c["loss_weights"]
+        for arg in ("loss_weights", "metrics", "weighted_metrics"):
+            value = c[arg]
+            if isinstance(value, Mapping) or (
+                arg == "loss_weights" and isinstance(value, Sequence) and len(value) != 1
+            ):
+                raise ValueError(
+                    f"{arg}={value!r} is given per output, but the model returns one array; "
+                    f"pass {'one number' if arg == 'loss_weights' else 'a list'}"
+                )
+        if isinstance(weights, Sequence):
+            weights = weights[0]
+        self.heads = [_Head(None, "", c["loss"], weights, c["metrics"], c["weighted_metrics"])]
+        self.output_keys = None
+
+    def bind(self, y_pred) -> Objective:
+        """Fix the output structure (from the model's outputs or their shapes); idempotent."""
+        keys = _output_keys(y_pred)
+        if keys is None:
+            if self.output_keys is not None or self.heads is None:
+                if not isinstance(self._config["loss"], str | Callable):
+                    raise ValueError(
+                        f"loss is given per output ({self._config['loss']!r}) but the model "
+                        f"returns one array"
+                    )
+                self._bind_single()
+            return self
+        if self.output_keys is not None and sorted(map(str, self.output_keys)) == sorted(
+            map(str, keys)
+        ):
+            return self  # the same outputs (JAX may hand a dict back with its keys sorted)
+        if not keys:
+            raise ValueError("the model returns an empty dict/tuple of outputs")
+        c = self._config
+        losses = _per_output(c["loss"], keys, "loss", default=None)
+        weights = _per_output(c["loss_weights"], keys, "loss_weights", default=None)
+        metrics = _per_output(c["metrics"], keys, "metrics", default=None)
+        weighted = _per_output(c["weighted_metrics"], keys, "weighted_metrics", default=None)
+        heads = [
+            _Head(k, _output_name(k), lo, w, m, wm)
+            for k, lo, w, m, wm in zip(keys, losses, weights, metrics, weighted)
+            if lo is not None
+        ]
+        if not heads:
+            raise ValueError(f"loss: no output of {[_output_name(k) for k in keys]} has a loss")
+        self.heads, self.output_keys = heads, keys
+        return self
 
     @property
     def names(self) -> list[str]:
-        return ["loss", *self.metric_names, *self.weighted_names]
+        heads = self.heads or []
+        losses = [h.loss_log for h in heads if h.loss_log]
+        metrics = [n for h in heads for n in h.metric_names]
+        weighted = [n for h in heads for n in h.weighted_names]
+        return ["loss", *losses, *metrics, *weighted]
+
+    @property
+    def loss_name(self) -> str:
+        return ", ".join(h.loss_name for h in self.heads or [])
+
+    @property
+    def ignore_class(self) -> int | None:
+        return self.heads[0].ignore_class if self.heads and len(self.heads) == 1 else None
 
     def loss_values(self, y_true, y_pred) -> jax.Array:
-        """Per-example losses ``[B]`` after Keras' rank alignment."""
-        from fnn import losses as losses_lib
+        """Per-example losses ``[B]`` of a one-output model, after Keras' rank alignment."""
+        (head,) = self.bind(y_pred).heads
+        return _head_values(head, y_true, y_pred)
 
-        y_true, y_pred = losses_lib.align_ranks(y_true, y_pred)
-        return self.loss_fn(y_true=y_true, y_pred=y_pred)
-
-    def _fn(self, m, y_true, y_pred):
+    @staticmethod
+    def _fn(m, y_true, y_pred):
         fn = metrics_lib.get(m)
         if fn is None:  # "accuracy": Keras' shape rule
             fn = metrics_lib.resolve_accuracy(jnp.shape(y_true), jnp.shape(y_pred))
@@ -139,74 +284,117 @@ class Objective:
     def __call__(self, batch, y_pred) -> tuple[jax.Array, dict[str, metrics_lib.Mean]]:
         from fnn import losses as losses_lib
 
-        n = y_pred.shape[0]
+        self.bind(y_pred)
+        labels = batch["label"]
+        _check_label_keys(labels, self.output_keys)
+        n = jax.tree.leaves(y_pred)[0].shape[0]
         mask = batch.get("mask", jnp.ones((n,), jnp.float32))
         weight = mask * batch["sample_weight"] if "sample_weight" in batch else mask
-        per_ex = jnp.asarray(self.loss_values(batch["label"], y_pred), jnp.float32)
         count = jnp.sum(mask)
-        if self.ignore_class is None:
-            total = self.loss_scale * jnp.sum(per_ex * weight)
-            loss = total / count
-        else:
-            valid = jnp.reshape(batch["label"] != self.ignore_class, (n,)) & (mask > 0)
-            loss = self.loss_scale * losses_lib.reduce(per_ex, weight, mask=valid)
-            total = loss * count
-        stats = {"loss": metrics_lib.Mean(total, count)}
-        y, y_pred = losses_lib.align_ranks(batch["label"], y_pred)
-        for name, m in zip(self.metric_names, self.metrics):
-            stats[name] = metrics_lib.Mean.from_values(
-                self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), mask
-            )
-        for name, m in zip(self.weighted_names, self.weighted_metrics):
-            stats[name] = metrics_lib.Mean.from_values(
-                self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), weight
-            )
-        return loss, stats
+        total = jnp.zeros((), jnp.float32)
+        stats = {}
+        for h in self.heads:
+            y, p = h.pick(labels), h.pick(y_pred)
+            per_ex = jnp.asarray(_head_values(h, y, p), jnp.float32)
+            if h.ignore_class is None:
+                head_total = jnp.sum(per_ex * weight)
+            else:
+                valid = jnp.reshape(y != h.ignore_class, (n,)) & (mask > 0)
+                head_total = losses_lib.reduce(per_ex, weight, mask=valid) * count
+            total = total + h.scale * head_total
+            if h.loss_log:
+                stats[h.loss_log] = metrics_lib.Mean(head_total, count)
+            y, p = losses_lib.align_ranks(y, p)
+            for name, m in zip(h.metric_names, h.metrics):
+                stats[name] = metrics_lib.Mean.from_values(
+                    self._fn(m, y, p)(y_true=y, y_pred=p), mask
+                )
+            for name, m in zip(h.weighted_names, h.weighted_metrics):
+                stats[name] = metrics_lib.Mean.from_values(
+                    self._fn(m, y, p)(y_true=y, y_pred=p), weight
+                )
+        stats = {"loss": metrics_lib.Mean(total, count), **stats}
+        return total / count, stats
 
-    def check_targets(self, y: np.ndarray, out: jax.ShapeDtypeStruct, name: str = "y") -> None:
-        """Check labels ``y`` against the model's output ``out`` (a batch's shape) on the host.
+    def check_targets(self, y, out, name: str = "y") -> None:
+        """Check labels ``y`` against the model's output ``out`` (shapes of one batch) on the host.
 
-        Runs before any data reaches the device: the loss must accept the pair and give one value
-        per example; sparse labels must be integer class ids inside the output's classes (other
-        than ``ignore_class``); binary cross-entropy labels must lie in [0, 1].
+        Runs before any data reaches the device: label keys must match the outputs; per output,
+        the loss must accept the pair and give one value per example; sparse labels must be
+        integer class ids inside the output's classes (other than ``ignore_class``); binary
+        cross-entropy labels must lie in [0, 1].
         """
-        batch_size = out.shape[0]
-        y_spec = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), jnp.asarray(y[:1]).dtype)
-        try:
-            values = jax.eval_shape(lambda yt, yp: self.loss_values(yt, yp), y_spec, out)
-        except Exception as e:  # noqa: BLE001 - re-raised with the shapes
+        self.bind(out)
+        _check_label_keys(y, self.output_keys, name=name)
+        for h in self.heads:
+            where = name if h.key is None else f"{name}[{h.key!r}]"
+            _check_head(h, np.asarray(h.pick(y)), h.pick(out), where)
+
+
+def _head_values(head: _Head, y_true, y_pred) -> jax.Array:
+    from fnn import losses as losses_lib
+
+    y_true, y_pred = losses_lib.align_ranks(y_true, y_pred)
+    return head.loss_fn(y_true=y_true, y_pred=y_pred)
+
+
+def _check_label_keys(labels, keys, *, name: str = "y") -> None:
+    """Labels must have the outputs' structure: one array, or the same dict keys / tuple length."""
+    have = _output_keys(labels)
+    if keys is None and have is None:
+        return
+    if keys is None:
+        raise ValueError(
+            f"{name} is a {type(labels).__name__} of labels {list(have)}, but the model returns "
+            f"one array"
+        )
+    want = [_output_name(k) for k in keys]
+    if have is None:
+        raise ValueError(
+            f"the model returns several outputs {want}; pass {name} as a dict with those keys"
+        )
+    got = [_output_name(k) for k in have]
+    if set(got) != set(want):
+        raise ValueError(
+            f"{name} has label keys {sorted(got)} but the model's outputs are {sorted(want)}"
+        )
+
+
+def _check_head(head: _Head, y: np.ndarray, out, name: str) -> None:
+    batch_size = out.shape[0]
+    y_spec = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), jnp.asarray(y[:1]).dtype)
+    try:
+        values = jax.eval_shape(lambda yt, yp: _head_values(head, yt, yp), y_spec, out)
+    except Exception as e:  # noqa: BLE001 - re-raised with the shapes
+        raise ValueError(
+            f"the model's output shape {tuple(out.shape)} does not fit loss "
+            f"{head.loss_name!r} with {name} of shape {(batch_size, *y.shape[1:])}: {e}"
+        ) from e
+    if getattr(values, "shape", None) != (batch_size,):
+        raise ValueError(
+            f"loss {head.loss_name!r} must return one value per example, shape "
+            f"({batch_size},), for output {tuple(out.shape)} and {name} "
+            f"{(batch_size, *y.shape[1:])}; it returned {getattr(values, 'shape', values)}"
+        )
+    sparse = y.ndim == 1 or (y.ndim == len(out.shape) and y.shape[-1] == 1)
+    if sparse and len(out.shape) == 2 and out.shape[-1] > 1:
+        k = out.shape[-1]
+        if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
             raise ValueError(
-                f"the model's output shape {tuple(out.shape)} does not fit loss "
-                f"{self.loss_name!r} with {name} of shape {(batch_size, *y.shape[1:])}: {e}"
-            ) from e
-        if getattr(values, "shape", None) != (batch_size,):
-            raise ValueError(
-                f"loss {self.loss_name!r} must return one value per example, shape "
-                f"({batch_size},), for output {tuple(out.shape)} and {name} "
-                f"{(batch_size, *y.shape[1:])}; it returned {getattr(values, 'shape', values)}"
+                f"{name} holds non-integer values but the model outputs {k} class scores "
+                f"for integer labels; pass class indices in [0, {k})"
             )
-        sparse = y.ndim == 1 or (y.ndim == len(out.shape) and y.shape[-1] == 1)
-        if sparse and len(out.shape) == 2 and out.shape[-1] > 1:
-            k = out.shape[-1]
-            if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
-                raise ValueError(
-                    f"{name} holds non-integer values but the model outputs {k} class scores "
-                    f"for integer labels; pass class indices in [0, {k})"
-                )
-            kept = y if self.ignore_class is None else y[y != self.ignore_class]
-            lo, hi = (kept.min(), kept.max()) if kept.size else (0, 0)
-            if lo < 0 or hi >= k:
-                also = (
-                    ""
-                    if self.ignore_class is None
-                    else f" (other than ignore_class={self.ignore_class})"
-                )
-                raise ValueError(
-                    f"{name} has labels outside [0, {k}){also} (the model's {k} output "
-                    f"classes): min {lo}, max {hi}"
-                )
-        loss_name = self.loss_name
-        if "binary" in loss_name and "crossentropy" in loss_name and (y.min() < 0 or y.max() > 1):
+        ignore = head.ignore_class
+        kept = y if ignore is None else y[y != ignore]
+        lo, hi = (kept.min(), kept.max()) if kept.size else (0, 0)
+        if lo < 0 or hi >= k:
+            also = "" if ignore is None else f" (other than ignore_class={ignore})"
             raise ValueError(
-                f"{name} must be in [0, 1] for loss {loss_name!r}; got min {y.min()}, max {y.max()}"
+                f"{name} has labels outside [0, {k}){also} (the model's {k} output "
+                f"classes): min {lo}, max {hi}"
             )
+    loss_name = head.loss_name
+    if "binary" in loss_name and "crossentropy" in loss_name and (y.min() < 0 or y.max() > 1):
+        raise ValueError(
+            f"{name} must be in [0, 1] for loss {loss_name!r}; got min {y.min()}, max {y.max()}"
+        )

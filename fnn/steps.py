@@ -443,19 +443,31 @@ def probe_output(state: TrainState, x_shape, batch_size: int) -> jax.ShapeDtypeS
     spec = jax.ShapeDtypeStruct((batch_size, *x_shape[1:]), jnp.float32)
     graphdef = state.spec.eval_graphdef
 
+    order = {}
+
     def forward(params, model_state, x):
-        return nnx.merge(graphdef, params, model_state)(x)
+        out = nnx.merge(graphdef, params, model_state)(x)
+        if isinstance(out, dict):  # JAX returns dicts key-sorted; Keras names follow the model
+            order["keys"] = tuple(out)
+        return out
 
     try:
         out = jax.eval_shape(forward, state.params, state.model_state, spec)
+        if "keys" in order:
+            out = {k: out[k] for k in order["keys"]}
     except Exception as e:  # noqa: BLE001 - re-raised with the shapes
         raise ValueError(
             f"the model cannot take inputs of shape {(batch_size, *x_shape[1:])} "
             f"(x has shape {tuple(x_shape)}): {type(e).__name__}: {e}"
         ) from e
-    if not isinstance(out, jax.ShapeDtypeStruct):
+    leaves, _ = jax.tree.flatten(out)
+    if (
+        not leaves
+        or not all(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves)
+        or (not isinstance(out, jax.ShapeDtypeStruct | dict | tuple | list))
+    ):
         raise ValueError(
-            f"the model returns {type(out).__name__}; fnn.train supports models with one "
-            f"array output"
+            f"the model returns {type(out).__name__}; fnn.train supports models that return "
+            f"an array, or a dict (tuple) of arrays for several outputs"
         )
     return out

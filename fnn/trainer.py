@@ -246,7 +246,8 @@ class Trainer:
         logs, bad = steps_lib.read_accumulator(acc)
         if bad is not None and self.nonfinite_step is None:
             self.nonfinite_step = bad
-        return logs
+        first = [k for k in self.objective.names if k in logs]  # Keras' order: loss, metrics
+        return {k: logs[k] for k in first + [k for k in logs if k not in first]}
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -423,7 +424,8 @@ class Trainer:
 
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps: int | None = None,
                 callbacks=None) -> np.ndarray:  # fmt: skip
-        """Model outputs for ``x`` in inference mode, as a NumPy array ``[N, ...]``.
+        """Model outputs for ``x`` in inference mode: a NumPy array ``[N, ...]`` (a dict or tuple
+        of them for a model with several outputs).
 
         Examples:
           ``probs = trainer.predict(x_test)``
@@ -446,8 +448,9 @@ class Trainer:
         feed = feeding.ArrayFeed(feeding.Upload(self.feeder, x), n, size, n_steps)
         for k, batches in feed(0, self.steps_per_execution):
             out = self._call(self._runner("predict", k, size), self.state, batches)
-            outs.append(out.reshape(k * size, *out.shape[2:]))
-        result = np.asarray(jax.device_get(jnp.concatenate(outs)))[: min(n, n_steps * size)]
+            outs.append(jax.tree.map(lambda o, k=k: o.reshape(k * size, *o.shape[2:]), out))
+        rows = min(n, n_steps * size)
+        result = jax.tree.map(lambda *o: np.asarray(jnp.concatenate(o))[:rows], *outs)
         cbs.on_predict_end()
         return result
 
