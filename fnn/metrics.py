@@ -424,6 +424,15 @@ class EpochMetric:
         """The counts of one batch (a new state with these options; ``self``'s counts unused)."""
         raise NotImplementedError
 
+    def empty_for(self, y_true, y_pred, sample_weight=None) -> EpochMetric:
+        """Zero counts shaped as a batch like this one gives (``jax.eval_shape``, no compute).
+
+        `empty` cannot know shapes that are inferred from the outputs (``num_classes=None``);
+        a compiled loop whose carry must keep one shape starts from this instead.
+        """
+        shapes = jax.eval_shape(self.from_batch, y_true, y_pred, sample_weight)
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
     def merge(self, other: EpochMetric) -> EpochMetric:
         """Both parts together: elementwise sums of the counts."""
         if type(other) is not type(self) or other._config() != self._config():
