@@ -165,6 +165,18 @@ def test_auc_matches_numpy_transcription_of_keras(seed, curve, method):
     np.testing.assert_allclose(float(got), _np_auc(y, p, w, curve, method=method), atol=2e-6)
 
 
+@pytest.mark.parametrize("curve", ["ROC", "PR"])
+def test_auc_scores_on_the_threshold_grid_count_as_keras_does(curve):
+    # ŷ = t is not above t: scores exactly on the grid (0, 1, saturated sigmoids) are the
+    # bucketing's edge cases.
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, size=40)
+    p = rng.choice(np.array([0.0, 0.25, 0.5, 0.75, 1.0], np.float32), size=40)
+    w = np.ones(40)
+    got = M.AUC(num_thresholds=5, curve=curve).from_batch(y, p).compute()
+    np.testing.assert_allclose(float(got), _np_auc(y, p, w, curve, num_thresholds=5), atol=1e-6)
+
+
 def test_auc_is_close_to_sklearns_exact_auc_for_spread_scores():
     y, p, w = _binary_data(5, n=2000)
     roc = float(M.AUC().from_batch(y, p, w).compute())
