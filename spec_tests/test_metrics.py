@@ -180,10 +180,10 @@ def test_auc_scores_on_the_threshold_grid_count_as_keras_does(curve):
 def test_auc_is_close_to_sklearns_exact_auc_for_spread_scores():
     y, p, w = _binary_data(5, n=2000)
     roc = float(M.AUC().from_batch(y, p, w).compute())
-    assert abs(roc - skm.roc_auc_score(y, p, sample_weight=w)) < 2e-3
+    assert abs(roc - skm.roc_auc_score(y, p, sample_weight=w)) < 5e-4
     pr = float(M.AUC(curve="PR").from_batch(y, p, w).compute())
     # Davis & Goadrich interpolation vs sklearn's step-wise average precision: close, not equal.
-    assert abs(pr - skm.average_precision_score(y, p, sample_weight=w)) < 1e-2
+    assert abs(pr - skm.average_precision_score(y, p, sample_weight=w)) < 1e-3
     # Explicit thresholds give the explicit-threshold curve (plus -ε and 1+ε).
     inner = np.linspace(0.1, 0.9, 9)
     m = M.AUC(thresholds=inner)
