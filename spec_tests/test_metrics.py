@@ -687,6 +687,8 @@ def test_multiclass_metrics_match_keras(keras, ours, theirs):
 
 
 @pytest.mark.crosscheck
+@pytest.mark.filterwarnings("ignore:You are passing weight as `float`:UserWarning")
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype int64:UserWarning")
 def test_iou_metrics_match_keras(keras):
     y, logits = _maps(13, n=9)
     w = np.arange(9, dtype=np.float32) % 3
@@ -722,3 +724,21 @@ def test_iou_metrics_match_keras(keras):
         ),
         rtol=1e-5,
     )
+
+
+@pytest.mark.crosscheck
+def test_accuracies_match_keras_including_maps(keras):
+    y, logits = _maps(14)
+    for ours, theirs, labels in [
+        (M.sparse_categorical_accuracy, keras.metrics.SparseCategoricalAccuracy(), y),
+        (M.categorical_accuracy, keras.metrics.CategoricalAccuracy(), np.eye(3)[y]),
+    ]:
+        theirs.update_state(labels, logits)
+        mine = M.MeanMetric(ours).from_batch(labels, logits).compute()
+        np.testing.assert_allclose(mine, theirs.result(), rtol=1e-6)
+    ids, scores, _ = _multiclass_data(15, n=40, k=6)
+    for k in (1, 3, 6):
+        theirs = keras.metrics.SparseTopKCategoricalAccuracy(k=k)
+        theirs.update_state(ids, scores)
+        mine = M.sparse_top_k_categorical_accuracy(y_true=ids, y_pred=scores, k=k)
+        np.testing.assert_allclose(np.mean(mine), theirs.result(), rtol=1e-6)
