@@ -382,6 +382,15 @@ class EpochMetric:
     (elementwise sums: associative, commutative, ``empty()`` is neutral) and ``compute()``.
     ``sample_weight`` is ``[N]`` (one weight per example, broadcast over its entries, e.g. the
     pixels of a map) or has the labels' shape; weight 0 removes an entry (padding).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> m = Recall()
+      >>> state = m.empty()
+      >>> for y, p in [([1, 1], [0.9, 0.2]), ([1, 0], [0.8, 0.7])]:
+      ...     state = state.merge(m.from_batch(jnp.array(y), jnp.array(p)))
+      >>> float(state.compute())  # 2 of the epoch's 3 positives found
+      0.6666666865348816
     """
 
     _arrays: ClassVar[tuple[str, ...]] = ()
@@ -668,7 +677,16 @@ class Recall(_Thresholded):
 
 
 class TruePositives(_Thresholded):
-    """Weighted count of true positives ``Σ w·1[ŷ > t]·y`` (Keras' ``TruePositives``)."""
+    """Weighted count of true positives ``Σ w·1[ŷ > t]·y`` (Keras' ``TruePositives``).
+
+    `FalsePositives`, `TrueNegatives` and `FalseNegatives` are the other three counts.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> y, p = jnp.array([1, 0, 1]), jnp.array([0.9, 0.8, 0.3])
+      >>> [float(m.from_batch(y, p).compute()) for m in (TruePositives(), FalsePositives())]
+      [1.0, 1.0]
+    """
 
     _default_name = "true_positives"
 
