@@ -5,8 +5,10 @@ default 1) and padding mask ``mᵢ`` (0 for the rows that fill a short last batc
 
     L = λ · Σᵢ mᵢ wᵢ ℓ(yᵢ, ŷᵢ) / Σᵢ mᵢ        (Keras' "sum_over_batch_size"; λ = loss_weights)
 
-and every metric as a mergeable `fnn.metrics.Mean`, so an epoch's value is exact however it is
-cut into batches and devices. `Objective` resolves Keras' names (`fnn.losses.get`,
+and every metric as a mergeable state: a `fnn.metrics.Mean` of per-example values, or an epoch
+metric's counts (`fnn.metrics.EpochMetric`: precision, AUC, IoU, ...), so an epoch's value is
+exact however it is cut into batches and devices (the states are sums; the host divides once, at
+logging time). `Objective` resolves Keras' names (`fnn.losses.get`,
 `fnn.metrics.get`) once, when ``compile`` is called, and checks labels against the model's output
 before any data reaches the device (`Objective.check_targets`).
 """
@@ -89,7 +91,7 @@ def _ignore_class(loss_fn) -> int | None:
 
 
 class Objective:
-    """Loss and metrics of one batch, as mergeable `fnn.metrics.Mean` values.
+    """Loss and metrics of one batch, as mergeable `fnn.metrics.Mean` values and epoch states.
 
     Labels and outputs first go through `fnn.losses.align_ranks`, the rank alignment Keras'
     ``compile`` applies before its loss and metrics (``(N,)`` labels against a one-unit
@@ -97,7 +99,10 @@ class Objective:
 
     ``loss`` is ``Mean(λ Σᵢ wᵢ mᵢ ℓᵢ, Σᵢ mᵢ)`` (m = 1 for real examples, 0 for padding), so
     ``compute()`` is Keras' ``sum_over_batch_size``; a metric is ``Mean(Σ mᵢ vᵢ, Σ mᵢ)``; a
-    weighted metric ``Mean(Σ wᵢ mᵢ vᵢ, Σ wᵢ mᵢ)`` (Keras' ``weighted_metrics``).
+    weighted metric ``Mean(Σ wᵢ mᵢ vᵢ, Σ wᵢ mᵢ)`` (Keras' ``weighted_metrics``). An epoch metric
+    (`fnn.metrics.EpochMetric`) gives its counts of the batch, ``m.from_batch(y, ŷ, mᵢ)`` (or
+    ``wᵢ mᵢ`` when weighted), so padding rows count nothing; the accumulator merges them and the
+    host calls ``compute``.
 
     A loss bound with ``ignore_class=c`` (``fnn.losses.get(name, ignore_class=c)``) is Keras'
     masked loss: each step's loss is ``λ Σᵢ wᵢ vᵢ ℓᵢ / Σᵢ vᵢ`` over the valid entries
@@ -118,6 +123,7 @@ class Objective:
         self.weighted_names = [f"weighted_{n}" if n in names else n for n in wnames]
         if len(set(names + self.weighted_names)) != len(names) + len(self.weighted_names):
             raise ValueError(f"metrics: duplicate metric names {names + self.weighted_names}")
+        self._stat_shapes = None  # set by check_targets, read by empty_stats
 
     @property
     def names(self) -> list[str]:
@@ -129,12 +135,6 @@ class Objective:
 
         y_true, y_pred = losses_lib.align_ranks(y_true, y_pred)
         return self.loss_fn(y_true=y_true, y_pred=y_pred)
-
-    def _fn(self, m, y_true, y_pred):
-        fn = metrics_lib.get(m)
-        if fn is None:  # "accuracy": Keras' shape rule
-            fn = metrics_lib.resolve_accuracy(jnp.shape(y_true), jnp.shape(y_pred))
-        return fn
 
     def __call__(self, batch, y_pred) -> tuple[jax.Array, dict[str, metrics_lib.Mean]]:
         from fnn import losses as losses_lib
@@ -153,15 +153,29 @@ class Objective:
             total = loss * count
         stats = {"loss": metrics_lib.Mean(total, count)}
         y, y_pred = losses_lib.align_ranks(batch["label"], y_pred)
-        for name, m in zip(self.metric_names, self.metrics):
-            stats[name] = metrics_lib.Mean.from_values(
-                self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), mask
-            )
-        for name, m in zip(self.weighted_names, self.weighted_metrics):
-            stats[name] = metrics_lib.Mean.from_values(
-                self._fn(m, y, y_pred)(y_true=y, y_pred=y_pred), weight
-            )
+        for names, ms, w in (
+            (self.metric_names, self.metrics, mask),
+            (self.weighted_names, self.weighted_metrics, weight),
+        ):
+            for name, m in zip(names, ms):
+                stats[name] = self._batch_state(m, y, y_pred, w)
         return loss, stats
+
+    @staticmethod
+    def _batch_state(m, y, y_pred, weight):
+        """One batch's `Mean` of per-example values, or an epoch metric's counts."""
+        metric = metrics_lib.resolve(m, jnp.shape(y), jnp.shape(y_pred))
+        if isinstance(metric, metrics_lib.MeanMetric):
+            return metrics_lib.Mean.from_values(metric.fn(y_true=y, y_pred=y_pred), weight)
+        return metric.from_batch(y, y_pred, weight)
+
+    def empty_stats(self) -> dict:
+        """Zero accumulators shaped as `__call__`'s stats for the last checked labels and
+        outputs (`check_targets`), so a compiled loop's carry keeps one shape even where an
+        epoch metric infers its number of classes from the outputs."""
+        if self._stat_shapes is None:
+            raise RuntimeError("Objective.empty_stats: call check_targets(y, out) first")
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._stat_shapes)
 
     def check_targets(self, y: np.ndarray, out: jax.ShapeDtypeStruct, name: str = "y") -> None:
         """Check labels ``y`` against the model's output ``out`` (a batch's shape) on the host.
@@ -210,3 +224,8 @@ class Objective:
             raise ValueError(
                 f"{name} must be in [0, 1] for loss {loss_name!r}; got min {y.min()}, max {y.max()}"
             )
+        # The metrics' states for such batches: a metric's own label error (naming the metric and
+        # both shapes) surfaces here, before any data reaches the device; `empty_stats` reads
+        # the shapes.
+        batch_spec = {"label": y_spec, "mask": jax.ShapeDtypeStruct((batch_size,), jnp.float32)}
+        self._stat_shapes = jax.eval_shape(lambda b, p: self(b, p)[1], batch_spec, out)

@@ -18,6 +18,7 @@ import sklearn.metrics as skm
 from hypothesis import given
 from hypothesis import strategies as st
 
+import fnn
 from fnn import metrics as M
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -742,3 +743,76 @@ def test_accuracies_match_keras_including_maps(keras):
         theirs.update_state(ids, scores)
         mine = M.sparse_top_k_categorical_accuracy(y_true=ids, y_pred=scores, k=k)
         np.testing.assert_allclose(np.mean(mine), theirs.result(), rtol=1e-6)
+
+
+# ---- compile / fit / evaluate --------------------------------------------------------------------
+
+
+def _tiny_trainer(metrics, devices):
+    from flax import nnx
+
+    from fnn.models import SimpleCNN
+    from fnn.train import compile as fnn_compile
+
+    model = SimpleCNN(
+        3,
+        input_shape=(8, 8, 1),
+        filters=(4,),
+        dense=(8,),
+        batch_norm=False,
+        dropout=0.0,
+        output_activation="softmax",
+        rngs=nnx.Rngs(0),
+    )
+    return fnn_compile(
+        model,
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=metrics,
+        devices=devices,
+    )
+
+
+def test_fit_and_evaluate_accumulate_epoch_metrics_over_padded_batches():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 50).astype(np.int32)
+    metrics = [
+        "accuracy",
+        "precision",
+        M.AUC(curve="PR", name="pr_auc"),
+        "mean_io_u",
+        M.F1Score(average="macro"),
+        "confusion_matrix",
+    ]
+    trainer = _tiny_trainer(metrics, devices=1)
+    history = trainer.fit(x, y, batch_size=16, epochs=2, verbose=1)  # the bar prints arrays too
+    assert isinstance(history.history["pr_auc"][-1], float)
+    assert np.shape(history.history["confusion_matrix"][-1]) == (3, 3)
+    # 50 rows in batches of 16: the last batch is padded, the padding has weight 0.
+    logs = trainer.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    p = np.asarray(trainer.predict(x, batch_size=16, verbose=0), np.float64)
+    pred, onehot = p.argmax(-1), np.eye(3)[y]
+    np.testing.assert_allclose(logs["accuracy"], np.mean(pred == y), rtol=1e-6)
+    flat_pos = (p > 0.5).reshape(-1)
+    np.testing.assert_allclose(
+        logs["precision"], skm.precision_score(onehot.reshape(-1), flat_pos), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        logs["pr_auc"], _np_auc(onehot, p, np.ones_like(p), "PR"), rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        logs["mean_io_u"], skm.jaccard_score(y, pred, average="macro"), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        logs["f1_score"], skm.f1_score(y, pred, average="macro", labels=range(3)), rtol=1e-4
+    )
+    np.testing.assert_array_equal(
+        logs["confusion_matrix"], skm.confusion_matrix(y, pred, labels=range(3))
+    )
+    # Data parallel over 8 devices (the batch split, the counts summed): the same values.
+    parallel = _tiny_trainer(metrics, devices=8)
+    parallel.state = jax.device_put(trainer.state, fnn.parallel.replicated(parallel.mesh))
+    logs8 = parallel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    for name, value in logs.items():
+        np.testing.assert_allclose(logs8[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
