@@ -816,3 +816,18 @@ def test_fit_and_evaluate_accumulate_epoch_metrics_over_padded_batches():
     logs8 = parallel.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     for name, value in logs.items():
         np.testing.assert_allclose(logs8[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_fit_names_the_metric_when_labels_are_the_wrong_kind():
+    x = np.zeros((8, 8, 8, 1), np.float32)
+    y = np.zeros(8, np.int32)
+    trainer = _tiny_trainer(["categorical_accuracy"], devices=1)
+    with pytest.raises(
+        ValueError,
+        match=r"categorical_accuracy: expected one-hot labels .* "
+        r"y_true shape \(4,\) int32 and y_pred shape \(4, 3\) float32",
+    ):
+        trainer.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    trainer = _tiny_trainer([M.MeanIoU(num_classes=5)], devices=1)
+    with pytest.raises(ValueError, match=r"mean_io_u: expected outputs for num_classes=5"):
+        trainer.evaluate(x, y, batch_size=4, verbose=0)
