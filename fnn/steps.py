@@ -267,7 +267,9 @@ def make_train_step(
     Args:
       loss: a Keras loss name (``"sparse_categorical_crossentropy"``) or a callable
         ``f(*, y_true, y_pred) -> [B]``, through `fnn.losses.get`.
-      metrics: Keras metric names or callables ``f(*, y_true, y_pred) -> [B]``.
+      metrics: Keras metric names, callables ``f(*, y_true, y_pred) -> [B]`` or epoch metrics
+        (`fnn.metrics.EpochMetric`, e.g. ``fnn.metrics.AUC(curve="PR")``; per step, the
+        batch's value).
       weighted_metrics: metrics averaged with ``batch["sample_weight"]``.
       loss_weights: a number λ multiplying the loss.
       update_batch_stats: ``False`` keeps BatchNorm in inference mode (running statistics used
