@@ -82,7 +82,8 @@ class History(Callback):
     ``fit`` adds one itself and returns it, as Keras does.
 
     Attributes:
-      history: dict name → list of floats, one per completed epoch.
+      history: dict name → list of floats, one per completed epoch (a NumPy array for a metric
+        whose value is one, e.g. ``"confusion_matrix"``, as Keras keeps them).
       epoch: list of epoch indices (0-based) that completed.
       params: ``{"epochs", "steps", "verbose"}`` of the ``fit`` call.
     """
@@ -95,7 +96,7 @@ class History(Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
-            self.history.setdefault(k, []).append(float(v))
+            self.history.setdefault(k, []).append(float(v) if getattr(v, "ndim", 0) == 0 else v)
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
@@ -472,7 +473,14 @@ class CSVLogger(Callback):
 
 
 def _fmt(logs) -> str:
-    return " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+    return " - ".join(f"{k}: {_fmt_value(v)}" for k, v in logs.items())
+
+
+def _fmt_value(v) -> str:
+    """4 significant digits; nested brackets for array-valued metrics (a confusion matrix)."""
+    if getattr(v, "ndim", 0) == 0:
+        return f"{v:.4g}"
+    return "[" + ", ".join(_fmt_value(x) for x in v) + "]"
 
 
 class ProgressBar(Callback):
@@ -527,7 +535,11 @@ class ProgressBar(Callback):
         now = time.monotonic()
         if logs is not None and now - self._last_time >= self.refresh_s:
             self._last_time = now
-            self.bar.set_postfix(self._shown(logs), refresh=False)
+            shown = self._shown(logs)
+            shown = {
+                k: v if getattr(v, "ndim", 0) == 0 else _fmt_value(v) for k, v in shown.items()
+            }
+            self.bar.set_postfix(shown, refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.set_postfix_str(_fmt(self._shown(logs or {})), refresh=False)

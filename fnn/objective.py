@@ -5,8 +5,10 @@ default 1) and padding mask ``mᵢ`` (0 for the rows that fill a short last batc
 
     L = λ · Σᵢ mᵢ wᵢ ℓ(yᵢ, ŷᵢ) / Σᵢ mᵢ        (Keras' "sum_over_batch_size"; λ = loss_weights)
 
-and every metric as a mergeable `fnn.metrics.Mean`, so an epoch's value is exact however it is
-cut into batches and devices. `Objective` resolves Keras' names (`fnn.losses.get`,
+and every metric as a mergeable state: a `fnn.metrics.Mean` of per-example values, or an epoch
+metric's counts (`fnn.metrics.EpochMetric`: precision, AUC, IoU, ...), so an epoch's value is
+exact however it is cut into batches and devices (the states are sums; the host divides once, at
+logging time). `Objective` resolves Keras' names (`fnn.losses.get`,
 `fnn.metrics.get`) once, when ``compile`` is called, and checks labels against the model's output
 before any data reaches the device (`Objective.check_targets`).
 """
@@ -142,7 +144,7 @@ class _Head:
 
 
 class Objective:
-    """Loss and metrics of one batch, as mergeable `fnn.metrics.Mean` values.
+    """Loss and metrics of one batch, as mergeable `fnn.metrics.Mean` values and epoch states.
 
     Labels and outputs first go through `fnn.losses.align_ranks`, the rank alignment Keras'
     ``compile`` applies before its loss and metrics (``(N,)`` labels against a one-unit
@@ -150,7 +152,10 @@ class Objective:
 
     ``loss`` is ``Mean(λ Σᵢ wᵢ mᵢ ℓᵢ, Σᵢ mᵢ)`` (m = 1 for real examples, 0 for padding), so
     ``compute()`` is Keras' ``sum_over_batch_size``; a metric is ``Mean(Σ mᵢ vᵢ, Σ mᵢ)``; a
-    weighted metric ``Mean(Σ wᵢ mᵢ vᵢ, Σ wᵢ mᵢ)`` (Keras' ``weighted_metrics``).
+    weighted metric ``Mean(Σ wᵢ mᵢ vᵢ, Σ wᵢ mᵢ)`` (Keras' ``weighted_metrics``). An epoch metric
+    (`fnn.metrics.EpochMetric`) gives its counts of the batch, ``m.from_batch(y, ŷ, mᵢ)`` (or
+    ``wᵢ mᵢ`` when weighted), so padding rows count nothing; the accumulator merges them and the
+    host calls ``compute``.
 
     **Several outputs** (a model returning a dict, or a tuple, of arrays), Keras' way: ``loss``,
     ``loss_weights``, ``metrics`` and ``weighted_metrics`` may be dicts keyed by output name (or
@@ -191,6 +196,7 @@ class Objective:
         )
         self.heads: list[_Head] | None = None
         self.output_keys = None
+        self._stat_shapes = None  # set by check_targets, read by empty_stats
         single = (
             isinstance(loss, str | Callable)
             and not isinstance(metrics, Mapping)
@@ -275,11 +281,20 @@ class Objective:
         return _head_values(head, y_true, y_pred)
 
     @staticmethod
-    def _fn(m, y_true, y_pred):
-        fn = metrics_lib.get(m)
-        if fn is None:  # "accuracy": Keras' shape rule
-            fn = metrics_lib.resolve_accuracy(jnp.shape(y_true), jnp.shape(y_pred))
-        return fn
+    def _batch_state(m, y, y_pred, weight):
+        """One batch's `Mean` of per-example values, or an epoch metric's counts."""
+        metric = metrics_lib.resolve(m, jnp.shape(y), jnp.shape(y_pred))
+        if isinstance(metric, metrics_lib.MeanMetric):
+            return metrics_lib.Mean.from_values(metric.fn(y_true=y, y_pred=y_pred), weight)
+        return metric.from_batch(y, y_pred, weight)
+
+    def empty_stats(self) -> dict:
+        """Zero accumulators shaped as `__call__`'s stats for the last checked labels and
+        outputs (`check_targets`), so a compiled loop's carry keeps one shape even where an
+        epoch metric infers its number of classes from the outputs."""
+        if self._stat_shapes is None:
+            raise RuntimeError("Objective.empty_stats: call check_targets(y, out) first")
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._stat_shapes)
 
     def __call__(self, batch, y_pred) -> tuple[jax.Array, dict[str, metrics_lib.Mean]]:
         from fnn import losses as losses_lib
@@ -305,14 +320,12 @@ class Objective:
             if h.loss_log:
                 stats[h.loss_log] = metrics_lib.Mean(head_total, count)
             y, p = losses_lib.align_ranks(y, p)
-            for name, m in zip(h.metric_names, h.metrics):
-                stats[name] = metrics_lib.Mean.from_values(
-                    self._fn(m, y, p)(y_true=y, y_pred=p), mask
-                )
-            for name, m in zip(h.weighted_names, h.weighted_metrics):
-                stats[name] = metrics_lib.Mean.from_values(
-                    self._fn(m, y, p)(y_true=y, y_pred=p), weight
-                )
+            for names, ms, w in (
+                (h.metric_names, h.metrics, mask),
+                (h.weighted_names, h.weighted_metrics, weight),
+            ):
+                for name, m in zip(names, ms):
+                    stats[name] = self._batch_state(m, y, p, w)
         stats = {"loss": metrics_lib.Mean(total, count), **stats}
         return total / count, stats
 
@@ -329,6 +342,16 @@ class Objective:
         for h in self.heads:
             where = name if h.key is None else f"{name}[{h.key!r}]"
             _check_head(h, np.asarray(h.pick(y)), h.pick(out), where)
+        # The metrics' states for such batches: a metric's own label error (naming the metric and
+        # both shapes) surfaces here, before any data reaches the device; `empty_stats` reads
+        # the shapes.
+        batch_size = jax.tree.leaves(out)[0].shape[0]
+        labels = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), jnp.asarray(a[:1]).dtype),
+            y,
+        )
+        batch_spec = {"label": labels, "mask": jax.ShapeDtypeStruct((batch_size,), jnp.float32)}
+        self._stat_shapes = jax.eval_shape(lambda b, p: self(b, p)[1], batch_spec, out)
 
 
 def _head_values(head: _Head, y_true, y_pred) -> jax.Array:

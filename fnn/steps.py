@@ -243,7 +243,7 @@ def _public_metrics(stats) -> dict[str, jax.Array]:
     for k, v in stats.items():
         if k == "_loss":
             continue
-        out[k] = v.compute() if isinstance(v, metrics_lib.Mean) else v
+        out[k] = v.compute() if isinstance(v, metrics_lib.Mean | metrics_lib.EpochMetric) else v
     return out
 
 
@@ -267,7 +267,9 @@ def make_train_step(
     Args:
       loss: a Keras loss name (``"sparse_categorical_crossentropy"``) or a callable
         ``f(*, y_true, y_pred) -> [B]``, through `fnn.losses.get`.
-      metrics: Keras metric names or callables ``f(*, y_true, y_pred) -> [B]``.
+      metrics: Keras metric names, callables ``f(*, y_true, y_pred) -> [B]`` or epoch metrics
+        (`fnn.metrics.EpochMetric`, e.g. ``fnn.metrics.AUC(curve="PR")``; per step, the
+        batch's value).
       weighted_metrics: metrics averaged with ``batch["sample_weight"]``.
       loss_weights: a number λ multiplying the loss.
       update_batch_stats: ``False`` keeps BatchNorm in inference mode (running statistics used
@@ -344,7 +346,7 @@ NO_BAD_STEP = np.iinfo(np.int32).max  # "no non-finite step yet" in an accumulat
 
 def init_accumulator(kind: str, objective: Objective, *, has_lr: bool, mesh):
     """Empty epoch sums for ``kind`` ``"train"`` or ``"eval"``, replicated over ``mesh``."""
-    acc = {name: metrics_lib.Mean.empty() for name in objective.names}
+    acc = objective.empty_stats()  # Means and epoch-metric counts, shaped by check_targets
     if kind == "train":
         acc["grad_norm"] = metrics_lib.Mean.empty()
         acc["param_norm"] = jnp.zeros((), jnp.float32)
@@ -369,6 +371,13 @@ def _accumulate_train(acc, stats, step, names):
     return new
 
 
+def _log_value(v):
+    """A float, or a NumPy array for a metric whose value is one (Keras' ``F1Score`` with
+    ``average=None``, a confusion matrix), as Keras' logs keep it."""
+    v = np.asarray(v)
+    return float(v) if v.ndim == 0 else v
+
+
 def read_accumulator(acc) -> tuple[dict[str, float], int | None]:
     """Host logs ``{name: float}`` from an accumulator, and the first non-finite step (or None).
 
@@ -380,7 +389,7 @@ def read_accumulator(acc) -> tuple[dict[str, float], int | None]:
         if name == "nonfinite_step":
             bad = None if int(v) == NO_BAD_STEP else int(v)
         else:
-            logs[name] = float(v.compute()) if hasattr(v, "compute") else float(v)
+            logs[name] = _log_value(v.compute() if hasattr(v, "compute") else v)
     return logs, bad
 
 

@@ -475,7 +475,9 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         ``(N,)`` binary labels fit a one-unit ``(N, 1)`` output; other mismatches raise before
         the first step. A loss bound with ``ignore_class`` (``fnn.losses.get(
         "sparse_categorical_crossentropy", ignore_class=-1)``) averages over valid entries only.
-      metrics: names (``"accuracy"`` resolves from the shapes as in Keras) or callables.
+      metrics: names (``"accuracy"`` resolves from the shapes as in Keras; ``"precision"``,
+        ``"auc"``, ``"f1_score"``, ``"mean_io_u"``, ... are epoch metrics), callables, or
+        `fnn.metrics.EpochMetric` objects with options (``fnn.metrics.AUC(curve="PR")``).
       loss_weights: one number λ scaling the loss (fnn models have one output).
       weighted_metrics: metrics averaged with ``sample_weight`` / ``class_weight``.
       run_eagerly: run the steps without `jax.jit` (slow; for debugging with prints/pdb).
