@@ -516,8 +516,10 @@ class _Materializer:
             out = kind((k, self(v, depth + 1)) for k, v in obj.items())
         elif kind in (list, tuple):
             out = kind(self(v, depth + 1) for v in obj)
-        elif kind in (set, frozenset, bytearray):
-            if not _plain_key(frozenset(obj) if kind is not bytearray else b""):
+        elif kind is bytearray:
+            out = bytearray(obj)
+        elif kind in (set, frozenset):
+            if not all(_plain_key(v) for v in obj):
                 raise CheckpointError(f"a set holds {_r(obj)}, not strings or numbers")
             out = kind(obj)
         else:
@@ -658,6 +660,16 @@ def _load_zip(data: bytes, name: str, budget: _Budget):
     return _materialize(result, budget)
 
 
+def _named(name: str, read, *args):
+    """Runs a reader; a `CheckpointError` raised deep inside gets the file's name in front."""
+    try:
+        return read(*args)
+    except CheckpointError as error:
+        if str(error).startswith(f"{name}: "):
+            raise
+        raise type(error)(f"{name}: {error}") from error
+
+
 def _budget(data: bytes, name: str, max_bytes) -> _Budget:
     if max_bytes is None:
         max_bytes = default_max_bytes(len(data))
@@ -694,7 +706,7 @@ def load_torch(path, *, max_bytes: int | None = None) -> Any:
       (32, 3, 3, 3)
     """
     data, name = _read_bytes(path)
-    return _load_torch(data, name, _budget(data, name, max_bytes))
+    return _named(name, _load_torch, data, name, _budget(data, name, max_bytes))
 
 
 def _load_torch(data: bytes, name: str, budget: _Budget):
@@ -765,7 +777,7 @@ def load_safetensors(path, *, max_bytes: int | None = None) -> dict[str, np.ndar
       (2, 3)
     """
     data, name = _read_bytes(path)
-    return _load_safetensors(data, name, _budget(data, name, max_bytes))
+    return _named(name, _load_safetensors, data, name, _budget(data, name, max_bytes))
 
 
 def _load_safetensors(data: bytes, name: str, budget: _Budget) -> dict[str, np.ndarray]:
@@ -853,9 +865,9 @@ def load(path, *, key: str | None = None, max_bytes: int | None = None) -> dict[
     data, name = _read_bytes(path)
     budget = _budget(data, name, max_bytes)
     if _is_safetensors(data):
-        obj = _load_safetensors(data, name, budget)
+        obj = _named(name, _load_safetensors, data, name, budget)
     else:
-        obj = _load_torch(data, name, budget)
+        obj = _named(name, _load_torch, data, name, budget)
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             available = sorted(map(str, obj)) if isinstance(obj, Mapping) else type(obj).__name__

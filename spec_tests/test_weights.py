@@ -671,3 +671,35 @@ def test_bad_safetensors_say_safetensors(case):
             reader(blob)
         assert "PyTorch" not in str(info.value)
         assert info.match(message)
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("legacy", [False, True])
+def test_crosscheck_module_state_dict_with_metadata(tmp_path, legacy):
+    """``Module.state_dict()`` pickles its ``_metadata`` with BUILD: the allowed use of BUILD."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    net[0].weight.data = net[0].weight.data.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    path = tmp_path / "net.pt"
+    torch.save(net.state_dict(), path, _use_new_zipfile_serialization=not legacy)
+    assert b"_metadata" in path.read_bytes()  # pickled by BUILD on the OrderedDict
+    got = weights.load(path)
+    expected = torch.load(path, weights_only=True)
+    assert list(got) == list(expected)
+    for key, tensor in expected.items():
+        np.testing.assert_array_equal(got[key], tensor.numpy(), err_msg=key)
+
+
+def test_pretrained_weights_file_goes_through_the_safe_reader(tmp_path):
+    """`fnn.pretrained.load(weights_file=...)` reads through fnn.weights: same refusals."""
+    from fnn import pretrained
+
+    (module, name), state = _HIJACKS["storage dtype (setattr)"]
+    main = b"\x80\x02" + op_global(module, name) + state + b"b0"
+    main += state_dict_pickle(_BENIGN_TENSORS, _BENIGN_STORAGES)[2:]
+    path = tmp_path / "hostile.pth"
+    path.write_bytes(legacy_bytes(None, _BENIGN_STORAGES, main_pickle=main))
+    with pytest.raises(CheckpointError, match=r"hostile\.pth: .*BUILD would set attributes"):
+        pretrained.load("efficientnet_lite0", weights_file=path)
+    _assert_benign_loads_unaffected()
