@@ -30,8 +30,8 @@ PyTorch, and does not use it when it is installed. PyTorch's own equivalent is
 
 Memory safety against hostile files (what a file can and cannot do):
 
-* Only an allowlist of pickle opcodes runs (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*`` and
-  out-of-band buffers are refused). ``BUILD`` (attribute / ``__setstate__`` updates) is accepted
+* Only an allowlist of pickle opcodes runs (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*``,
+  ``BYTEARRAY8`` and out-of-band buffers are refused). ``BUILD`` (attribute / ``__setstate__`` updates) is accepted
   only on a dict created by the same pickle, and its state is dropped (it is the ``_metadata``
   of ``state_dict()``); on anything else it is refused. The stand-ins for PyTorch's globals are
   immutable, so nothing a file does outlives its load.
@@ -39,8 +39,10 @@ Memory safety against hostile files (what a file can and cannot do):
   never writes negative strides), and the last element read lies inside the storage. Zero strides
   (``expand``) are legal; the copy they expand into counts against the memory cap.
 * Nothing is allocated or decompressed before its size is checked: storages against the bytes the
-  file really has, decoded arrays, decompressed zip entries and the unpickled objects (charged
-  256 bytes per opcode) against ``max_bytes``, by default ``4 x the file's size + 64 MiB``.
+  file really has; decoded arrays, decompressed zip entries and the unpickled objects against
+  ``max_bytes``, by default ``4 x the file's size + 64 MiB``. Python objects are charged at their
+  worst case, 256 bytes per opcode plus 4 bytes per pickle byte read; the bytes of the file
+  itself (read whole into memory) are not counted.
 * Nesting is limited to `MAX_DEPTH` levels (a deeper or self-referencing structure is refused,
   never a ``RecursionError`` or a crash), and every failure -- truncation at any byte, encrypted
   or unsupported zip compression, a malformed header -- is a `CheckpointError` saying what is
@@ -82,6 +84,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 MAX_DEPTH = 100  # containers / tuples nested deeper than this are refused (state dicts: < 5)
 _OPCODE_BYTES = 256  # what one pickle opcode may cost in Python objects (an empty set: 216 B)
 _ARRAY_BYTES = 128  # the bookkeeping of one returned NumPy array
+_PAYLOAD_FACTOR = 4  # each byte the unpickler reads may become 4 (a UCS-4 str from UTF-8)
 
 # torch storage class name -> NumPy dtype (little-endian; byte order is applied per file).
 _STORAGE_DTYPES = {
@@ -321,6 +324,7 @@ _REFUSED = {
     "EXT2": "uses the copyreg extension registry",
     "EXT4": "uses the copyreg extension registry",
     "NEXT_BUFFER": "needs out-of-band buffers",
+    "BYTEARRAY8": "allocates a bytearray of the declared size before reading it",
     "READONLY_BUFFER": "needs out-of-band buffers",
 }
 
@@ -425,6 +429,14 @@ class _SafeUnpickler(_BASE):
         super().__init__(file)
         self._storages, self._budget = storages, budget
         self._depth: dict[int, tuple[Any, int]] = {}
+        read, readline = self._file_read, self._file_readline
+
+        def counted(data):  # a str from n bytes of UTF-8 can take 4n bytes (UCS-4)
+            budget.take(_PAYLOAD_FACTOR * len(data), "the pickle's strings and bytes")
+            return data
+
+        self._file_read = lambda n=-1: counted(read(n))
+        self._file_readline = lambda: counted(readline())
 
     def find_class(self, module, name):
         try:

@@ -36,7 +36,7 @@ def test_reader_fuzzer_in_a_memory_capped_child():
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["heavy_modules"] == [], summary  # no JAX, no fnn package, no torch
     outcomes = summary["outcomes"]
-    assert sum(outcomes.values()) == examples + 12 and set(outcomes) <= {
+    assert sum(outcomes.values()) == examples + 13 and set(outcomes) <= {
         "loaded",
         "CheckpointError",
         "ForbiddenGlobalError",
@@ -44,4 +44,4 @@ def test_reader_fuzzer_in_a_memory_capped_child():
     # The mutations reach both outcomes: files that still load, and files that are refused.
     assert outcomes.get("loaded", 0) > examples // 20
     assert outcomes.get("CheckpointError", 0) > examples // 4
-    assert done.stdout.count("corpus ok:") == 12
+    assert done.stdout.count("corpus ok:") == 13

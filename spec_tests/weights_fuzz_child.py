@@ -140,6 +140,7 @@ CORPUS = {
     "LONG4 of 2**31 - 1 bytes": _main(b"\x8b\xff\xff\xff\x7f."),
     "BINUNICODE8 of 2**63 bytes": b"\x80\x04\x8d" + struct.pack("<Q", 2**63) + b".",
     "FRAME of 2**62 bytes": b"\x80\x04\x95" + struct.pack("<Q", 2**62) + b".",
+    "BYTEARRAY8 of 2**31 bytes": b"\x80\x05\x96" + struct.pack("<Q", 2**31) + b".",
 }
 
 # ------------------------------------------------------------------------------------------------
