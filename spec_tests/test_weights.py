@@ -23,6 +23,7 @@ from torch_files import (
     legacy_bytes,
     op_global,
     op_int,
+    op_ordered_dict,
     op_ordered_dict_items,
     op_str,
     op_tuple,
@@ -703,3 +704,36 @@ def test_pretrained_weights_file_goes_through_the_safe_reader(tmp_path):
     with pytest.raises(CheckpointError, match=r"hostile\.pth: .*BUILD would set attributes"):
         pretrained.load("efficientnet_lite0", weights_file=path)
     _assert_benign_loads_unaffected()
+
+
+def _view_tensor(view, offset, size, stride, numel=6):
+    """A tensor on an old-format storage view: persistent id (..., (view_key, offset, size))."""
+    pid = op_tuple(
+        [
+            op_str("storage"),
+            op_global("torch", "FloatStorage"),
+            op_str("0"),
+            op_str("cpu"),
+            op_int(numel),
+            op_tuple([op_str("v"), op_int(view[0]), op_int(view[1])]),
+        ]
+    )
+    args = [pid + b"Q", op_int(offset), op_tuple([op_int(s) for s in size])]
+    args += [op_tuple([op_int(s) for s in stride]), b"\x89", op_ordered_dict()]
+    tensor = op_global("torch._utils", "_rebuild_tensor_v2") + op_tuple(args) + b"R"
+    return b"\x80\x02" + op_ordered_dict_items([(op_str("w"), tensor)])
+
+
+@pytest.mark.parametrize("fmt", WRITERS)
+def test_old_storage_views_are_bounded_by_the_view(fmt):
+    root = np.arange(6, dtype=np.float32) * 10
+    ok = _view_tensor((2, 3), 1, (2,), (1,))  # view = root[2:5], tensor = view[1:3]
+    np.testing.assert_array_equal(
+        weights.load(WRITERS[fmt](None, {"0": root}, main_pickle=ok))["w"], root[3:5]
+    )
+    past_view = _view_tensor((2, 3), 1, (3,), (1,))  # root[3:6] is in the root, not the view
+    with pytest.raises(CheckpointError, match=r"reads element 3 of storage .*which has 3"):
+        weights.load(WRITERS[fmt](None, {"0": root}, main_pickle=past_view))
+    past_root = _view_tensor((4, 3), 0, (1,), (1,))
+    with pytest.raises(CheckpointError, match=r"view .* runs past storage '0' \(6\)"):
+        weights.load(WRITERS[fmt](None, {"0": root}, main_pickle=past_root))
