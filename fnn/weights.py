@@ -243,8 +243,15 @@ def _check_geometry(storage, offset, size, stride) -> None:
         raise CheckpointError(f"tensor size {_r(size)} and stride {_r(stride)} differ in rank")
     if len(size) > 64:
         raise CheckpointError(f"tensor has {len(size)} dimensions, more than NumPy's 64")
+    _check_representable(size, "tensor")
     if not _is_int(offset) or offset < 0:
         raise CheckpointError(f"tensor storage offset must be an int >= 0, got {_r(offset)}")
+
+
+def _check_representable(shape, what: str) -> None:
+    """NumPy refuses shapes whose nonzero dimensions multiply past int64, even with a zero."""
+    if math.prod(max(n, 1) for n in shape) * 16 >= 2**63:
+        raise CheckpointError(f"{what} of shape {_r(tuple(shape))} is too large for NumPy")
 
 
 def _tensor_array(ref: _TensorRef, budget: _Budget) -> np.ndarray:
@@ -680,6 +687,11 @@ def _named(name: str, read, *args):
         if str(error).startswith(f"{name}: "):
             raise
         raise type(error)(f"{name}: {error}") from error
+    except (MemoryError, RecursionError) as error:  # only with a max_bytes beyond this machine
+        raise CheckpointError(
+            f"{name}: ran out of memory or stack while loading ({type(error).__name__}); "
+            "lower max_bytes"
+        ) from error
 
 
 def _budget(data: bytes, name: str, max_bytes) -> _Budget:
@@ -813,6 +825,7 @@ def _load_safetensors(data: bytes, name: str, budget: _Budget) -> dict[str, np.n
             or not all(_is_int(n) and n >= 0 for n in shape)
         ):
             raise CheckpointError(f"{where}: shape {_r(shape)} is not a list of ints >= 0")
+        _check_representable(shape, where)
         if not (type(offsets) is list and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
             raise CheckpointError(f"{where}: data_offsets {_r(offsets)} is not [begin, end]")
         begin, end = offsets

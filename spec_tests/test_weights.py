@@ -405,6 +405,7 @@ _OUT_OF_BOUNDS = {
     "huge offset": (2**70, (1,), (1,)),
     "rank mismatch": (0, (2, 3), (3,)),
     "65 dimensions": (0, (1,) * 65, (1,) * 65),
+    "empty, but 2**62 x 4 bytes for NumPy": (0, (0, 2**62), (1, 1)),
 }
 
 
@@ -642,13 +643,17 @@ _BAD_SAFETENSORS = {
         safetensors_bytes(header=_header(a=("F32", [3], [0, 8])), data=bytes(8)),
         r"8 bytes for a F32 tensor of shape \[3\] \(12 expected\)",
     ),
-    "huge shape": (
+    "shape of 2**80 elements": (
         safetensors_bytes(header=_header(a=("F32", [2**40, 2**40], [0, 8])), data=bytes(8)),
-        "expected",
+        "too large for NumPy",
     ),
     "unused bytes": (
         safetensors_bytes(header=_header(a=("F32", [1], [4, 8])), data=bytes(8)),
         r"bytes \[0, 4\) are unused",
+    ),
+    "empty, but too large for NumPy": (
+        safetensors_bytes(header=_header(a=("F32", [0, 2**62], [0, 0])), data=b""),
+        "too large for NumPy",
     ),
     "negative shape": (
         safetensors_bytes(header=_header(a=("F32", [-1], [0, 0])), data=b""),
