@@ -41,8 +41,9 @@ Memory safety against hostile files (what a file can and cannot do):
 * Nothing is allocated or decompressed before its size is checked: storages against the bytes the
   file really has; decoded arrays, decompressed zip entries and the unpickled objects against
   ``max_bytes``, by default ``4 x the file's size + 64 MiB``. Python objects are charged at their
-  worst case, 256 bytes per opcode plus 4 bytes per pickle byte read; the bytes of the file
-  itself (read whole into memory) are not counted.
+  worst case, 256 bytes per opcode plus 4 bytes per pickle byte read, and ``zipfile``'s at 16
+  bytes per byte of the zip directory; the bytes of the file itself (read whole into memory)
+  are not counted.
 * Nesting is limited to `MAX_DEPTH` levels (a deeper or self-referencing structure is refused,
   never a ``RecursionError`` or a crash), and every failure -- truncation at any byte, encrypted
   or unsupported zip compression, a malformed header -- is a `CheckpointError` saying what is
@@ -85,6 +86,7 @@ MAX_DEPTH = 100  # containers / tuples nested deeper than this are refused (stat
 _OPCODE_BYTES = 256  # what one pickle opcode may cost in Python objects (an empty set: 216 B)
 _ARRAY_BYTES = 128  # the bookkeeping of one returned NumPy array
 _PAYLOAD_FACTOR = 4  # each byte the unpickler reads may become 4 (a UCS-4 str from UTF-8)
+_ZIP_DIRECTORY_FACTOR = 16  # zipfile's objects per byte of the central directory (measured: 11)
 
 # torch storage class name -> NumPy dtype (little-endian; byte order is applied per file).
 _STORAGE_DTYPES = {
@@ -263,14 +265,14 @@ def _tensor_array(ref: _TensorRef, budget: _Budget) -> np.ndarray:
         flat = flat[storage.root_offset : storage.root_offset + storage.numel]
     if not (isinstance(flat, np.ndarray) and flat.ndim == 1 and len(flat) == storage.numel):
         raise CheckpointError(f"storage {storage.key!r} is missing from the file")
-    native, swap = flat.dtype, (storage if storage.root is None else storage.root).swap
+    dtype, swap = flat.dtype, (storage if storage.root is None else storage.root).swap
     numel = math.prod(size)
     where = f"tensor of size {size}, stride {stride}, offset {offset}"
     if numel == 0:
         if offset > len(flat):
             raise CheckpointError(f"{where} starts past storage {storage.key!r} ({len(flat)})")
         budget.take(_ARRAY_BYTES, where)
-        return np.zeros(size, native)
+        return np.zeros(size, dtype)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= len(flat):
         raise CheckpointError(
@@ -636,7 +638,18 @@ def _zip_entry(archive: zipfile.ZipFile, entry: str, name: str, budget: _Budget)
     return raw
 
 
+def _zip_directory_size(data: bytes) -> int:
+    """The central directory's size from the end record (the whole file for zip64 / none)."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65557))
+    if end < 0 or end + 22 > len(data):
+        return len(data)
+    (size,) = struct.unpack_from("<L", data, end + 12)
+    return min(size, len(data))
+
+
 def _load_zip(data: bytes, name: str, budget: _Budget):
+    # zipfile keeps about 11 bytes per byte of the directory (ZipInfo objects, the name table)
+    budget.take(_ZIP_DIRECTORY_FACTOR * _zip_directory_size(data), "the zip directory")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = set(archive.namelist())

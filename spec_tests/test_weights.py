@@ -742,3 +742,13 @@ def test_old_storage_views_are_bounded_by_the_view(fmt):
     past_root = _view_tensor((4, 3), 0, (1,), (1,))
     with pytest.raises(CheckpointError, match=r"view .* runs past storage '0' \(6\)"):
         weights.load(WRITERS[fmt](None, {"0": root}, main_pickle=past_root))
+
+
+def test_zip_directory_counts_against_the_cap():
+    """Python's zipfile keeps ~11 bytes per byte of the central directory: 30 000 empty entries
+    (a 3 MB file) would take 30 MB before any entry is read."""
+    storages = {str(i): np.zeros(0, np.float32) for i in range(30_000)}
+    blob = zip_bytes({"w": ("0", 0, (0,), (1,))}, storages)
+    with pytest.raises(CheckpointError, match="the zip directory needs"):
+        weights.load(blob, max_bytes=2**24)
+    assert weights.load(blob)["w"].shape == (0,)
