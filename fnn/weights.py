@@ -31,10 +31,10 @@ PyTorch, and does not use it when it is installed. PyTorch's own equivalent is
 Memory safety against hostile files (what a file can and cannot do):
 
 * Only an allowlist of pickle opcodes runs (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*``,
-  ``BYTEARRAY8`` and out-of-band buffers are refused). ``BUILD`` (attribute / ``__setstate__`` updates) is accepted
-  only on a dict created by the same pickle, and its state is dropped (it is the ``_metadata``
-  of ``state_dict()``); on anything else it is refused. The stand-ins for PyTorch's globals are
-  immutable, so nothing a file does outlives its load.
+  ``BYTEARRAY8`` and out-of-band buffers are refused). ``BUILD`` (attribute and
+  ``__setstate__`` updates) is accepted only on a dict created by the same pickle, and its state
+  is dropped (it is the ``_metadata`` of ``state_dict()``); on anything else it is refused. The
+  stand-ins for PyTorch's globals are immutable, so nothing a file does outlives its load.
 * Tensors are checked where the view is taken: offset, sizes and strides are ints >= 0 (PyTorch
   never writes negative strides), and the last element read lies inside the storage. Zero strides
   (``expand``) are legal; the copy they expand into counts against the memory cap.
