@@ -41,8 +41,8 @@ Memory safety against hostile files (what a file can and cannot do):
 * Nothing is allocated or decompressed before its size is checked: storages against the bytes the
   file really has; decoded arrays, decompressed zip entries and the unpickled objects against
   ``max_bytes``, by default ``4 x the file's size + 64 MiB``. Python objects are charged at their
-  worst case, 256 bytes per opcode plus 4 bytes per pickle byte read, and ``zipfile``'s at 16
-  bytes per byte of the zip directory; the bytes of the file itself (read whole into memory)
+  worst case, 256 bytes per opcode plus 4 bytes per pickle byte read, a safetensors header at 32
+  bytes per byte of JSON, and ``zipfile``'s at 16 bytes per byte of the zip directory; the bytes of the file itself (read whole into memory)
   are not counted.
 * Nesting is limited to `MAX_DEPTH` levels (a deeper or self-referencing structure is refused,
   never a ``RecursionError`` or a crash), and every failure -- truncation at any byte, encrypted
@@ -86,6 +86,7 @@ MAX_DEPTH = 100  # containers / tuples nested deeper than this are refused (stat
 _OPCODE_BYTES = 256  # what one pickle opcode may cost in Python objects (an empty set: 216 B)
 _ARRAY_BYTES = 128  # the bookkeeping of one returned NumPy array
 _PAYLOAD_FACTOR = 4  # each byte the unpickler reads may become 4 (a UCS-4 str from UTF-8)
+_JSON_FACTOR = 32  # Python objects per byte of JSON (worst: "[]," is a 56-byte list + pointer)
 _ZIP_DIRECTORY_FACTOR = 16  # zipfile's objects per byte of the central directory (measured: 11)
 
 # torch storage class name -> NumPy dtype (little-endian; byte order is applied per file).
@@ -762,7 +763,7 @@ def _is_safetensors(data: bytes) -> bool:
     return data[8:9] == b"{" and not data.startswith(_ZIP_MAGIC)
 
 
-def _safetensors_header(data: bytes, name: str) -> tuple[dict, int]:
+def _safetensors_header(data: bytes, name: str, budget: _Budget) -> tuple[dict, int]:
     def fail(message):
         return CheckpointError(f"{name}: not a valid safetensors file: {message}")
 
@@ -771,6 +772,7 @@ def _safetensors_header(data: bytes, name: str) -> tuple[dict, int]:
     (length,) = struct.unpack("<Q", data[:8])
     if length > len(data) - 8:
         raise fail(f"the header length {length} runs past the end of the file ({len(data)} B)")
+    budget.take(_JSON_FACTOR * length, "the safetensors header's JSON objects")
 
     def no_duplicates(pairs):
         keys = [k for k, _ in pairs]
@@ -818,7 +820,7 @@ def load_safetensors(path, *, max_bytes: int | None = None) -> dict[str, np.ndar
 
 
 def _load_safetensors(data: bytes, name: str, budget: _Budget) -> dict[str, np.ndarray]:
-    header, start = _safetensors_header(data, name)
+    header, start = _safetensors_header(data, name, budget)
     size = len(data) - start
     entries = []
     for key, info in header.items():

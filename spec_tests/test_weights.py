@@ -630,6 +630,10 @@ _TWICE = (
 )
 _BAD_SAFETENSORS = {
     "header past the file": (struct.pack("<Q", 10**6) + b'{"a": 1}', r"header length 1000000"),
+    "header of 10**6 empty lists over the cap": (
+        struct.pack("<Q", 3 * 10**6 + 1) + b"{" + b"[]," * 10**6,
+        "header's JSON objects needs 96000032 bytes",
+    ),
     "header not json": (struct.pack("<Q", 4) + b"{abc", "not JSON"),
     "deeply nested header": (
         struct.pack("<Q", 200_001) + b"{" + b"[" * 100_000 + b"]" * 100_000,

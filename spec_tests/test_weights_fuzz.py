@@ -35,6 +35,9 @@ def test_reader_fuzzer_in_a_memory_capped_child():
     assert done.returncode == 0, f"child exited with {done.returncode}:\n{tail}"
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["heavy_modules"] == [], summary  # no JAX, no fnn package, no torch
+    # RLIMIT_AS catches any allocation beyond 384 MiB; the peak resident memory is finer: the
+    # whole run stays within a few times the 8 MiB cap (measured: under 1 MiB of growth).
+    assert summary["peak_rss_growth_mib"] < 64, summary
     outcomes = summary["outcomes"]
     assert sum(outcomes.values()) == examples + 13 and set(outcomes) <= {
         "loaded",
