@@ -805,7 +805,8 @@ class FolderSource:
 
     Raises:
       ValueError: a missing folder, no class sub-folders, a class folder without images, or, on
-        read, a file Pillow cannot decode (named).
+        read, a file Pillow cannot decode or one larger than ``PIL.Image.MAX_IMAGE_PIXELS`` (a
+        decompression bomb; Pillow itself only warns up to twice that), the file named.
 
     Examples:
       >>> import os, tempfile
@@ -869,11 +870,19 @@ class FolderSource:
         path = self.files[index]
         try:
             with Image.open(path) as im:
+                _check_not_a_bomb(im)  # before anything is decoded
                 im = im.convert("RGB" if self.color_mode == "rgb" else "L")
                 if self.size is not None and im.size != (self.size[1], self.size[0]):
                     im = im.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
                 image = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        except (
+            Image.DecompressionBombError,  # (and the warning, where warnings are errors)
+            Image.DecompressionBombWarning,
+            OSError,
+            UnidentifiedImageError,
+            SyntaxError,
+            ValueError,
+        ) as e:
             raise ValueError(f"Cannot read image file {path!r}: {e}") from e
         if image.ndim == 2:
             image = image[..., None]
@@ -882,6 +891,21 @@ class FolderSource:
     def __repr__(self) -> str:
         return (
             f"FolderSource({self.root!r}, num_records={len(self)}, class_names={self.class_names})"
+        )
+
+
+def _check_not_a_bomb(image) -> None:
+    """Refuses an image whose declared size exceeds ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow only
+    warns up to twice that): a few kilobytes of PNG can declare gigabytes of pixels."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise Image.DecompressionBombError(
+            f"it declares {width} x {height} = {width * height} pixels, more than "
+            f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (a decompression bomb?); if you trust the "
+            "file, raise PIL.Image.MAX_IMAGE_PIXELS"
         )
 
 
