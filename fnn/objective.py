@@ -119,6 +119,44 @@ def _per_output(value, keys: tuple, argname: str, *, default):
     return [value] * len(keys)
 
 
+# Losses that take probabilities unless from_logits=True, and what "a probability" means there.
+_PROBABILITY_LOSSES = {
+    "binary_crossentropy": "binary",
+    "binary_focal_crossentropy": "binary",
+    "categorical_crossentropy": "categorical",
+    "sparse_categorical_crossentropy": "categorical",
+    "categorical_focal_crossentropy": "categorical",
+}
+PROBABILITY_CHECK = "_not_probabilities"  # the stat counting rows that are not probabilities
+
+
+def _probability_kind(loss_fn) -> str | None:
+    """``"binary"`` / ``"categorical"`` for a probability loss used without ``from_logits``."""
+    import inspect
+
+    fn = loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
+    kind = _PROBABILITY_LOSSES.get(getattr(fn, "__name__", ""))
+    if kind is None:
+        return None
+    try:
+        from_logits = inspect.signature(loss_fn).parameters["from_logits"].default
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if from_logits else kind
+
+
+def _not_probabilities(p, kind: str, mask) -> jax.Array:
+    """How many (real) rows of outputs ``p`` cannot be probabilities: values outside [0, 1], or,
+    for a categorical loss, a last axis that does not sum to 1 (softmax outputs do, to ~1e-6;
+    the 1e-2 tolerance lets bfloat16 outputs through)."""
+    p = jnp.asarray(p, jnp.float32)
+    bad = (p < -1e-6) | (p > 1 + 1e-6)
+    if kind == "categorical" and p.ndim >= 2 and p.shape[-1] > 1:
+        bad = bad | (jnp.abs(jnp.sum(p, axis=-1, keepdims=True) - 1) > 1e-2)
+    rows = jnp.any(bad.reshape(p.shape[0], -1), axis=1)
+    return jnp.sum(rows * mask)
+
+
 class _Head:
     """One output's loss and metrics: ``key`` selects it from the outputs and labels."""
 
@@ -138,6 +176,7 @@ class _Head:
         self.metric_names = [pre + n for n in names]
         self.weighted_names = [pre + n for n in wnames]
         self.loss_log = f"{pre}loss" if prefix else None
+        self.probabilities = _probability_kind(self.loss_fn)
 
     def pick(self, tree):
         return tree if self.key is None else tree[self.key]
@@ -327,7 +366,23 @@ class Objective:
                 for name, m in zip(names, ms):
                     stats[name] = self._batch_state(m, y, p, w)
         stats = {"loss": metrics_lib.Mean(total, count), **stats}
+        checked = [h for h in self.heads if h.probabilities]
+        if checked:  # read once, after fit's first execution (fnn.trainer)
+            stats[PROBABILITY_CHECK] = sum(
+                _not_probabilities(h.pick(y_pred), h.probabilities, mask) for h in checked
+            )
         return total / count, stats
+
+    def probability_error(self, rows: int, batch_size: int) -> ValueError:
+        """The error for outputs that a probability loss cannot take (logits, most likely)."""
+        names = [h.loss_name for h in self.heads if h.probabilities]
+        return ValueError(
+            f"loss {', '.join(map(repr, names))} expects probabilities (from_logits=False), but "
+            f"{rows} of the first {batch_size} outputs are not: values outside [0, 1], or rows "
+            f"that do not sum to 1. A model that outputs logits (fnn.models.ReferenceCNN does "
+            f"by default) needs loss=fnn.losses.get({names[0]!r}, from_logits=True); otherwise "
+            f"end the model with a softmax (sigmoid for a binary loss)"
+        )
 
     def check_targets(self, y, out, name: str = "y") -> None:
         """Check labels ``y`` against the model's output ``out`` (shapes of one batch) on the host.
@@ -342,6 +397,7 @@ class Objective:
         for h in self.heads:
             where = name if h.key is None else f"{name}[{h.key!r}]"
             _check_head(h, np.asarray(h.pick(y)), h.pick(out), where)
+            _warn_multi_hot_accuracy(h, np.asarray(h.pick(y)), where)
         # The metrics' states for such batches: a metric's own label error (naming the metric and
         # both shapes) surfaces here, before any data reaches the device; `empty_stats` reads
         # the shapes.
@@ -420,4 +476,22 @@ def _check_head(head: _Head, y: np.ndarray, out, name: str) -> None:
     if "binary" in loss_name and "crossentropy" in loss_name and (y.min() < 0 or y.max() > 1):
         raise ValueError(
             f"{name} must be in [0, 1] for loss {loss_name!r}; got min {y.min()}, max {y.max()}"
+        )
+
+
+def _warn_multi_hot_accuracy(head: _Head, y: np.ndarray, name: str) -> None:
+    """Keras resolves ``"accuracy"`` on ``[N, K]`` labels to categorical accuracy (argmax match),
+    which is meaningless for multi-hot labels; fnn does the same, and says so."""
+    asked = [m for m in head.metrics + head.weighted_metrics if m in ("accuracy", "acc")]
+    if not asked or y.ndim != 2 or y.shape[-1] < 2 or not np.isin(y, (0, 1)).all():
+        return
+    if (y.sum(-1) != 1).any():
+        import warnings
+
+        warnings.warn(
+            f"metrics=['accuracy'] with multi-hot {name} (rows with several 1s) is Keras' "
+            f"categorical accuracy (does the argmax hit a 1?), as in Keras; for per-label "
+            f"accuracy use metrics=['binary_accuracy']",
+            UserWarning,
+            stacklevel=4,
         )

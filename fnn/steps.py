@@ -36,7 +36,7 @@ from flax import nnx, struct
 
 from fnn import metrics as metrics_lib
 from fnn import parallel, runtime
-from fnn.objective import Objective
+from fnn.objective import PROBABILITY_CHECK, Objective
 
 __all__ = ["TrainState", "learning_rate", "make_train_step", "make_eval_step", "make_runner"]
 
@@ -241,7 +241,7 @@ def _eval_core(objective: Objective):
 def _public_metrics(stats) -> dict[str, jax.Array]:
     out = {}
     for k, v in stats.items():
-        if k == "_loss":
+        if k.startswith("_"):  # internal: the raw loss, the probability check
             continue
         out[k] = v.compute() if isinstance(v, metrics_lib.Mean | metrics_lib.EpochMetric) else v
     return out
@@ -356,9 +356,17 @@ def init_accumulator(kind: str, objective: Objective, *, has_lr: bool, mesh):
     return parallel.replicate(acc, mesh)
 
 
+def _merge_stats(acc, stats, names):
+    """The objective's stats merged into the accumulator, and the probability check's count."""
+    new = {name: acc[name].merge(stats[name]) for name in names}
+    if PROBABILITY_CHECK in acc:
+        new[PROBABILITY_CHECK] = acc[PROBABILITY_CHECK] + stats[PROBABILITY_CHECK]
+    return new
+
+
 def _accumulate_train(acc, stats, step, names):
     """Merge one step's stats into the epoch accumulator (all on the device)."""
-    new = {name: acc[name].merge(stats[name]) for name in names}
+    new = _merge_stats(acc, stats, names)
     new["grad_norm"] = acc["grad_norm"].merge(
         metrics_lib.Mean(stats["grad_norm"], jnp.ones((), jnp.float32))
     )
@@ -388,7 +396,7 @@ def read_accumulator(acc) -> tuple[dict[str, float], int | None]:
     for name, v in host.items():
         if name == "nonfinite_step":
             bad = None if int(v) == NO_BAD_STEP else int(v)
-        else:
+        elif not name.startswith("_"):
             logs[name] = _log_value(v.compute() if hasattr(v, "compute") else v)
     return logs, bad
 
@@ -427,7 +435,7 @@ def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_s
         def run(state, acc, batches, key):
             def one(acc, batch):
                 stats = core(state, parallel.constrain_batch(batch, mesh), key)
-                return {name: acc[name].merge(stats[name]) for name in names}, None
+                return _merge_stats(acc, stats, names), None
 
             return scan(one, acc, batches)[0]
 

@@ -367,9 +367,18 @@ class Trainer:
         for k, batches in feed(epoch, self.steps_per_execution):
             run = self._runner("train", k, feed.batch_size)
             self.state, acc = self._call(run, self.state, acc, batches, self._step_key)
+            if not done and epoch == self._initial_epoch:
+                self._check_probabilities(acc, feed.batch_size * k)
             done += k
             cbs.on_train_batch_end(done - 1, _LazyLogs(lambda a=acc: self._logs(a)))
         return acc
+
+    def _check_probabilities(self, acc, rows: int) -> None:
+        """After fit's first execution only: a probability loss fed logits is an error."""
+        if steps_lib.PROBABILITY_CHECK in acc:
+            bad = int(jax.device_get(acc[steps_lib.PROBABILITY_CHECK]))
+            if bad:
+                raise self.objective.probability_error(bad, rows)
 
     def _evaluate_feed(self, feed) -> dict[str, float]:
         acc = steps_lib.init_accumulator("eval", self.objective, has_lr=False, mesh=self.mesh)

@@ -185,3 +185,60 @@ def test_ignore_class_bad_inputs(masked):
     loss = fnn.losses.get("sparse_categorical_crossentropy", ignore_class=0.5)
     with pytest.raises(TypeError, match=r"ignore_class must be an int class id.*0\.5"):
         fnn_compile(_multiclass_model(), optimizer="sgd", loss=loss, devices=1)
+
+
+# ---- logits fed to a probability loss; accuracy on multi-hot labels ---------------------------
+
+
+def test_logits_with_a_probability_loss_stop_after_the_first_execution(data):
+    """A model ending in logits trained with loss="sparse_categorical_crossentropy"
+    (from_logits=False) would train to a meaningless loss; fit raises after its first
+    execution, naming from_logits=True."""
+    x, y = data
+    t = fnn_compile(
+        _multiclass_model(), optimizer="sgd", loss="sparse_categorical_crossentropy", devices=1
+    )
+    with pytest.raises(ValueError, match=r"expects probabilities.*from_logits=True"):
+        t.fit(x, y, batch_size=BATCH, epochs=2, verbose=0)
+    assert int(t.state.step) == 1  # stopped after one step, not after two epochs
+    binary_logits = SimpleCNN(
+        1, input_shape=(6, 6, 1), filters=(4,), dense=(), output_activation=None, rngs=nnx.Rngs(0)
+    )
+    t = fnn_compile(binary_logits, optimizer="sgd", loss="binary_crossentropy", devices=1)
+    x_big = x * 100.0  # logits far outside [0, 1]
+    with pytest.raises(ValueError, match=r"'binary_crossentropy' expects probabilities"):
+        t.fit(x_big, y, batch_size=BATCH, epochs=1, verbose=0)
+
+
+def test_probabilities_and_logits_with_from_logits_train(data):
+    x, y = data
+    ok = fnn_compile(
+        _multiclass_model(),
+        optimizer="sgd",
+        loss=fnn.losses.get("sparse_categorical_crossentropy", from_logits=True),
+        devices=1,
+    )
+    ok.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    softmax = SimpleCNN(3, input_shape=(6, 6, 1), filters=(4,), dense=(), rngs=nnx.Rngs(1))
+    probs = fnn_compile(softmax, optimizer="sgd", loss="sparse_categorical_crossentropy", devices=1)
+    probs.fit(x, y, batch_size=BATCH, steps_per_epoch=2, epochs=2, verbose=0)
+    assert int(probs.state.step) == 4
+
+
+def test_accuracy_on_multi_hot_labels_warns_and_names_binary_accuracy(data):
+    x, _ = data
+    model = SimpleCNN(
+        3, input_shape=(6, 6, 1), filters=(4,), dense=(), task="multilabel", rngs=nnx.Rngs(2)
+    )
+    multi_hot = (np.random.default_rng(1).uniform(size=(N, 3)) > 0.5).astype(np.float32)
+    t = fnn_compile(
+        model, optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"], devices=1
+    )
+    with pytest.warns(UserWarning, match=r"multi-hot y .*metrics=\['binary_accuracy'\]"):
+        t.fit(x, multi_hot, batch_size=BATCH, epochs=1, verbose=0)
+    one_hot = np.eye(3, dtype=np.float32)[np.arange(N) % 3]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t.fit(x, one_hot, batch_size=BATCH, epochs=1, verbose=0)
