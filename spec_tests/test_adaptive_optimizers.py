@@ -15,6 +15,7 @@ import optax
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from optimizer_problems import make_problems, trajectory
 
 from fnn import optimizers as fo
@@ -292,6 +293,61 @@ def test_rmsprop_momentum_equals_optax_for_constant_lr(problems):
     (_, _), ours = trajectory(fo.rmsprop(1e-2, momentum=0.9), problems)
     (_, _), theirs = trajectory(optax.rmsprop(1e-2, momentum=0.9), problems)
     assert_trees_close(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+LION_TWINS = {
+    "default_decay": (lambda: fo.lion(3e-3), lambda: optax.lion(3e-3)),
+    "no_decay": (
+        lambda: fo.lion(3e-3, b1=0.8, b2=0.95, weight_decay=None),
+        lambda: optax.lion(3e-3, b1=0.8, b2=0.95, weight_decay=0.0),
+    ),
+    "schedule_masked_decay": (
+        lambda: fo.lion(optax.cosine_decay_schedule(3e-3, 100), weight_decay=0.1, mask=_kernels),
+        lambda: optax.lion(optax.cosine_decay_schedule(3e-3, 100), weight_decay=0.1, mask=_kernels),
+    ),
+}
+
+
+def _kernels(params):  # decay every leaf except the CNN's biases
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not jax.tree_util.keystr(path).endswith("_b']"), params
+    )
+
+
+@pytest.mark.parametrize("case", list(LION_TWINS))
+def test_lion_is_optax_lion_bit_for_bit(problems, case):
+    """The Optax convention computes optax.lion's operations in optax.lion's order: equal bits
+    over 100 steps on the parabola, Rosenbrock and the small CNN (with decay, mask, schedule)."""
+    ours, theirs = LION_TWINS[case]
+    (_, our_state), our_traj = trajectory(ours(), problems)
+    (_, _), their_traj = trajectory(theirs(), problems)
+    for x, y in zip(jax.tree.leaves(our_traj), jax.tree.leaves(their_traj)):
+        np.testing.assert_array_equal(x, y)
+    assert int(our_state.count) == 100
+
+
+def test_lion_steps_are_plus_minus_eta_and_momentum_uses_b2():
+    """Chen et al. 2023, Algorithm 2: c = β₁m + (1 − β₁)∇, θ ← θ − η(sign c + λθ), m ← β₂m + (1 − β₂)∇.
+    A float64 transcription over 30 steps (β₁ = 0.5, β₂ = 0.9 make the two betas' roles visible)."""
+    rng = np.random.default_rng(3)
+    theta, m = rng.standard_normal(6), np.zeros(6)
+    grads = rng.standard_normal((30, 6))
+    eta, lam, ours = 0.01, 0.2, []
+    tx = fo.lion(eta, b1=0.5, b2=0.9, weight_decay=lam)
+    with jax.enable_x64(True):
+        p = jnp.asarray(theta)
+        state = tx.init(p)
+        for g in grads:
+            u, state = tx.update(jnp.asarray(g), state, p)
+            p = p + u
+            ours.append(np.asarray(p))
+    expected = []
+    for g in grads:
+        c = 0.5 * m + 0.5 * g
+        theta = theta - eta * (np.sign(c) + lam * theta)
+        m = 0.9 * m + 0.1 * g
+        expected.append(theta)
+    np.testing.assert_allclose(np.stack(ours), np.stack(expected), rtol=1e-12, atol=1e-14)
 
 
 def test_simplified_adam_early_steps_differ_from_bias_corrected_adam():
@@ -883,6 +939,196 @@ def test_first_bias_corrected_adam_step_has_magnitude_eta(grads):
     np.testing.assert_array_equal(np.sign(u), -np.sign(grads))
 
 
+# Invariants for every rule. Each configuration compiles ONE program, shared by every property:
+# K = 4 updates from a fresh state, parameters held fixed (no rule below reads them except FTRL
+# and weight decay, whose first step is from θ₀ anyway).
+
+K, N = 4, 5
+ETA = 0.01
+
+
+def _nadam_keras_first_step_bound(b1):
+    """Keras Nadam at t = 1: m̄ = ∇(1 + μ₂(1 − β₁)/(1 − μ₁μ₂)), μₜ = β₁(1 − ½·0.96ᵗ)."""
+    mu1, mu2 = b1 * (1 - 0.5 * 0.96), b1 * (1 - 0.5 * 0.96**2)
+    return 1 + mu2 * (1 - b1) / (1 - mu1 * mu2)
+
+
+# name -> (optimizer, bound on |Δθ₁| / η for any gradient, or "linear" (|Δθ₁| = factor·η|∇|))
+EVERY_RULE = {
+    "sgd": (lambda: fo.sgd(ETA), ("linear", 1.0)),
+    "momentum": (lambda: fo.momentum(ETA, 0.9), ("linear", 1.0)),
+    "nesterov": (lambda: fo.nesterov(ETA, 0.9), ("linear", 1.9)),
+    "adagrad": (lambda: fo.adagrad(ETA), 1.0),  # η|∇|/√(G₀ + ∇² + ε) ≤ η
+    "adagrad_keras": (lambda: fo.adagrad(ETA, convention="keras"), 1.0),
+    "rmsprop": (lambda: fo.rmsprop(ETA), 1 / np.sqrt(0.1)),  # η|∇|/√((1 − ρ)∇² + ε)
+    "rmsprop_keras": (lambda: fo.rmsprop(ETA, convention="keras"), 1 / np.sqrt(0.1)),
+    "rmsprop_centered": (lambda: fo.rmsprop(ETA, centered=True), 1 / np.sqrt(0.9 * 0.1)),
+    "rmsprop_momentum": (lambda: fo.rmsprop(ETA, momentum=0.9), 1 / np.sqrt(0.1)),
+    # η·√(ε/((1 − ρ)∇² + ε))·|∇| ≤ η·√(ε/(1 − ρ)) when |∇| ≥ 1, ≤ η always: use the latter.
+    "adadelta": (lambda: fo.adadelta(ETA), 1.0),
+    "adadelta_keras": (lambda: fo.adadelta(ETA, convention="keras"), 1.0),
+    "adam": (lambda: fo.adam(ETA), 1.0),  # m̂₁ = ∇, v̂₁ = ∇²: η|∇|/(|∇| + ε)
+    "adam_keras": (lambda: fo.adam(ETA, eps=1e-7, convention="keras"), 1.0),
+    "adam_simplified": (lambda: fo.adam_simplified(ETA), 0.1 / np.sqrt(0.001)),
+    "amsgrad": (lambda: fo.amsgrad(ETA), 1.0),
+    "amsgrad_keras": (lambda: fo.amsgrad(ETA, convention="keras"), 1.0),
+    "adamax": (lambda: fo.adamax(ETA), 1.0),
+    "adamax_keras": (lambda: fo.adamax(ETA, convention="keras"), 1.0),
+    "nadam": (lambda: fo.nadam(ETA), (1 + 2 * 0.9) / (1 + 0.9)),  # β₁/(1 + β₁) + 1
+    "nadam_keras": (
+        lambda: fo.nadam(ETA, eps=1e-7, convention="keras"),
+        _nadam_keras_first_step_bound(0.9),
+    ),
+    "lion": (lambda: fo.lion(ETA, weight_decay=None), 1.0),  # |sign| = 1
+    "lion_keras": (lambda: fo.lion(ETA, convention="keras", weight_decay=None), 1.0),
+    "fused_adam": (lambda: fo.fused_adam(ETA), 1.0),
+}
+
+# Scale invariance, update(c∇) = update(∇) for c > 0, holds exactly in arithmetic when ε = 0
+# (Adam family, RMSProp, AdaGrad with G₀ = 0) and for Lion's sign; with ε > 0 it is the limit
+# ε ≪ √v̂ (Adam, AMSGrad, Nadam), ε ≪ max(β₂u, |∇|) (AdaMax), ε ≪ E[∇²] (RMSProp, AdaDelta:
+# its ε also sits in the numerator √(E[Δ²] + ε), which sets the step's size, not its
+# dependence on ∇) and ε + G₀ ≪ Σ∇² (AdaGrad). In float32 it is bit for bit for c = 2ᵏ: every
+# intermediate then scales by a power of two, which rounding commutes with.
+SCALE_FREE = {
+    "adagrad": lambda: fo.adagrad(ETA, initial_accumulator_value=0.0, eps=0.0),
+    "adagrad_keras": lambda: fo.adagrad(ETA, 0.0, 0.0, convention="keras"),
+    "rmsprop": lambda: fo.rmsprop(ETA, eps=0.0),
+    "rmsprop_keras": lambda: fo.rmsprop(ETA, eps=0.0, convention="keras"),
+    "rmsprop_centered_momentum": lambda: fo.rmsprop(ETA, eps=0.0, centered=True, momentum=0.9),
+    "adadelta": lambda: fo.adadelta(1.0, eps=1e-30),  # ε below half an ulp of E[∇²]
+    "adadelta_keras": lambda: fo.adadelta(1.0, eps=1e-30, convention="keras"),
+    "adam": lambda: fo.adam(ETA, eps=0.0),
+    "adam_keras": lambda: fo.adam(ETA, eps=0.0, convention="keras"),
+    "adam_simplified": lambda: fo.adam_simplified(ETA, eps=0.0),
+    "amsgrad": lambda: fo.amsgrad(ETA, eps=0.0),
+    "amsgrad_keras": lambda: fo.amsgrad(ETA, eps=0.0, convention="keras"),
+    "adamax": lambda: fo.adamax(ETA, eps=0.0),
+    "adamax_keras": lambda: fo.adamax(ETA, eps=0.0, convention="keras"),
+    "nadam": lambda: fo.nadam(ETA, eps=0.0),
+    "nadam_keras": lambda: fo.nadam(ETA, eps=0.0, convention="keras"),
+    "lion": lambda: fo.lion(ETA, weight_decay=None),  # any ε: Lion has none
+    "lion_keras": lambda: fo.lion(ETA, convention="keras", weight_decay=None),
+    "fused_adam": lambda: fo.fused_adam(ETA, eps=0.0),
+}
+LINEAR = ["sgd", "momentum", "nesterov"]  # update(c∇) = c·update(∇): homogeneous, not invariant
+_RUNS: dict = {}
+
+
+def _run(key, make):
+    """The K updates of `make()` for gradients [K, N] at fixed params [N]: one compiled program."""
+    if key not in _RUNS:
+        tx = make()
+
+        def run(params, grads):
+            def body(state, g):
+                u, state = tx.update(g, state, params)
+                return state, u
+
+            return jax.lax.scan(body, tx.init(params), grads)[1]
+
+        _RUNS[key] = jax.jit(run)
+    return _RUNS[key]
+
+
+def _normal_f32(lo, hi):
+    """Signed float32 magnitudes in [lo, hi] (normal numbers: XLA:CPU flushes subnormals)."""
+    magnitude = st.floats(float(np.float32(lo)), float(np.float32(hi)), width=32)
+    return st.tuples(magnitude, st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
+
+
+_grads = hnp.arrays(np.float32, (K, N), elements=_normal_f32(1e-2, 1e2))
+_params = hnp.arrays(np.float32, (N,), elements=_normal_f32(1e-3, 1e3))
+
+
+@given(_params)
+def test_zero_gradient_leaves_parameters_unchanged_for_every_rule(params):
+    """No gradient, no step: every rule (no weight decay) leaves θ exactly as it was, K steps
+    from a fresh state. FTRL is the exception, below: its iterate is a function of z."""
+    zeros = np.zeros((K, N), np.float32)
+    for name, (make, _) in EVERY_RULE.items():
+        updates = np.asarray(_run(name, make)(params, zeros))
+        applied = params + updates  # θ + u, as optax.apply_updates
+        np.testing.assert_array_equal(applied, np.broadcast_to(params, (K, N)), err_msg=name)
+
+
+@given(_params)
+def test_ftrl_with_zero_gradients_sits_at_its_proximal_point(params):
+    """FTRL's θ is (clip(z, ±λ₁) − z)/q, with z = 0 after zero gradients: θ₁ = 0 from any θ₀
+    (Keras' Ftrl does the same), and it stays there."""
+    updates = np.asarray(_run("ftrl", lambda: fo.ftrl(ETA))(params, np.zeros((K, N), np.float32)))
+    np.testing.assert_array_equal(params + updates[0], 0.0)
+
+
+@given(_grads, st.integers(-12, 12))
+def test_scale_invariance_bit_for_bit_for_powers_of_two(grads, k):
+    """update(c∇) = update(∇) for c = 2ᵏ, every step, bit for bit (see SCALE_FREE)."""
+    params = np.ones(N, np.float32)
+    c = np.float32(2.0**k)
+    for name, make in SCALE_FREE.items():
+        run = _run(("scale", name), make)
+        np.testing.assert_array_equal(run(params, grads * c), run(params, grads), err_msg=name)
+    for name in LINEAR:
+        run = _run(name, EVERY_RULE[name][0])
+        np.testing.assert_array_equal(run(params, grads * c), c * run(params, grads), err_msg=name)
+
+
+@given(_grads, st.floats(1e-3, 1e3))
+def test_scale_invariance_within_rounding_for_any_positive_factor(grads, c):
+    params = np.ones(N, np.float32)
+    scaled = (grads * np.float32(c)).astype(np.float32)
+    for name, make in SCALE_FREE.items():
+        if name.startswith("lion"):
+            continue  # sign(c·x) = sign(x) exactly; a rounding near x = 0 could flip it
+        run = _run(("scale", name), make)
+        np.testing.assert_allclose(run(params, scaled), run(params, grads), rtol=2e-5, err_msg=name)
+
+
+@given(
+    hnp.arrays(np.float32, (N,), elements=st.floats(0.5, 4.0, width=32)),
+    hnp.arrays(np.float32, (N,), elements=_normal_f32(1.0, 10.0)),
+)
+def test_first_step_descends_a_convex_quadratic(curvature, offset):
+    """L(θ) = ½Σaᵢ(θᵢ − θ*ᵢ)², a ∈ [0.5, 4], |θ₀ − θ*| ∈ [1, 10], η = 0.01: every rule's first
+    step moves each coordinate against its gradient, by less than twice its distance to θ*, so
+    L decreases (later steps of momentum methods may overshoot; `test_sgd_never_increases...`
+    covers plain gradient descent over many steps)."""
+    theta0 = np.zeros(N, np.float32)
+    target = -offset  # θ₀ − θ* = offset
+    g = curvature * (theta0 - target)
+    grads = np.broadcast_to(g, (K, N)).astype(np.float32)
+
+    def loss(t):
+        return 0.5 * np.sum(curvature.astype(np.float64) * (t - target.astype(np.float64)) ** 2)
+
+    for name, (make, _) in EVERY_RULE.items():
+        step = np.asarray(_run(name, make)(theta0, grads))[0].astype(np.float64)
+        assert np.all(np.sign(step) == -np.sign(g)), name
+        assert np.all(np.abs(step) < 2 * np.abs(offset)), name
+        assert loss(theta0 + step) < loss(theta0), name
+
+
+@given(hnp.arrays(np.float32, (K, N), elements=_normal_f32(1e-6, 1e6)))
+def test_first_step_is_bounded(grads):
+    """|Δθ₁| ≤ bound·η whatever the gradient's size (Adam family, AdaMax, Lion: η; Nadam:
+    η(1 + 2β₁)/(1 + β₁) (Optax) or η(1 + μ₂(1 − β₁)/(1 − μ₁μ₂)) (Keras); RMSProp η/√(1 − ρ),
+    centered η/√(ρ(1 − ρ)); AdaGrad, AdaDelta η; the slide's simplified Adam η(1 − β₁)/√(1 − β₂));
+    gradient descent is linear instead: |Δθ₁| = η|∇| (Nesterov (1 + γ)η|∇|). The 1e-6 allows the
+    float32 rounding of 1 − β (e.g. 1 − f32(0.999) ≠ 0.001)."""
+    params = np.ones(N, np.float32)
+    for name, (make, bound) in EVERY_RULE.items():
+        first = np.abs(np.asarray(_run(name, make)(params, grads))[0]).astype(np.float64)
+        if isinstance(bound, tuple):
+            expected = bound[1] * ETA * np.abs(grads[0].astype(np.float64))
+            np.testing.assert_allclose(first, expected, rtol=1e-6, err_msg=name)
+        else:
+            assert np.all(first <= bound * ETA * (1 + 1e-6)), (name, first.max() / ETA, bound)
+    lion = np.abs(np.asarray(_run("lion", EVERY_RULE["lion"][0])(params, grads))[0])
+    np.testing.assert_array_equal(lion, np.float32(ETA))  # Lion: exactly η per coordinate
+    ftrl = np.asarray(_run("ftrl", lambda: fo.ftrl(ETA))(params, grads))[0]
+    assert np.all(np.abs(params + ftrl) <= np.abs(params) + ETA * (1 + 1e-6))  # |θ₁| ≤ |θ₀| + η
+
+
 ALL = {
     "adagrad": lambda: fo.adagrad(0.1),
     "rmsprop": lambda: fo.rmsprop(0.01, centered=True, momentum=0.9),
@@ -895,6 +1141,11 @@ ALL = {
     "nadam_keras": lambda: fo.nadam(0.1, convention="keras"),
     "adadelta": lambda: fo.adadelta(1.0),
     "ftrl": lambda: fo.ftrl(0.1, l1_regularization_strength=0.01),
+    "lion": lambda: fo.lion(optax.linear_schedule(0.1, 0.0, 10)),
+    "lion_keras_decay": lambda: fo.lion(0.1, convention="keras", weight_decay=0.1),
+    "rmsprop_keras": lambda: fo.rmsprop(0.01, momentum=0.5, convention="keras"),
+    "adagrad_keras": lambda: fo.adagrad(0.1, convention="keras", weight_decay=0.01),
+    "adadelta_keras": lambda: fo.adadelta(1.0, convention="keras"),
 }
 
 
