@@ -45,23 +45,26 @@ Two sets of defaults
 | `adadelta` | Zeiler's Δ = −√(E[Δ²]+ε)/√(E[∇²]+ε)·∇ | (same rule, Keras' rounding) |
 | `lion` | θ ← θ − η(sign(β₁m + (1−β₁)∇) + λθ), m ← β₂m + (1−β₂)∇ | decay before the step |
 | `ftrl` | FTRL-Proximal (Keras only) | — |
-| `fused_adam` | `adam` with (m, v) interleaved, for flat buffers | as `adam` |
 
 Keras' float32 arithmetic
 -------------------------
 ``convention="keras"`` (and every `get` optimizer) computes Keras 3's formula in Keras' order of
 float32 operations, casts included (Nadam's ``1 − β₁`` is ``1 − float32(β₁)``; weight decay is
-``θ − θ·λ·η`` assigned before the step). Run eagerly, each update is then bit for bit Keras'
-(for FTRL up to the final rounding of ``θ + (θ_new − θ)``: Keras assigns θ_new, an Optax update is
-added). Under ``jax.jit`` XLA:CPU contracts ``a·b + c`` into fused multiply-adds, in fnn's
-programs and in Keras' compiled train steps alike, so compiled updates agree to a few ulps.
+``θ − θ·λ·η`` assigned before the step). Run eagerly, each update is then bit for bit that of
+Keras on its JAX backend (where XLA also turns ``x / scalar`` into ``x · (1/scalar)``), step after
+step; the exceptions are single roundings that do not accumulate: FTRL (Keras assigns θ_new, an
+Optax update adds θ_new − θ) and weight decay in a step that changes θ by more than a factor
+of two (θ₂ − θ is then rounded). Under
+``jax.jit`` XLA:CPU contracts ``a·b + c`` into fused multiply-adds, in fnn's programs and in
+Keras' compiled train steps alike, so compiled updates agree to a few ulps.
 
-Fused path
-----------
-PyTorch's ``fused``/``foreach`` optimizers update every tensor in one kernel. The JAX equivalent
-here: keep the parameters as one flat buffer (`flatten`; the loss unflattens them, so gradients
-arrive flat) and update it with `fused_adam` (Adam with ``m`` and ``v`` interleaved, so one loop
-updates both moments). See ``BENCHMARKS.md`` for the measured gain over Optax.
+Flat buffers; no fused path
+---------------------------
+`flatten` views a parameter tree as one flat buffer (the loss unflattens it), so any rule here
+updates it in a few big loops instead of a few per leaf. ``fused_adam`` (Adam with interleaved
+moments for such buffers) was removed in favour of `adam`: measured side by side it reached
+1.0–1.2× Optax Adam, never the 1.3× it was kept for, because XLA:CPU cannot write θ, m and v in
+one loop (``BENCHMARKS.md``). The name remains as a deprecated alias of `adam`.
 
 References: the lecture slides "Training CNNs: optimizers"; Kingma & Ba 2015 (Adam, AdaMax);
 Duchi et al. 2011 (AdaGrad); Tieleman & Hinton 2012 (RMSProp); Zeiler 2012 (AdaDelta); Dozat
@@ -72,6 +75,7 @@ Duchi et al. 2011 (AdaGrad); Tieleman & Hinton 2012 (RMSProp); Zeiler 2012 (AdaD
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -89,7 +93,6 @@ __all__ = [
     "AdamState",
     "AdamaxState",
     "FtrlState",
-    "FusedAdamState",
     "LionState",
     "MomentumState",
     "NadamState",
@@ -104,7 +107,6 @@ __all__ = [
     "amsgrad",
     "flatten",
     "ftrl",
-    "fused_adam",
     "get",
     "learning_rate",
     "lion",
@@ -937,113 +939,6 @@ def adam(
     return _optimizer("adam", AdamState, learning_rate, weight_decay, mask, rule, init_fields)
 
 
-class FusedAdamState(NamedTuple):
-    """State of `fused_adam`: both Adam moments interleaved in one buffer per parameter leaf."""
-
-    count: jax.Array  # shape=(), dtype=int32
-    learning_rate: jax.Array  # shape=(), dtype=float32
-    moments: Any  # tree like params, each leaf [*param.shape, 2]: [..., 0] = m, [..., 1] = v
-
-
-def fused_adam(
-    learning_rate: ScalarOrSchedule = 0.001,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
-    *,
-    convention: str = "optax",
-    weight_decay: float | None = None,
-    mask=None,
-) -> optax.GradientTransformation:
-    r"""`adam` with both moments in one interleaved buffer: the fused path's optimizer.
-
-    Same rule and numbers as `adam` (either convention). XLA on CPU does not fuse the three
-    loops of an Adam step (update m, update v, update θ) into one, so a plain Adam moves about
-    40 bytes per parameter (m: read g, m, write m; v: read g, v, write v; θ: read θ, m, v, write
-    θ) instead of the 28 that one pass needs. Keeping ``(m, v)`` side by side as a ``[..., 2]``
-    array lets one loop update both moments from a single read of ∇, which brings it to 36 bytes.
-    Combine it with `flatten` (all parameters in one flat buffer, so each step is two loops over
-    memory instead of 2–3 per leaf), as PyTorch's ``fused=True`` / ``foreach=True`` Adam do with
-    one kernel over all tensors. The measured speed-up is in ``BENCHMARKS.md``.
-
-    Args:
-      learning_rate: η, a float ≥ 0 or an Optax schedule.
-      b1: β₁ ∈ [0, 1).
-      b2: β₂ ∈ [0, 1).
-      eps: ε.
-      eps_root: ε inside the root.
-      convention: ``"optax"`` or ``"keras"`` (see `adam`).
-      weight_decay: λ, decoupled weight decay (AdamW), or None.
-      mask: which leaves weight decay applies to.
-
-    Returns:
-      ``optax.GradientTransformation`` with state `FusedAdamState`.
-
-    Examples:
-      >>> import jax.numpy as jnp, optax
-      >>> flat, unflatten = flatten({"w": jnp.ones((2, 2)), "b": jnp.zeros(2)})
-      >>> tx = fused_adam(0.1)
-      >>> state = tx.init(flat)
-      >>> state.moments.shape
-      (6, 2)
-      >>> u, state = tx.update(jnp.ones(6), state, flat)
-      >>> [round(x, 4) for x in unflatten(optax.apply_updates(flat, u))["b"].tolist()]
-      [-0.1, -0.1]
-    """
-    keras = _check_adam_args(learning_rate, b1, b2, eps, eps_root, weight_decay, convention)
-
-    def rule(lr, count, state):
-        bc1 = 1 - _pow(b1, count)
-        bc2 = 1 - _pow(b2, count)
-
-        def leaf(g, mv, p, decayed):
-            # One loop over [..., 2]: column 0 is m (decay β₁, input ∇), column 1 is v (β₂, ∇²).
-            first = jax.lax.broadcasted_iota(jnp.int32, (2,), 0) == 0
-            # 1 − β is formed before the cast, as `adam` does (1 − f32(0.999) is off by 5e-5).
-            decay = jnp.where(first, b1, b2).astype(g.dtype)
-            one_minus = jnp.where(first, 1 - b1, 1 - b2).astype(g.dtype)
-            gg = g[..., None] * jnp.where(first, jnp.ones((), g.dtype), g[..., None])
-            if keras:
-                mv = mv + (gg - mv) * one_minus
-            else:
-                mv = one_minus * gg + decay * mv
-            m, v = mv[..., 0], mv[..., 1]
-            eta = lr.astype(g.dtype)
-            if keras:
-                alpha = (lr * jnp.sqrt(bc2) / bc1).astype(g.dtype)
-                u = -(m * alpha) / (jnp.sqrt(v + eps_root) + eps)
-                if decayed:
-                    u = _keras_decay(u, p, eta, weight_decay)
-                return u, mv
-            direction = (m / bc1.astype(m.dtype)) / (
-                jnp.sqrt(v / bc2.astype(v.dtype) + eps_root) + eps
-            )
-            if decayed:
-                return -eta * (direction + weight_decay * p), mv
-            return -eta * direction, mv
-
-        return leaf
-
-    def init_fields(params):
-        moments = jax.tree.map(lambda p: jnp.zeros((*jnp.shape(p), 2), jnp.result_type(p)), params)
-        return dict(moments=moments)
-
-    def param_shapes(moments):  # each moments leaf is [*param.shape, 2]
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1], x.dtype), moments)
-
-    return _optimizer(
-        "fused_adam",
-        FusedAdamState,
-        learning_rate,
-        weight_decay,
-        mask,
-        rule,
-        init_fields,
-        slot_shape=param_shapes,
-    )
-
-
 def adam_simplified(
     learning_rate: ScalarOrSchedule = 0.001,
     b1: float = 0.9,
@@ -1560,12 +1455,14 @@ def _find_lr(state):
 
 
 def flatten(params) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
-    """View a parameter pytree as one flat buffer: the fused-optimizer path.
+    """View a parameter pytree as one flat buffer (``jax.flatten_util.ravel_pytree``).
 
-    PyTorch's fused/foreach optimizers update all tensors in one kernel. In JAX the equivalent
-    is to keep the parameters as one 1-D buffer and unflatten (slices and reshapes that XLA
-    fuses away) inside the loss: gradients then arrive flat, and any optimizer here runs one
-    fused loop over the buffer instead of one loop per leaf.
+    PyTorch's fused/foreach optimizers update all tensors in one kernel. The JAX counterpart is
+    to keep the parameters as one 1-D buffer and unflatten (slices and reshapes that XLA fuses
+    away) inside the loss: gradients then arrive flat, and any optimizer here runs a few loops
+    over the whole buffer instead of a few per leaf. On XLA:CPU this measured 0.9–1.2× the
+    per-leaf update for Adam (``BENCHMARKS.md``): worth it for trees of thousands of tiny
+    leaves, not as a speed-up for ordinary networks.
 
     Args:
       params: pytree of arrays (all of one float dtype for a lossless round trip).
@@ -1611,10 +1508,6 @@ _KERAS = {
     ),
     "adamax": (adamax, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
     "nadam": (nadam, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
-    "fused_adam": (
-        fused_adam,
-        dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras"),
-    ),
     "adadelta": (adadelta, dict(learning_rate=0.001, rho=0.95, eps=1e-7, convention="keras")),
     "lion": (
         lion,
@@ -1630,6 +1523,39 @@ _KERAS_ARG_NAMES = {"beta_1": "b1", "beta_2": "b2", "epsilon": "eps"}
 def names() -> list[str]:
     """The identifiers `get` accepts (Keras' lower-cased names plus the lecture's variants)."""
     return sorted(_KERAS)
+
+
+_DEPRECATED = "fnn.optimizers.fused_adam is deprecated: use fnn.optimizers.adam (the same numbers)"
+
+
+def fused_adam(*args, **kwargs) -> optax.GradientTransformation:
+    """Deprecated alias of `adam` (same arguments, same numbers, state `AdamState`).
+
+    The fused path (Adam with interleaved moments over a flat buffer) was removed: it never
+    earned the 1.3× over Optax Adam it was kept for (``BENCHMARKS.md``).
+
+    Examples:
+      >>> import warnings
+      >>> with warnings.catch_warnings(record=True) as caught:
+      ...     warnings.simplefilter("always")
+      ...     tx = fused_adam(0.1)
+      >>> caught[0].category.__name__
+      'DeprecationWarning'
+    """
+    warnings.warn(_DEPRECATED, DeprecationWarning, stacklevel=2)
+    return adam(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    if name == "FusedAdamState":
+        warnings.warn(
+            "fnn.optimizers.FusedAdamState is deprecated: fused_adam is now adam, whose state "
+            "is AdamState",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return AdamState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get(name_or_tx, **overrides) -> optax.GradientTransformation:
@@ -1678,6 +1604,9 @@ def get(name_or_tx, **overrides) -> optax.GradientTransformation:
                 f"{type(tx).__name__} from {getattr(name_or_tx, '__name__', name_or_tx)!r}"
             )
         return tx
+    if isinstance(name_or_tx, str) and name_or_tx.lower() == "fused_adam":
+        warnings.warn(_DEPRECATED, DeprecationWarning, stacklevel=2)
+        name_or_tx = "adam"
     factory, defaults = lookup("optimizer", name_or_tx, _KERAS)
     kwargs = dict(defaults)
     key = name_or_tx.lower()
