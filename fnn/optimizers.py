@@ -1267,7 +1267,7 @@ def lion(
       >>> tx = lion(0.1, weight_decay=None)
       >>> u, state = tx.update(jnp.array([3.0, -1e-6, 0.0]), tx.init(jnp.zeros(3)))
       >>> u  # ±η whatever the gradient's size; 0 where c = 0
-      Array([-0.1,  0.1,  0. ], dtype=float32)
+      Array([-0.1,  0.1, -0. ], dtype=float32)
     """
     _check_lr(learning_rate)
     _check_unit("b1", b1, closed=True)
