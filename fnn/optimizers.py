@@ -1564,7 +1564,8 @@ def get(name_or_tx, **overrides) -> optax.GradientTransformation:
     ``get("adam")`` is Keras' ``Adam()``: η = 0.001, β₁ = 0.9, β₂ = 0.999, ε = 1e-7 and
     ``convention="keras"`` — what the lecture's ``model.compile(optimizer="adam")`` uses.
     Defaults: sgd η=0.01 (no momentum); rmsprop η=0.001, ρ=0.9, ε=1e-7; adagrad η=0.001,
-    G₀=0.1, ε=1e-7; adamw λ=0.004; adadelta η=0.001, ρ=0.95, ε=1e-7; ftrl η=0.001.
+    G₀=0.1, ε=1e-7; adamw λ=0.004; adadelta η=0.001, ρ=0.95, ε=1e-7; ftrl η=0.001; lion η=0.001,
+    β₁=0.9, β₂=0.99, no weight decay.
     ``overrides`` replace them, in fnn/Optax names (``b1``, ``eps``, ``decay``) or Keras'
     (``beta_1``, ``beta_2``, ``epsilon``; ``rho`` for RMSprop). Names are case-insensitive.
 

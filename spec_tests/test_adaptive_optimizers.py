@@ -320,8 +320,11 @@ def test_lion_is_optax_lion_bit_for_bit(problems, case):
     over 100 steps on the parabola, Rosenbrock and the small CNN (with decay, mask, schedule)."""
     ours, theirs = LION_TWINS[case]
     (_, our_state), our_traj = trajectory(ours(), problems)
-    (_, _), their_traj = trajectory(theirs(), problems)
+    (_, their_state), their_traj = trajectory(theirs(), problems)
     for x, y in zip(jax.tree.leaves(our_traj), jax.tree.leaves(their_traj)):
+        np.testing.assert_array_equal(x, y)
+    # The momentum too: sign() would hide a rounding difference in m from the trajectory.
+    for x, y in zip(jax.tree.leaves(our_state.mu), jax.tree.leaves(their_state[0].mu)):
         np.testing.assert_array_equal(x, y)
     assert int(our_state.count) == 100
 
@@ -1210,6 +1213,15 @@ def test_get_defaults_are_keras():
     np.testing.assert_allclose(-np.asarray(u), expected, rtol=1e-5)
     assert isinstance(fo.get("RMSprop").init(jnp.zeros(1)), fo.RmspropState)
     assert fo.get("adamw", beta_1=0.8) is not None
+    # Lion: Keras' Lion() is lr 1e-3, β = (0.9, 0.99), no weight decay (Optax's default is 1e-3),
+    # so get("lion") needs no params; the factory's Optax default decay does.
+    lion = fo.get("Lion")
+    u, state = lion.update(jnp.asarray([2.0, -3.0]), lion.init(jnp.zeros(2)))
+    np.testing.assert_array_equal(u, np.float32([-1e-3, 1e-3]))
+    assert isinstance(state, fo.LionState) and float(state.learning_rate) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="lion with weight_decay needs params"):
+        fo.lion().update(jnp.ones(2), fo.lion().init(jnp.zeros(2)))
+    assert "lion" in fo.names()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1237,6 +1249,14 @@ def test_get_defaults_are_keras():
         ),
         (lambda: fo.get("rmsprop", rho=1.2), r"decay must be in \[0, 1\), got 1.2"),
         (lambda: fo.get("adam", beta_1=-0.9), r"b1 must be in \[0, 1\), got -0.9"),
+        (lambda: fo.lion(0.1, b1=1.5), r"b1 must be in \[0, 1\], got 1.5"),
+        (lambda: fo.lion(0.1, b2=-0.1), r"b2 must be in \[0, 1\], got -0.1"),
+        (lambda: fo.lion(0.1, weight_decay=-1.0), r"weight_decay must be a finite number >= 0"),
+        (lambda: fo.lion(-0.1), r"learning_rate must be a finite number >= 0.*got -0.1"),
+        (lambda: fo.lion(0.1, convention="torch"), r"convention must be one of.*got 'torch'"),
+        (lambda: fo.rmsprop(0.1, convention="tf"), r"convention must be one of.*got 'tf'"),
+        (lambda: fo.adagrad(0.1, convention="tf"), r"convention must be one of.*got 'tf'"),
+        (lambda: fo.adadelta(0.1, convention="tf"), r"convention must be one of.*got 'tf'"),
     ],
 )
 def test_bad_hyperparameters(make, message):
