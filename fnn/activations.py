@@ -11,7 +11,8 @@ Data contract:
 * Stability: for every finite float32 input the value and the gradient are finite (no inf, no
   NaN), across the whole float32 range, not only for small numbers. The two exceptions are
   values whose exact result is itself beyond float32: `selu` for ``x > 3.24e38`` (its scale is
-  1.0507) and `log_softmax` when the spread of one row exceeds float32's range.
+  1.0507), `relu` with ``negative_slope > 1`` where ``a·(x − t)`` is, and `log_softmax` when the
+  spread of one row exceeds float32's range.
 * Defaults follow the lecture where a slide gives one: Leaky ReLU is ``max(0.1 x, x)``.
   `jax.nn.leaky_relu` uses a slope of 0.01 and Keras 0.2; PyTorch uses 0.01.
 * Derivatives at the kinks follow `jax.nn`: ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0, Leaky
