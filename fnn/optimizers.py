@@ -56,7 +56,8 @@ step; the exceptions are single roundings that do not accumulate: FTRL (Keras as
 Optax update adds θ_new − θ) and weight decay in a step that changes θ by more than a factor
 of two (θ₂ − θ is then rounded). Under
 ``jax.jit`` XLA:CPU contracts ``a·b + c`` into fused multiply-adds, in fnn's programs and in
-Keras' compiled train steps alike, so compiled updates agree to a few ulps.
+Keras' compiled train steps alike, so each compiled update agrees to a few ulps (and, like any
+rounding, the differences then accumulate over the steps).
 
 Flat buffers; no fused path
 ---------------------------
