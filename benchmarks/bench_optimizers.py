@@ -6,15 +6,17 @@ gradients, one ``jax.jit``-compiled step ``(params, state, grads) -> (params, st
 fnn and Optax steps are timed in alternating rounds in one process so that load from other jobs
 hits both; we report the median time per update and the ratio Optax/fnn (> 1: fnn is faster).
 
-The fused path keeps the same 11.04M parameters as one flat buffer (`fnn.optimizers.flatten`),
-so each update is a couple of loops over memory instead of 2-3 per leaf, and uses
-`fnn.optimizers.fused_adam` (Adam with m and v interleaved, so one loop updates both); it is
-compared with Optax Adam on the 50-leaf tree. The memory-bandwidth ceiling is measured in the same run with a donated in-place
+The flat-buffer table keeps the same 11.04M parameters as one flat buffer
+(`fnn.optimizers.flatten`), so each Adam update is 3 loops over memory instead of 3 per leaf, and
+compares fnn and Optax Adam on it with Optax Adam on the 50-leaf tree. (It replaced the fused
+path, `fused_adam` with interleaved moments, removed after it stayed below 1.3x; BENCHMARKS.md.)
+The memory-bandwidth ceiling is measured in the same run with a donated in-place
 ``p ← p + a·g`` over the flat buffer (12 bytes per element), and each row reports the share of
 it that the update reaches (bytes moved / time / bandwidth).
 
-Run:  python benchmarks/bench_optimizers.py            (about 2-4 minutes on 2 cores)
-      python benchmarks/bench_optimizers.py --quick    (a few seconds per optimizer)
+Run:  python benchmarks/bench_optimizers.py              (about 2-4 minutes on 2 cores)
+      python benchmarks/bench_optimizers.py --quick      (a few seconds per optimizer)
+      python benchmarks/bench_optimizers.py --flat-only  (only the flat-buffer table)
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ PAIRS = {
     ),
     "adadelta": (lambda: fo.adadelta(1.0), lambda: optax.adadelta(1.0), 28),
     "ftrl": (lambda: fo.ftrl(0.1), None, 28),
+    "lion": (lambda: fo.lion(LR), lambda: optax.lion(LR), 20),
+    "lion (keras convention)": (
+        lambda: fo.lion(LR, convention="keras", weight_decay=None),
+        lambda: optax.lion(LR, weight_decay=0.0),
+        20,
+    ),
 }
 
 
@@ -146,7 +154,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--only", nargs="*", help="optimizer names to run (default: all)")
-    parser.add_argument("--fused-only", action="store_true", help="only the fused-path table")
+    parser.add_argument("--flat-only", action="store_true", help="only the flat-buffer table")
     args = parser.parse_args(argv)
     # Interleave call by call: on a shared machine, load spikes then hit fnn and Optax alike.
     rounds, per_round = (6, 1) if args.quick else (40, 2)
@@ -174,7 +182,7 @@ def main(argv=None) -> None:
     print(header)
     print("-" * len(header))
 
-    names = [] if args.fused_only else (args.only or list(PAIRS))
+    names = [] if args.flat_only else (args.only or list(PAIRS))
     for name in names:
         fnn_tx, optax_tx, nbytes = PAIRS[name]
         runners = {"fnn": Runner(fnn_tx(), params, grads), "axpy": axpy}
@@ -196,16 +204,15 @@ def main(argv=None) -> None:
         del runners
 
     print()
-    print("Fused path: parameters, gradients and state as ONE flat buffer vs Optax on 50 leaves")
-    fused = {
+    print("Flat buffer: parameters, gradients and state as ONE buffer vs Optax on 50 leaves")
+    flat_runs = {
         "axpy": axpy,
-        "fnn fused_adam, flat buffer": Runner(fo.fused_adam(LR), flat, flat_grads),
-        "fnn fused_adam, 50 leaves": Runner(fo.fused_adam(LR), params, grads),
         "fnn adam, flat buffer": Runner(fo.adam(LR), flat, flat_grads),
+        "fnn adam, 50 leaves": Runner(fo.adam(LR), params, grads),
         "optax adam, 50 leaves": Runner(optax.adam(LR), params, grads),
         "optax adam, flat buffer": Runner(optax.adam(LR), flat, flat_grads),
     }
-    med, best = time_pair(fused, rounds * 2, per_round)
+    med, best = time_pair(flat_runs, rounds * 2, per_round)
     base, base_best = med["optax adam, 50 leaves"], best["optax adam, 50 leaves"]
     bw = gbps(12, size, med.pop("axpy"))
     bw_best = gbps(12, size, best.pop("axpy"))

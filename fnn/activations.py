@@ -11,7 +11,8 @@ Data contract:
 * Stability: for every finite float32 input the value and the gradient are finite (no inf, no
   NaN), across the whole float32 range, not only for small numbers. The two exceptions are
   values whose exact result is itself beyond float32: `selu` for ``x > 3.24e38`` (its scale is
-  1.0507) and `log_softmax` when the spread of one row exceeds float32's range.
+  1.0507), `relu` with ``negative_slope > 1`` where ``a·(x − t)`` is, and `log_softmax` when the
+  spread of one row exceeds float32's range.
 * Defaults follow the lecture where a slide gives one: Leaky ReLU is ``max(0.1 x, x)``.
   `jax.nn.leaky_relu` uses a slope of 0.01 and Keras 0.2; PyTorch uses 0.01.
 * Derivatives at the kinks follow `jax.nn`: ReLU'(0) = 0, ReLU6'(0) = ReLU6'(6) = 0, Leaky
@@ -113,29 +114,116 @@ def tanh(x: jax.typing.ArrayLike) -> jax.Array:
     return jnp.tanh(_float(x))
 
 
-def relu(x: jax.typing.ArrayLike) -> jax.Array:
-    r"""Rectified linear unit, the slide's :math:`\max(0, x)`.
+def _option(name: str, value, *, allow_none: bool = False, allow_inf: bool = False):
+    """Check a scalar option ``>= 0`` (None allowed when ``allow_none``); traced values pass."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        v = np.asarray(value)
+    except Exception:  # noqa: BLE001 - reported below
+        v = None
+    if v is None or v.shape != () or v.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(v)
+    if not (v >= 0 and (allow_inf or np.isfinite(v))):
+        expected = "a number >= 0" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
-    Does not saturate for ``x > 0``; :math:`\mathrm{ReLU}'(x) \in \{0, 1\}` (0 at the kink, as in
-    `jax.nn.relu`; PyTorch also uses 0). Units whose input stays negative get no gradient: the
-    slide's "dead ReLU".
+
+def relu(
+    x: jax.typing.ArrayLike,
+    negative_slope: float = 0.0,
+    max_value: float | None = None,
+    threshold: float = 0.0,
+) -> jax.Array:
+    r"""Rectified linear unit, the slide's :math:`\max(0, x)`, with Keras' three options.
+
+    With the defaults it is :math:`\max(0, x)`: it does not saturate for ``x > 0``;
+    :math:`\mathrm{ReLU}'(x) \in \{0, 1\}` (0 at the kink, as in `jax.nn.relu`; PyTorch also uses
+    0). Units whose input stays negative get no gradient: the slide's "dead ReLU".
+
+    The options follow ``keras.activations.relu`` (Keras 3), including how they combine: with
+    slope :math:`a` = ``negative_slope``, cap :math:`M` = ``max_value`` and threshold :math:`t`,
+
+    .. math:: f(x) = \begin{cases} \min(x, M) & x > t \\ a\,(x - t) & x \le t \end{cases}
+
+    (no cap when ``max_value`` is None). For :math:`t > 0` the function jumps from 0 to :math:`t`
+    at :math:`x = t`, as Keras' does. Only ``negative_slope`` set is `leaky_relu` with that slope;
+    ``max_value=6`` alone is `relu6`. The derivative is piecewise constant (0 at the kinks, as
+    `jax.nn.relu`; 1 at 0 for the pure leaky case, as `jax.nn.leaky_relu`), so finite everywhere.
+    Like ``keras.layers.ReLU`` (``keras.activations.relu`` itself does not check), negative or NaN
+    options are refused. PyTorch spells these ``LeakyReLU``, ``Hardtanh(0, M)`` and
+    ``Threshold(t, 0)`` separately.
 
     Args:
         x: any-shape floating array.
+        negative_slope: :math:`a \ge 0`, the slope below the threshold (Keras' name).
+        max_value: :math:`M \ge 0` or None, the largest value returned.
+        threshold: :math:`t \ge 0`, below which values are damped (``a > 0``) or zeroed.
 
     Returns:
         Array of the shape and dtype of ``x``.
 
+    Raises:
+        ValueError: an option that is negative or NaN (infinite for ``negative_slope`` and
+            ``threshold``), naming it and the value.
+        TypeError: an option that is not a real number.
+
     Examples:
         >>> import jax.numpy as jnp
-        >>> relu(jnp.array([-2.0, 0.0, 3.0]))
-        Array([0., 0., 3.], dtype=float32)
+        >>> x = jnp.array([-10.0, -5.0, 0.0, 5.0, 10.0])
+        >>> relu(x)
+        Array([ 0.,  0.,  0.,  5., 10.], dtype=float32)
+        >>> relu(x, negative_slope=0.5)
+        Array([-5. , -2.5,  0. ,  5. , 10. ], dtype=float32)
+        >>> relu(x, max_value=5.0)
+        Array([0., 0., 0., 5., 5.], dtype=float32)
+        >>> relu(x, threshold=5.0)
+        Array([ 0.,  0.,  0.,  0., 10.], dtype=float32)
+        >>> relu(x, negative_slope=0.1, max_value=8.0, threshold=2.0)  # a(x − t) below t
+        Array([-1.2, -0.7, -0.2,  5. ,  8. ], dtype=float32)
 
     References:
         Nair & Hinton, `Rectified Linear Units Improve Restricted Boltzmann Machines
         <https://www.cs.toronto.edu/~hinton/absps/reluICML.pdf>`_, ICML 2010
     """
-    return jax.nn.relu(_float(x))
+    _option("negative_slope", negative_slope)
+    _option("max_value", max_value, allow_none=True, allow_inf=True)
+    _option("threshold", threshold)
+    x = _float(x)
+    slope_on = _nonzero(negative_slope)
+    threshold_on = _nonzero(threshold)
+    if max_value is None and not threshold_on:
+        if not slope_on:
+            return jax.nn.relu(x)
+        return jax.nn.leaky_relu(x, negative_slope=jnp.asarray(negative_slope, x.dtype))
+    # Keras' general path, op for op: the part above t, capped, minus a·relu(t − x).
+    if threshold_on:
+        t = jnp.asarray(threshold, x.dtype)
+        y = jnp.where(x > t, x, jnp.zeros((), x.dtype))
+        negative_part = jax.nn.relu(-x + t)
+    elif _equals(max_value, 6.0):
+        y, max_value = jax.nn.relu6(x), None
+        negative_part = jax.nn.relu(-x)
+    else:
+        y = jax.nn.relu(x)
+        negative_part = jax.nn.relu(-x)
+    if max_value is not None:
+        y = jnp.clip(y, jnp.zeros((), x.dtype), jnp.asarray(max_value, x.dtype))
+    if slope_on:
+        y = y - jnp.asarray(negative_slope, x.dtype) * negative_part
+    return y
+
+
+def _nonzero(value) -> bool:
+    """Static switch: False for a concrete 0, True otherwise (also when traced)."""
+    return isinstance(value, jax.core.Tracer) or float(value) != 0.0
+
+
+def _equals(value, number: float) -> bool:
+    return value is not None and not isinstance(value, jax.core.Tracer) and float(value) == number
 
 
 def leaky_relu(x: jax.typing.ArrayLike, negative_slope: float = 0.1) -> jax.Array:

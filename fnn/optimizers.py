@@ -34,34 +34,49 @@ Two sets of defaults
 | `sgd` | θ ← θ − η∇ | (same) |
 | `momentum` | v ← γv + η∇, θ ← θ − v | (same; Optax/PyTorch keep v/η) |
 | `nesterov` | v ← γv + η∇, θ ← θ − (γv + η∇) | (same) |
-| `adagrad` | G ← G + ∇², θ ← θ − η∇/√(G + ε) | (same) |
-| `rmsprop` | E ← ρE + (1−ρ)∇², θ ← θ − η∇/√(E + ε) | (same) |
+| `adagrad` | G ← G + ∇², θ ← θ − η∇/√(G + ε) | (same rule, Keras' rounding) |
+| `rmsprop` | E ← ρE + (1−ρ)∇², θ ← θ − η∇/√(E + ε) | (same rule, Keras' rounding) |
 | `adam` | bias-corrected m̂/(√v̂ + ε) | ε added to the uncorrected √v |
 | `adam_simplified` | m/√(v + ε), no bias correction | — |
 | `adamw` | adam + decoupled decay η·λ·θ | (same decay, Keras' adam) |
 | `amsgrad` | adam with v̂max = max(v̂max, v̂) | max of the raw v |
 | `adamax` | m̂ / max(β₂u, \\|∇\\| + ε) | m̂ / (max(β₂u, \\|∇\\|) + ε) |
 | `nadam` | Nesterov-Adam (Optax: b1·m̂ₜ₊₁ + (1−b1)ĝ) | Dozat's μₜ = β₁(1 − ½·0.96ᵗ) |
-| `adadelta` | Zeiler's Δ = −√(E[Δ²]+ε)/√(E[∇²]+ε)·∇ | (same) |
+| `adadelta` | Zeiler's Δ = −√(E[Δ²]+ε)/√(E[∇²]+ε)·∇ | (same rule, Keras' rounding) |
+| `lion` | θ ← θ − η(sign(β₁m + (1−β₁)∇) + λθ), m ← β₂m + (1−β₂)∇ | decay before the step |
 | `ftrl` | FTRL-Proximal (Keras only) | — |
-| `fused_adam` | `adam` with (m, v) interleaved, for flat buffers | as `adam` |
 
-Fused path
-----------
-PyTorch's ``fused``/``foreach`` optimizers update every tensor in one kernel. The JAX equivalent
-here: keep the parameters as one flat buffer (`flatten`; the loss unflattens them, so gradients
-arrive flat) and update it with `fused_adam` (Adam with ``m`` and ``v`` interleaved, so one loop
-updates both moments). See ``BENCHMARKS.md`` for the measured gain over Optax.
+Keras' float32 arithmetic
+-------------------------
+``convention="keras"`` (and every `get` optimizer) computes Keras 3's formula in Keras' order of
+float32 operations, casts included (Nadam's ``1 − β₁`` is ``1 − float32(β₁)``; weight decay is
+``θ − θ·λ·η`` assigned before the step). Run eagerly, each update is then bit for bit that of
+Keras on its JAX backend (where XLA also turns ``x / scalar`` into ``x · (1/scalar)``), step after
+step; the exceptions are one rounding in some steps (the spec tests keep them within 1e-6
+relative over 60–200 steps): FTRL (Keras assigns θ_new, an Optax update adds θ_new − θ) and weight
+decay in a step that changes θ by more than a factor of two (θ₂ − θ is then rounded). Under
+``jax.jit`` XLA:CPU contracts ``a·b + c`` into fused multiply-adds, in fnn's programs and in
+Keras' compiled train steps alike, so each compiled update agrees to a few ulps (and, like any
+rounding, the differences then accumulate over the steps).
+
+Flat buffers; no fused path
+---------------------------
+`flatten` views a parameter tree as one flat buffer (the loss unflattens it), so any rule here
+updates it in a few big loops instead of a few per leaf. ``fused_adam`` (Adam with interleaved
+moments for such buffers) was removed in favour of `adam`: measured side by side it reached
+1.0–1.2× Optax Adam, never the 1.3× it was kept for, because XLA:CPU cannot write θ, m and v in
+one loop (``BENCHMARKS.md``). The name remains as a deprecated alias of `adam`.
 
 References: the lecture slides "Training CNNs: optimizers"; Kingma & Ba 2015 (Adam, AdaMax);
 Duchi et al. 2011 (AdaGrad); Tieleman & Hinton 2012 (RMSProp); Zeiler 2012 (AdaDelta); Dozat
 2016 (Nadam); Loshchilov & Hutter 2019 (AdamW); Reddi et al. 2018 (AMSGrad); McMahan et al. 2013
-(FTRL-Proximal).
+(FTRL-Proximal); Chen et al. 2023 (Lion).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -79,7 +94,7 @@ __all__ = [
     "AdamState",
     "AdamaxState",
     "FtrlState",
-    "FusedAdamState",
+    "LionState",
     "MomentumState",
     "NadamState",
     "RmspropState",
@@ -93,9 +108,9 @@ __all__ = [
     "amsgrad",
     "flatten",
     "ftrl",
-    "fused_adam",
     "get",
     "learning_rate",
+    "lion",
     "momentum",
     "nadam",
     "names",
@@ -182,6 +197,14 @@ class AdadeltaState(NamedTuple):
     learning_rate: jax.Array  # shape=(), dtype=float32
     e_g: Any  # tree like params
     e_x: Any  # tree like params
+
+
+class LionState(NamedTuple):
+    """State of `lion`: the momentum ``mu`` (an EMA of gradients with β₂)."""
+
+    count: jax.Array  # shape=(), dtype=int32
+    learning_rate: jax.Array  # shape=(), dtype=float32
+    mu: Any  # tree like params
 
 
 class FtrlState(NamedTuple):
@@ -349,6 +372,17 @@ def _zeros_like(params):
     return jax.tree.map(jnp.zeros_like, params)
 
 
+def _keras_decay(u, p, eta, weight_decay):
+    """Keras' decoupled weight decay around the update ``u``, as one additive update.
+
+    Keras first assigns ``θ₁ = θ − θ·λ·η`` (in this order, in θ's dtype), then ``θ₂ = θ₁ + u``.
+    Returned is ``θ₂ − θ``: ``θ + (θ₂ − θ)`` gives Keras' θ₂ exactly whenever θ₂ lies within a factor
+    of 2 of θ (Sterbenz), i.e. for every step that does not change θ's binary exponent by more than one.
+    """
+    decayed = p - p * jnp.asarray(weight_decay, p.dtype) * eta.astype(p.dtype)
+    return (decayed + u) - p
+
+
 def _optimizer(
     name: str,
     state_type: type,
@@ -473,7 +507,7 @@ def sgd(
         def leaf(g, p, decayed):
             u = jnp.asarray(step, g.dtype) * g
             if decayed:
-                u = u - p * jnp.asarray(lr * weight_decay, p.dtype)
+                u = _keras_decay(u, p, lr, weight_decay)
             return (u,)
 
         return leaf
@@ -529,7 +563,7 @@ def momentum(
             v = momentum * v + g_eta
             u = -(momentum * v + g_eta) if nesterov else -v
             if decayed:
-                u = u - p * (eta * weight_decay)
+                u = _keras_decay(u, p, eta, weight_decay)
             return u, v
 
         return leaf
@@ -588,6 +622,7 @@ def adagrad(
     initial_accumulator_value: float = 0.1,
     eps: float = 1e-7,
     *,
+    convention: str = "optax",
     weight_decay: float | None = None,
     mask=None,
 ) -> optax.GradientTransformation:
@@ -600,14 +635,16 @@ def adagrad(
       initial_accumulator_value: G₀. The slide starts at 0; Keras and Optax start at 0.1 (the
         default here), which keeps the first steps ≤ η·|∇|/√0.1.
       eps: ε, added inside the root (as Keras and Optax do).
+      convention: ``"optax"`` (``∇·rsqrt(G + ε)``, 0 where G = 0, as ``optax.adagrad``) or
+        ``"keras"`` (``η∇/√(G + ε)`` in that order, float32 op for op as Keras 3's ``Adagrad``).
+        The same rule; the two round differently (≈ 1 ulp per step).
       weight_decay: λ or None (off), Keras' decoupled decay.
       mask: which leaves weight decay applies to.
 
     Returns:
       ``optax.GradientTransformation`` with state `AdagradState`.
 
-    Keras ``Adagrad`` and ``optax.adagrad`` compute the same rule (Optax writes
-    ``∇·rsqrt(G + ε)`` and returns 0 where G = 0). PyTorch's ``Adagrad`` starts at 0 and puts ε
+    PyTorch's ``Adagrad`` starts at 0 and puts ε
     outside the root: ``η ∇/(√G + ε)``.
 
     Examples:
@@ -621,14 +658,20 @@ def adagrad(
     _check_nonneg("initial_accumulator_value", initial_accumulator_value)
     _check_nonneg("eps", eps)
     _check_nonneg("weight_decay", weight_decay)
+    _check_convention(convention)
+    keras = convention == "keras"
 
     def rule(lr, count, state):
         def leaf(g, s, p, decayed):
+            eta = lr.astype(g.dtype)
             s = g * g + s
-            scale = jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0.0).astype(g.dtype)
-            u = -lr.astype(g.dtype) * (scale * g)
+            if keras:  # Keras: θ −= (η∇)/√(G + ε); the where only keeps G = ε = 0 from 0/0
+                u = -jnp.where(s > 0, (eta * g) / jnp.sqrt(s + eps), 0.0).astype(g.dtype)
+            else:
+                scale = jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0.0).astype(g.dtype)
+                u = -eta * (scale * g)
             if decayed:
-                u = u - p * (lr * weight_decay).astype(p.dtype)
+                u = _keras_decay(u, p, eta, weight_decay)
             return u, s
 
         return leaf
@@ -648,6 +691,7 @@ def rmsprop(
     centered: bool = False,
     momentum: float | None = None,
     *,
+    convention: str = "optax",
     weight_decay: float | None = None,
     mask=None,
 ) -> optax.GradientTransformation:
@@ -663,6 +707,9 @@ def rmsprop(
       initial_scale: E₀ (0 in Keras and Optax).
       centered: subtract the squared running mean of ∇.
       momentum: γ or None.
+      convention: ``"optax"`` (``∇·rsqrt(E + ε)``, as ``optax.rmsprop``) or ``"keras"``
+        (``(η∇)/√(E + ε)``, float32 op for op as Keras 3's ``RMSprop``): the same rule, rounded
+        differently (≈ 1 ulp per step).
       weight_decay: λ or None (off), Keras' decoupled decay.
       mask: which leaves weight decay applies to.
 
@@ -687,6 +734,8 @@ def rmsprop(
     _check_nonneg("weight_decay", weight_decay)
     if momentum is not None:
         _check_unit("momentum", momentum)
+    _check_convention(convention)
+    keras = convention == "keras"
 
     def rule(lr, count, state):
         def leaf(g, nu, mu, b, p, decayed):
@@ -694,16 +743,20 @@ def rmsprop(
             nu = (1 - decay) * (g * g) + decay * nu
             if centered:
                 mu = (1 - decay) * g + decay * mu
-                scale = jax.lax.rsqrt(nu - mu * mu + eps)
+                denominator = nu - mu * mu + eps
             else:
-                scale = jax.lax.rsqrt(nu + eps)
+                denominator = nu + eps
+            if keras:
+                step = (eta * g) / jnp.sqrt(denominator)
+            else:
+                step = eta * (g * jax.lax.rsqrt(denominator))
             if momentum is not None:
-                b = momentum * b + eta * (g * scale)
+                b = momentum * b + step
                 u = -b
             else:
-                u = -eta * (g * scale)
+                u = -step
             if decayed:
-                u = u - p * (eta * weight_decay)
+                u = _keras_decay(u, p, eta, weight_decay)
             return u, nu, mu, b
 
         return leaf
@@ -723,6 +776,7 @@ def adadelta(
     rho: float = 0.9,
     eps: float = 1e-6,
     *,
+    convention: str = "optax",
     weight_decay: float | None = None,
     mask=None,
 ) -> optax.GradientTransformation:
@@ -735,13 +789,14 @@ def adadelta(
       learning_rate: η (1.0 in the paper and PyTorch; Keras' default is 0.001).
       rho: ρ ∈ [0, 1) (Optax 0.9, Keras 0.95).
       eps: ε (Optax 1e-6, Keras 1e-7).
+      convention: ``"optax"`` (``(√(E[Δ²]+ε)/√(E[∇²]+ε))·∇``, as ``optax.adadelta``) or
+        ``"keras"`` (``(√(E[Δ²]+ε)·∇)/√(E[∇²]+ε)``, float32 op for op as Keras 3's
+        ``Adadelta``): the same rule, rounded differently.
       weight_decay: λ or None (off), Keras' decoupled decay.
       mask: which leaves weight decay applies to.
 
     Returns:
       ``optax.GradientTransformation`` with state `AdadeltaState`.
-
-    Optax ``optax.adadelta`` and Keras ``Adadelta`` compute the same rule.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -754,16 +809,21 @@ def adadelta(
     _check_unit("rho", rho)
     _check_nonneg("eps", eps)
     _check_nonneg("weight_decay", weight_decay)
+    _check_convention(convention)
+    keras = convention == "keras"
 
     def rule(lr, count, state):
         def leaf(g, e_g, e_x, p, decayed):
             eta = lr.astype(g.dtype)
             e_g = (1 - rho) * (g * g) + rho * e_g
-            delta = (jnp.sqrt(e_x + eps) / jnp.sqrt(e_g + eps)) * g
+            if keras:
+                delta = (jnp.sqrt(e_x + eps) * g) / jnp.sqrt(e_g + eps)
+            else:
+                delta = (jnp.sqrt(e_x + eps) / jnp.sqrt(e_g + eps)) * g
             e_x = (1 - rho) * (delta * delta) + rho * e_x
-            u = -eta * delta
+            u = -(eta * delta)
             if decayed:
-                u = u - p * (eta * weight_decay)
+                u = _keras_decay(u, p, eta, weight_decay)
             return u, e_g, e_x
 
         return leaf
@@ -861,11 +921,11 @@ def adam(
                     vmax = jnp.maximum(vmax, v_hat)
                     v_hat = vmax
                 direction = m_hat / (jnp.sqrt(v_hat + eps_root) + eps)
-                if decayed:
+                if decayed:  # optax.adamw: −η(direction + λθ)
                     return -lr.astype(g.dtype) * (direction + weight_decay * p), m, v, vmax
                 u = -lr.astype(g.dtype) * direction
             if decayed:
-                u = u - p * (lr * weight_decay).astype(p.dtype)
+                u = _keras_decay(u, p, lr, weight_decay)
             return u, m, v, vmax
 
         return leaf
@@ -878,113 +938,6 @@ def adam(
         )
 
     return _optimizer("adam", AdamState, learning_rate, weight_decay, mask, rule, init_fields)
-
-
-class FusedAdamState(NamedTuple):
-    """State of `fused_adam`: both Adam moments interleaved in one buffer per parameter leaf."""
-
-    count: jax.Array  # shape=(), dtype=int32
-    learning_rate: jax.Array  # shape=(), dtype=float32
-    moments: Any  # tree like params, each leaf [*param.shape, 2]: [..., 0] = m, [..., 1] = v
-
-
-def fused_adam(
-    learning_rate: ScalarOrSchedule = 0.001,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
-    *,
-    convention: str = "optax",
-    weight_decay: float | None = None,
-    mask=None,
-) -> optax.GradientTransformation:
-    r"""`adam` with both moments in one interleaved buffer: the fused path's optimizer.
-
-    Same rule and numbers as `adam` (either convention). XLA on CPU does not fuse the three
-    loops of an Adam step (update m, update v, update θ) into one, so a plain Adam moves about
-    40 bytes per parameter (m: read g, m, write m; v: read g, v, write v; θ: read θ, m, v, write
-    θ) instead of the 28 that one pass needs. Keeping ``(m, v)`` side by side as a ``[..., 2]``
-    array lets one loop update both moments from a single read of ∇, which brings it to 36 bytes.
-    Combine it with `flatten` (all parameters in one flat buffer, so each step is two loops over
-    memory instead of 2–3 per leaf), as PyTorch's ``fused=True`` / ``foreach=True`` Adam do with
-    one kernel over all tensors. The measured speed-up is in ``BENCHMARKS.md``.
-
-    Args:
-      learning_rate: η, a float ≥ 0 or an Optax schedule.
-      b1: β₁ ∈ [0, 1).
-      b2: β₂ ∈ [0, 1).
-      eps: ε.
-      eps_root: ε inside the root.
-      convention: ``"optax"`` or ``"keras"`` (see `adam`).
-      weight_decay: λ, decoupled weight decay (AdamW), or None.
-      mask: which leaves weight decay applies to.
-
-    Returns:
-      ``optax.GradientTransformation`` with state `FusedAdamState`.
-
-    Examples:
-      >>> import jax.numpy as jnp, optax
-      >>> flat, unflatten = flatten({"w": jnp.ones((2, 2)), "b": jnp.zeros(2)})
-      >>> tx = fused_adam(0.1)
-      >>> state = tx.init(flat)
-      >>> state.moments.shape
-      (6, 2)
-      >>> u, state = tx.update(jnp.ones(6), state, flat)
-      >>> [round(x, 4) for x in unflatten(optax.apply_updates(flat, u))["b"].tolist()]
-      [-0.1, -0.1]
-    """
-    keras = _check_adam_args(learning_rate, b1, b2, eps, eps_root, weight_decay, convention)
-
-    def rule(lr, count, state):
-        bc1 = 1 - _pow(b1, count)
-        bc2 = 1 - _pow(b2, count)
-
-        def leaf(g, mv, p, decayed):
-            # One loop over [..., 2]: column 0 is m (decay β₁, input ∇), column 1 is v (β₂, ∇²).
-            first = jax.lax.broadcasted_iota(jnp.int32, (2,), 0) == 0
-            # 1 − β is formed before the cast, as `adam` does (1 − f32(0.999) is off by 5e-5).
-            decay = jnp.where(first, b1, b2).astype(g.dtype)
-            one_minus = jnp.where(first, 1 - b1, 1 - b2).astype(g.dtype)
-            gg = g[..., None] * jnp.where(first, jnp.ones((), g.dtype), g[..., None])
-            if keras:
-                mv = mv + (gg - mv) * one_minus
-            else:
-                mv = one_minus * gg + decay * mv
-            m, v = mv[..., 0], mv[..., 1]
-            eta = lr.astype(g.dtype)
-            if keras:
-                alpha = (lr * jnp.sqrt(bc2) / bc1).astype(g.dtype)
-                u = -(m * alpha) / (jnp.sqrt(v + eps_root) + eps)
-                if decayed:
-                    u = u - p * (eta * weight_decay)
-                return u, mv
-            direction = (m / bc1.astype(m.dtype)) / (
-                jnp.sqrt(v / bc2.astype(v.dtype) + eps_root) + eps
-            )
-            if decayed:
-                return -eta * (direction + weight_decay * p), mv
-            return -eta * direction, mv
-
-        return leaf
-
-    def init_fields(params):
-        moments = jax.tree.map(lambda p: jnp.zeros((*jnp.shape(p), 2), jnp.result_type(p)), params)
-        return dict(moments=moments)
-
-    def param_shapes(moments):  # each moments leaf is [*param.shape, 2]
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1], x.dtype), moments)
-
-    return _optimizer(
-        "fused_adam",
-        FusedAdamState,
-        learning_rate,
-        weight_decay,
-        mask,
-        rule,
-        init_fields,
-        slot_shape=param_shapes,
-    )
 
 
 def adam_simplified(
@@ -1164,7 +1117,7 @@ def adamax(
                 u_inf = jnp.maximum(jnp.abs(g) + eps, b2 * u_inf)
                 u = -eta * ((m / bc1.astype(m.dtype)) / u_inf)
             if decayed:
-                u = u - p * (eta * weight_decay)
+                u = _keras_decay(u, p, eta, weight_decay)
             return u, m, u_inf
 
         return leaf
@@ -1221,26 +1174,40 @@ def nadam(
     keras = _check_adam_args(learning_rate, b1, b2, eps, eps_root, weight_decay, convention)
 
     def rule(lr, count, state):
-        bc2 = 1 - _pow(b2, count)
         if keras:
-            mu_t = b1 * (1.0 - 0.5 * _pow(0.96, count))
-            mu_t1 = b1 * (1.0 - 0.5 * _pow(0.96, count + 1))
-            mu_product = state.mu_product * mu_t
-            c_m = mu_t1 / (1 - mu_product * mu_t1)
-            c_g = (1 - mu_t) / (1 - mu_product)
+            # Keras 3's float32 arithmetic, op for op: β₁, β₂ and 0.96 are cast to float32
+            # first, so 1 − β₁ is 1 − f32(β₁) (0.10000002 for β₁ = 0.9, not f32(0.1)); Π is
+            # updated as (Π·β₁)·(1 − ½·0.96ᵗ), while μₜ and μₜ₊₁ multiply by β₁ last.
+            f = _float()
+            t = count.astype(f)
+            beta_1, beta_2, decay = (jnp.asarray(x, f) for x in (b1, b2, 0.96))
+            mu_product = state.mu_product * jnp.asarray(b1, f) * (1.0 - 0.5 * decay**t)
+            k = dict(
+                one_minus_b1=1 - beta_1,
+                one_minus_b2=1 - beta_2,
+                mu_t1=beta_1 * (1.0 - 0.5 * decay ** (t + 1)),
+                one_minus_mu_t=1 - beta_1 * (1.0 - 0.5 * decay**t),
+                one_minus_product=1 - mu_product,
+                bc2=1 - beta_2**t,
+            )
+            k["one_minus_product_next"] = 1 - mu_product * k["mu_t1"]
         else:
             mu_product = state.mu_product
             bc1 = 1 - _pow(b1, count)
             bc1_next = 1 - _pow(b1, count + 1)
+            bc2 = 1 - _pow(b2, count)
 
         def leaf(g, m, v, p, decayed):
             eta = lr.astype(g.dtype)
             if keras:
-                m = m + (g - m) * (1 - b1)
-                v = v + (g * g - v) * (1 - b2)
-                m_bar = c_m.astype(g.dtype) * m + c_g.astype(g.dtype) * g
-                v_hat = v / bc2.astype(v.dtype)
-                u = -(m_bar * eta) / (jnp.sqrt(v_hat) + eps)
+                c = {name: x.astype(g.dtype) for name, x in k.items()}
+                m = m + (g - m) * c["one_minus_b1"]
+                v = v + (g * g - v) * c["one_minus_b2"]
+                m_bar = (c["mu_t1"] * m) / c["one_minus_product_next"] + (
+                    c["one_minus_mu_t"] * g
+                ) / c["one_minus_product"]
+                v_hat = v / c["bc2"]
+                u = -((m_bar * eta) / (jnp.sqrt(v_hat) + eps))
             else:
                 m = (1 - b1) * g + b1 * m
                 v = (1 - b2) * (g * g) + b2 * v
@@ -1248,7 +1215,7 @@ def nadam(
                 v_hat = v / bc2.astype(v.dtype)
                 u = -eta * (m_bar / (jnp.sqrt(v_hat + eps_root) + eps))
             if decayed:
-                u = u - p * (eta * weight_decay)
+                u = _keras_decay(u, p, eta, weight_decay)
             return u, m, v
 
         return leaf, dict(mu_product=mu_product)
@@ -1259,6 +1226,79 @@ def nadam(
         )
 
     return _optimizer("nadam", NadamState, learning_rate, weight_decay, mask, rule, init_fields)
+
+
+def lion(
+    learning_rate: ScalarOrSchedule = 0.001,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    *,
+    convention: str = "optax",
+    weight_decay: float | None = 1e-3,
+    mask=None,
+) -> optax.GradientTransformation:
+    r"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"): the sign of a
+    momentum interpolation.
+
+    ``c = β₁m + (1 − β₁)∇``, ``θ ← θ − η(sign(c) + λθ)``, ``m ← β₂m + (1 − β₂)∇``.
+    Every coordinate moves by exactly η (plus decay) whatever the gradient's size, so Lion wants a
+    learning rate 3–10× smaller than AdamW's and a λ 3–10× larger (the paper). It keeps one slot
+    (m), Adam two. β₁ (the step's interpolation) and β₂ (the momentum's memory) differ: β₂ > β₁
+    remembers gradients longer than the step weighs them.
+
+    Args:
+      learning_rate: η ≥ 0 or a schedule (Optax has no default; Keras 0.001, the default here).
+      b1: β₁ ∈ [0, 1] (Optax and Keras 0.9; Keras ``beta_1``).
+      b2: β₂ ∈ [0, 1] (Optax and Keras 0.99; Keras ``beta_2``).
+      convention: ``"optax"`` (= ``optax.lion``: ``−η(sign(c) + λθ)``) or ``"keras"`` (Keras 3's
+        ``Lion`` in float32 op for op: β cast to float32 first, decay ``θ ← θ − θλη`` applied
+        before the step).
+      weight_decay: λ ≥ 0 or None (off). The default 1e-3 is Optax's; Keras' default is None,
+        which `get` uses.
+      mask: pytree of bools or a function of params: which leaves weight decay applies to.
+
+    Returns:
+      ``optax.GradientTransformation`` with state `LionState`.
+
+    PyTorch has no Lion in ``torch.optim``. ``sign(0) = 0``: a coordinate whose c is exactly 0
+    does not move (Optax, Keras and the paper's ``sign`` agree).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> tx = lion(0.1, weight_decay=None)
+      >>> u, state = tx.update(jnp.array([3.0, -1e-6, 0.0]), tx.init(jnp.zeros(3)))
+      >>> u  # ±η whatever the gradient's size; 0 where c = 0
+      Array([-0.1,  0.1, -0. ], dtype=float32)
+    """
+    _check_lr(learning_rate)
+    _check_unit("b1", b1, closed=True)
+    _check_unit("b2", b2, closed=True)
+    _check_nonneg("weight_decay", weight_decay)
+    _check_convention(convention)
+    keras = convention == "keras"
+
+    def rule(lr, count, state):
+        def leaf(g, m, p, decayed):
+            eta = lr.astype(g.dtype)
+            if keras:  # float32 β, 1 − β in float32, decay before the step
+                beta_1, beta_2 = jnp.asarray(b1, g.dtype), jnp.asarray(b2, g.dtype)
+                u = -(eta * jnp.sign(m * beta_1 + g * (1.0 - beta_1)))
+                m = m * beta_2 + g * (1.0 - beta_2)
+                if decayed:
+                    u = _keras_decay(u, p, eta, weight_decay)
+                return u, m
+            direction = jnp.sign((1.0 - b1) * g + b1 * m)
+            m = (1 - b2) * g + b2 * m
+            if decayed:
+                direction = direction + weight_decay * p
+            return -eta * direction, m
+
+        return leaf
+
+    def init_fields(params):
+        return dict(mu=_zeros_like(params))
+
+    return _optimizer("lion", LionState, learning_rate, weight_decay, mask, rule, init_fields)
 
 
 def ftrl(
@@ -1322,7 +1362,7 @@ def ftrl(
             eta = lr.astype(g.dtype)
             p = p_old
             if decayed:
-                p = p - p * (eta * weight_decay)
+                p = p - p * jnp.asarray(weight_decay, p.dtype) * eta  # Keras: θ − θ·λ·η
             l2 = l2_regularization_strength + beta / (2.0 * eta)
             g_shrink = g + 2 * l2_shrinkage_regularization_strength * p
             n_new = n + g * g
@@ -1416,12 +1456,14 @@ def _find_lr(state):
 
 
 def flatten(params) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
-    """View a parameter pytree as one flat buffer: the fused-optimizer path.
+    """View a parameter pytree as one flat buffer (``jax.flatten_util.ravel_pytree``).
 
-    PyTorch's fused/foreach optimizers update all tensors in one kernel. In JAX the equivalent
-    is to keep the parameters as one 1-D buffer and unflatten (slices and reshapes that XLA
-    fuses away) inside the loss: gradients then arrive flat, and any optimizer here runs one
-    fused loop over the buffer instead of one loop per leaf.
+    PyTorch's fused/foreach optimizers update all tensors in one kernel. The JAX counterpart is
+    to keep the parameters as one 1-D buffer and unflatten (slices and reshapes that XLA fuses
+    away) inside the loss: gradients then arrive flat, and any optimizer here runs a few loops
+    over the whole buffer instead of a few per leaf. On XLA:CPU this measured 0.9–1.2× the
+    per-leaf update for Adam (``BENCHMARKS.md``): worth it for trees of thousands of tiny
+    leaves, not as a speed-up for ordinary networks.
 
     Args:
       params: pytree of arrays (all of one float dtype for a lossless round trip).
@@ -1451,8 +1493,11 @@ _KERAS = {
     "sgd": (sgd, dict(learning_rate=0.01, momentum=None, nesterov=False)),
     "momentum": (momentum, dict(learning_rate=0.01, momentum=0.9)),
     "nesterov": (nesterov, dict(learning_rate=0.01, momentum=0.9)),
-    "adagrad": (adagrad, dict(learning_rate=0.001, initial_accumulator_value=0.1, eps=1e-7)),
-    "rmsprop": (rmsprop, dict(learning_rate=0.001, decay=0.9, eps=1e-7)),
+    "adagrad": (
+        adagrad,
+        dict(learning_rate=0.001, initial_accumulator_value=0.1, eps=1e-7, convention="keras"),
+    ),
+    "rmsprop": (rmsprop, dict(learning_rate=0.001, decay=0.9, eps=1e-7, convention="keras")),
     "adam": (adam, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
     "adam_simplified": (adam_simplified, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7)),
     "amsgrad": (amsgrad, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
@@ -1464,11 +1509,11 @@ _KERAS = {
     ),
     "adamax": (adamax, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
     "nadam": (nadam, dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras")),
-    "fused_adam": (
-        fused_adam,
-        dict(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-7, convention="keras"),
+    "adadelta": (adadelta, dict(learning_rate=0.001, rho=0.95, eps=1e-7, convention="keras")),
+    "lion": (
+        lion,
+        dict(learning_rate=0.001, b1=0.9, b2=0.99, weight_decay=None, convention="keras"),
     ),
-    "adadelta": (adadelta, dict(learning_rate=0.001, rho=0.95, eps=1e-7)),
     "ftrl": (ftrl, dict(learning_rate=0.001)),
 }
 
@@ -1481,13 +1526,47 @@ def names() -> list[str]:
     return sorted(_KERAS)
 
 
+_DEPRECATED = "fnn.optimizers.fused_adam is deprecated: use fnn.optimizers.adam (the same numbers)"
+
+
+def fused_adam(*args, **kwargs) -> optax.GradientTransformation:
+    """Deprecated alias of `adam` (same arguments, same numbers, state `AdamState`).
+
+    The fused path (Adam with interleaved moments over a flat buffer) was removed: it never
+    earned the 1.3× over Optax Adam it was kept for (``BENCHMARKS.md``).
+
+    Examples:
+      >>> import warnings
+      >>> with warnings.catch_warnings(record=True) as caught:
+      ...     warnings.simplefilter("always")
+      ...     tx = fused_adam(0.1)
+      >>> caught[0].category.__name__
+      'DeprecationWarning'
+    """
+    warnings.warn(_DEPRECATED, DeprecationWarning, stacklevel=2)
+    return adam(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    if name == "FusedAdamState":
+        warnings.warn(
+            "fnn.optimizers.FusedAdamState is deprecated: fused_adam is now adam, whose state "
+            "is AdamState",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return AdamState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def get(name_or_tx, **overrides) -> optax.GradientTransformation:
     """The optimizer for a Keras identifier, with Keras 3's defaults and formulation.
 
     ``get("adam")`` is Keras' ``Adam()``: η = 0.001, β₁ = 0.9, β₂ = 0.999, ε = 1e-7 and
     ``convention="keras"`` — what the lecture's ``model.compile(optimizer="adam")`` uses.
     Defaults: sgd η=0.01 (no momentum); rmsprop η=0.001, ρ=0.9, ε=1e-7; adagrad η=0.001,
-    G₀=0.1, ε=1e-7; adamw λ=0.004; adadelta η=0.001, ρ=0.95, ε=1e-7; ftrl η=0.001.
+    G₀=0.1, ε=1e-7; adamw λ=0.004; adadelta η=0.001, ρ=0.95, ε=1e-7; ftrl η=0.001; lion η=0.001,
+    β₁=0.9, β₂=0.99, no weight decay.
     ``overrides`` replace them, in fnn/Optax names (``b1``, ``eps``, ``decay``) or Keras'
     (``beta_1``, ``beta_2``, ``epsilon``; ``rho`` for RMSprop). Names are case-insensitive.
 
@@ -1527,6 +1606,9 @@ def get(name_or_tx, **overrides) -> optax.GradientTransformation:
                 f"{type(tx).__name__} from {getattr(name_or_tx, '__name__', name_or_tx)!r}"
             )
         return tx
+    if isinstance(name_or_tx, str) and name_or_tx.lower() == "fused_adam":
+        warnings.warn(_DEPRECATED, DeprecationWarning, stacklevel=2)
+        name_or_tx = "adam"
     factory, defaults = lookup("optimizer", name_or_tx, _KERAS)
     kwargs = dict(defaults)
     key = name_or_tx.lower()

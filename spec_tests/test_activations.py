@@ -385,6 +385,112 @@ def test_maxout_bad_input(kwargs, match):
 
 
 # ---------------------------------------------------------------------------------------------
+# ReLU's Keras options: negative_slope a, max_value M, threshold t (keras.activations.relu).
+
+
+def _np_relu_options(x, a=0.0, m=None, t=0.0):
+    """Keras 3's combination, float64: min(x, M) above t, a(x − t) at or below t."""
+    x = np.asarray(x, np.float64)
+    above = x if m is None else np.minimum(x, m)
+    return np.where(x > t, above, a * (x - t))
+
+
+def _np_relu_options_grad(x, a=0.0, m=None, t=0.0):
+    x = np.asarray(x, np.float64)
+    above = np.ones_like(x) if m is None else (x < m).astype(np.float64)
+    return np.where(x > t, above, a)
+
+
+RELU_OPTIONS = [  # (negative_slope, max_value, threshold)
+    (a, m, t)
+    for a in (0.0, 0.1, 0.3)
+    for m in (None, 2.5, 6.0, float("inf"))
+    for t in (0.0, 0.5, 3.0)
+]
+_X_OPT = np.concatenate([np.linspace(-8.0, 8.0, 161), [-0.0, 0.5, 2.5, 3.0, 6.0]]).astype(
+    np.float32
+)
+
+
+@pytest.mark.parametrize("a, m, t", RELU_OPTIONS)
+def test_relu_options_match_float64_oracle(a, m, t):
+    ours = A.relu(_X_OPT, negative_slope=a, max_value=m, threshold=t)
+    assert ours.dtype == jnp.float32 and ours.shape == _X_OPT.shape
+    np.testing.assert_allclose(ours, _np_relu_options(_X_OPT, a, m, t), rtol=1e-6, atol=1e-6)
+
+
+_relu_grad = jax.jit(
+    jax.vmap(jax.grad(A.relu), in_axes=(0, None, None, None)), static_argnums=(1, 2, 3)
+)
+
+
+@pytest.mark.parametrize("a, m, t", RELU_OPTIONS)
+def test_relu_options_gradient(a, m, t):
+    grad = np.asarray(_relu_grad(jnp.asarray(_X_OPT), a, m, t))
+    assert np.isfinite(grad).all()
+    kinks = np.isin(_X_OPT, [0.0, t] + ([] if m is None else [m]))
+    expected = _np_relu_options_grad(_X_OPT, a, m, t)[~kinks]
+    np.testing.assert_allclose(grad[~kinks], expected, rtol=1e-7)  # a is float32(a)
+    if t > 0:  # the jump at t: 0 from the step (as jax.nn.relu at its kink), a from the slope
+        assert float(jax.grad(A.relu)(jnp.float32(t), a, m, t)) == pytest.approx(0.0)
+
+
+def test_relu_options_reduce_to_leaky_relu_and_relu6():
+    x = jnp.asarray(_X_OPT)
+    np.testing.assert_array_equal(A.relu(x), jax.nn.relu(x))
+    np.testing.assert_array_equal(A.relu(x, negative_slope=0.2), A.leaky_relu(x, 0.2))
+    np.testing.assert_array_equal(A.relu(x, max_value=6.0), A.relu6(x))
+    assert float(jax.grad(lambda v: A.relu(v, negative_slope=0.2))(0.0)) == 1.0  # as leaky_relu
+
+
+_opt_slope = st.sampled_from([0.0, 0.01, 0.2, 1.0])
+_opt_max = st.one_of(st.none(), st.floats(0.0, 1e6))
+_opt_threshold = st.one_of(st.just(0.0), st.floats(0.0, 1e6))
+
+
+@given(any_f32_vec, _opt_slope, _opt_max, _opt_threshold)
+def test_relu_options_finite_monotone_and_capped(x, a, m, t):
+    """Non-decreasing, ≤ M, equal to x strictly between t and M; value and gradient finite
+    over the whole float32 range (for a ≤ 1; a·(x − t) beyond float32 is the exact value)."""
+    x = np.sort(x)
+    value = np.asarray(A.relu(jnp.asarray(x), negative_slope=a, max_value=m, threshold=t))
+    grad = np.asarray(jax.vmap(jax.grad(lambda v: A.relu(v, a, m, t)))(jnp.asarray(x)))
+    assert np.isfinite(value).all() and np.isfinite(grad).all()
+    assert np.all(np.diff(value) >= 0)
+    if m is not None:
+        assert np.all(value <= np.float32(m))
+    inside = (x > t) & (m is None or x < np.float32(m))
+    np.testing.assert_array_equal(value[inside], x[inside])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"negative_slope": -0.1}, ValueError, r"negative_slope must be a number >= 0, got -0.1"),
+        ({"negative_slope": float("nan")}, ValueError, r"negative_slope must be .*got nan"),
+        ({"max_value": -1.0}, ValueError, r"max_value must be a number >= 0 or None, got -1.0"),
+        ({"threshold": -0.5}, ValueError, r"threshold must be a number >= 0, got -0.5"),
+        ({"threshold": float("inf")}, ValueError, r"threshold must be a number >= 0, got inf"),
+        ({"max_value": "6"}, TypeError, r"max_value must be a real number, got '6'"),
+        ({"negative_slope": None}, TypeError, r"negative_slope must be a real number, got None"),
+    ],
+)
+def test_relu_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        A.relu(jnp.ones(3), **kwargs)
+
+
+@pytest.mark.crosscheck
+@pytest.mark.parametrize("a, m, t", RELU_OPTIONS)
+def test_relu_options_match_keras(a, m, t):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    theirs = keras.activations.relu(_X_OPT, negative_slope=a, max_value=m, threshold=t)
+    ours = A.relu(_X_OPT, negative_slope=a, max_value=m, threshold=t)
+    np.testing.assert_array_equal(np.asarray(ours), keras.ops.convert_to_numpy(theirs))
+
+
+# ---------------------------------------------------------------------------------------------
 # eager == jit == vmap, no recompilation, get(), bad input.
 
 ALL_FUNCTIONS = {n: f for n, (f, _, _) in ORACLES.items()} | {

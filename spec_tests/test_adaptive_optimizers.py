@@ -15,6 +15,7 @@ import optax
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from optimizer_problems import make_problems, trajectory
 
 from fnn import optimizers as fo
@@ -294,6 +295,64 @@ def test_rmsprop_momentum_equals_optax_for_constant_lr(problems):
     assert_trees_close(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
+LION_TWINS = {
+    "default_decay": (lambda: fo.lion(3e-3), lambda: optax.lion(3e-3)),
+    "no_decay": (
+        lambda: fo.lion(3e-3, b1=0.8, b2=0.95, weight_decay=None),
+        lambda: optax.lion(3e-3, b1=0.8, b2=0.95, weight_decay=0.0),
+    ),
+    "schedule_masked_decay": (
+        lambda: fo.lion(optax.cosine_decay_schedule(3e-3, 100), weight_decay=0.1, mask=_kernels),
+        lambda: optax.lion(optax.cosine_decay_schedule(3e-3, 100), weight_decay=0.1, mask=_kernels),
+    ),
+}
+
+
+def _kernels(params):  # decay every leaf except the CNN's biases
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not jax.tree_util.keystr(path).endswith("_b']"), params
+    )
+
+
+@pytest.mark.parametrize("case", list(LION_TWINS))
+def test_lion_is_optax_lion_bit_for_bit(problems, case):
+    """The Optax convention computes optax.lion's operations in optax.lion's order: equal bits
+    over 100 steps on the parabola, Rosenbrock and the small CNN (with decay, mask, schedule)."""
+    ours, theirs = LION_TWINS[case]
+    (_, our_state), our_traj = trajectory(ours(), problems)
+    (_, their_state), their_traj = trajectory(theirs(), problems)
+    for x, y in zip(jax.tree.leaves(our_traj), jax.tree.leaves(their_traj)):
+        np.testing.assert_array_equal(x, y)
+    # The momentum too: sign() would hide a rounding difference in m from the trajectory.
+    for x, y in zip(jax.tree.leaves(our_state.mu), jax.tree.leaves(their_state[0].mu)):
+        np.testing.assert_array_equal(x, y)
+    assert int(our_state.count) == 100
+
+
+def test_lion_steps_are_plus_minus_eta_and_momentum_uses_b2():
+    """Chen et al. 2023, Algorithm 2: c = β₁m + (1 − β₁)∇, θ ← θ − η(sign c + λθ), m ← β₂m + (1 − β₂)∇.
+    A float64 transcription over 30 steps (β₁ = 0.5, β₂ = 0.9 make the two betas' roles visible)."""
+    rng = np.random.default_rng(3)
+    theta, m = rng.standard_normal(6), np.zeros(6)
+    grads = rng.standard_normal((30, 6))
+    eta, lam, ours = 0.01, 0.2, []
+    tx = fo.lion(eta, b1=0.5, b2=0.9, weight_decay=lam)
+    with jax.enable_x64(True):
+        p = jnp.asarray(theta)
+        state = tx.init(p)
+        for g in grads:
+            u, state = tx.update(jnp.asarray(g), state, p)
+            p = p + u
+            ours.append(np.asarray(p))
+    expected = []
+    for g in grads:
+        c = 0.5 * m + 0.5 * g
+        theta = theta - eta * (np.sign(c) + lam * theta)
+        m = 0.9 * m + 0.1 * g
+        expected.append(theta)
+    np.testing.assert_allclose(np.stack(ours), np.stack(expected), rtol=1e-12, atol=1e-14)
+
+
 def test_simplified_adam_early_steps_differ_from_bias_corrected_adam():
     """Without bias correction the first step is η(1−β₁)/√(1−β₂) ≈ 3.16η, not η (β = 0.9, 0.999)."""
     g = jnp.asarray([2.0, -0.5, 1e-2])
@@ -332,6 +391,7 @@ SINGLE_STEP = {  # Keras' Optimizer(learning_rate=0.5), grads [1, 6, 7, 2], vars
     "rmsprop": [-0.5811, 0.4189, 1.4189, 2.4189],
     "adadelta": [0.9993, 1.9993, 2.9993, 3.9993],
     "ftrl": [0.2218, 1.3954, 2.3651, 2.8814],
+    "lion": [0.5, 1.5, 2.5, 3.5],
 }
 
 
@@ -348,6 +408,7 @@ def _tile(col):
 
 
 GOLDEN = {  # Keras' own name, overrides, golden values after steps 1..5
+    "lion": ("lion", {}, _tile([0.999, 0.998, 0.997, 0.996, 0.995])),
     "adam_amsgrad": (
         "adam",
         dict(amsgrad=True),
@@ -531,7 +592,9 @@ def test_keras_golden_values(case):
         x = x + u
 
 
-@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adamw", "adamax", "nadam", "adadelta"])
+@pytest.mark.parametrize(
+    "name", ["adagrad", "rmsprop", "adamw", "adamax", "nadam", "adadelta", "lion"]
+)
 def test_keras_weight_decay(name):
     x = jnp.asarray(2.0)
     for _ in range(3):  # Keras applies three optimizers with zero gradients to var1
@@ -541,32 +604,296 @@ def test_keras_weight_decay(name):
     np.testing.assert_allclose(x, 1.9760959, atol=1e-6)
 
 
-KERAS_NAMES = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adamax", "nadam", "adadelta", "ftrl"]
+# ------------------------------------------------------------------------------------------------
+# Keras' float32 arithmetic, transcribed op for op in NumPy float32 (keras/src/optimizers/*.py,
+# update_step, Keras 3.15): Keras casts β, 0.96 and η to float32 before using them, while Python
+# constants such as `1 - self.beta_1` are formed in float64 and rounded once. Run eagerly, fnn's
+# Keras convention must reproduce these bits exactly, step after step.
+# ------------------------------------------------------------------------------------------------
+
+F32 = np.float32
+
+
+def over(x, scalar):
+    """Keras' ``ops.divide(x, scalar)`` as XLA computes it: XLA's algebraic simplifier rewrites
+    a division by a broadcast scalar into a multiplication by its float32 reciprocal."""
+    return x * (F32(1) / scalar)
+
+
+def keras_float32(rule, x0, grads, lr, wd=None, **h):
+    """Keras 3's update_step in NumPy float32; returns θ after each step."""
+    x, out = np.array(x0, F32), []
+    z = np.zeros_like(x)
+    s = dict(m=z.copy(), v=z.copy(), vhat=z.copy(), b=z.copy(), a=z.copy(), prod=F32(1.0))
+    s["acc"] = np.full_like(x, F32(h.get("initial_accumulator_value", 0.1)))
+    lr = F32(lr)
+    for it, g in enumerate(grads):
+        g = np.asarray(g, F32)
+        if wd is not None:  # base_optimizer._apply_weight_decay, before the step
+            x = x - x * F32(wd) * lr
+        b1, b2, eps = h.get("beta_1"), h.get("beta_2"), h.get("epsilon", 1e-7)
+        t = F32(it + 1)
+        if rule == "sgd":
+            gamma = h.get("momentum", 0.0)
+            if gamma:
+                s["b"] = s["b"] * F32(gamma) - g * lr
+                x = x + (s["b"] * F32(gamma) - g * lr if h.get("nesterov") else s["b"])
+            else:
+                x = x - g * lr
+        elif rule == "adagrad":
+            s["acc"] = s["acc"] + np.square(g)
+            x = x - (lr * g) / np.sqrt(s["acc"] + eps)
+        elif rule == "rmsprop":
+            rho = h.get("rho", 0.9)
+            s["v"] = rho * s["v"] + (1 - rho) * np.square(g)
+            if h.get("centered"):
+                s["a"] = rho * s["a"] + (1 - rho) * g
+                denominator = s["v"] - np.square(s["a"]) + eps
+            else:
+                denominator = s["v"] + eps
+            increment = (lr * g) / np.sqrt(denominator)
+            if h.get("momentum"):
+                s["b"] = h["momentum"] * s["b"] + increment
+                increment = s["b"]
+            x = x - increment
+        elif rule == "adam":
+            alpha = lr * np.sqrt(1 - F32(b2) ** t) / (1 - F32(b1) ** t)
+            s["m"] = s["m"] + (g - s["m"]) * (1 - b1)
+            s["v"] = s["v"] + (np.square(g) - s["v"]) * (1 - b2)
+            v = s["v"]
+            if h.get("amsgrad"):
+                s["vhat"] = np.maximum(s["vhat"], v)
+                v = s["vhat"]
+            x = x - (s["m"] * alpha) / (np.sqrt(v) + eps)
+        elif rule == "adamax":
+            s["m"] = s["m"] + (g - s["m"]) * (1 - b1)
+            s["v"] = np.maximum(b2 * s["v"], np.abs(g))
+            x = x - (lr * s["m"]) / ((1 - F32(b1) ** t) * (s["v"] + eps))
+        elif rule == "nadam":
+            # _backend_update_step first: Π ← Π·β₁·(1 − ½·0.96ᵗ) (β₁ a Python float here)
+            s["prod"] = s["prod"] * b1 * (1.0 - 0.5 * F32(0.96) ** t)
+            beta_1, beta_2, decay = F32(b1), F32(b2), F32(0.96)
+            u_t = beta_1 * (1.0 - 0.5 * decay**t)
+            u_t_1 = beta_1 * (1.0 - 0.5 * decay ** F32(it + 2))
+            u_product_t_1 = s["prod"] * u_t_1
+            s["m"] = s["m"] + (g - s["m"]) * (1 - beta_1)  # 1 − float32(β₁)
+            s["v"] = s["v"] + (np.square(g) - s["v"]) * (1 - beta_2)
+            m_hat = over(u_t_1 * s["m"], 1 - u_product_t_1) + over((1 - u_t) * g, 1 - s["prod"])
+            v_hat = over(s["v"], 1 - beta_2**t)
+            x = x - (m_hat * lr) / (np.sqrt(v_hat) + eps)
+        elif rule == "adadelta":
+            rho = h.get("rho", 0.95)
+            s["v"] = rho * s["v"] + (1 - rho) * np.square(g)  # accumulated_grad
+            delta = -(np.sqrt(s["b"] + eps) * g) / np.sqrt(s["v"] + eps)
+            s["b"] = rho * s["b"] + (1 - rho) * np.square(delta)  # accumulated_delta_var
+            x = x + lr * delta
+        elif rule == "lion":
+            beta_1, beta_2 = F32(b1), F32(b2)
+            x = x - lr * np.sign(s["m"] * beta_1 + g * (1.0 - beta_1))
+            s["m"] = s["m"] * beta_2 + g * (1.0 - beta_2)
+        elif rule == "ftrl":  # learning_rate_power −0.5, no l1/l2/β
+            new_acc = s["acc"] + np.square(g)
+            s["a"] = s["a"] + (g - over(new_acc**0.5 - s["acc"] ** 0.5, lr) * x)  # linear
+            quadratic = over(new_acc**0.5, lr) + 2 * (0.0 + 0.0 / (2.0 * lr))
+            x = (np.clip(s["a"], -0.0, 0.0) - s["a"]) / quadratic
+            s["acc"] = new_acc
+        out.append(x.copy())
+    return np.stack(out)
+
+
+KERAS_F32 = {  # case -> (fnn optimizer, oracle rule, Keras hyperparameters, exact)
+    "sgd": (lambda: fo.get("sgd", learning_rate=0.05), "sgd", {}, True),
+    "momentum": (lambda: fo.get("momentum", learning_rate=0.05), "sgd", dict(momentum=0.9), True),
+    "nesterov": (
+        lambda: fo.get("nesterov", learning_rate=0.05),
+        "sgd",
+        dict(momentum=0.9, nesterov=True),
+        True,
+    ),
+    "adagrad": (lambda: fo.get("adagrad", learning_rate=0.05), "adagrad", {}, True),
+    "rmsprop": (lambda: fo.get("rmsprop", learning_rate=0.05), "rmsprop", {}, True),
+    "rmsprop_centered_momentum": (
+        lambda: fo.get("rmsprop", learning_rate=0.05, centered=True, momentum=0.5),
+        "rmsprop",
+        dict(centered=True, momentum=0.5),
+        True,
+    ),
+    "adam": (
+        lambda: fo.get("adam", learning_rate=0.05),
+        "adam",
+        dict(beta_1=0.9, beta_2=0.999),
+        True,
+    ),
+    "amsgrad": (
+        lambda: fo.get("amsgrad", learning_rate=0.05),
+        "adam",
+        dict(beta_1=0.9, beta_2=0.999, amsgrad=True),
+        True,
+    ),
+    "adamax": (
+        lambda: fo.get("adamax", learning_rate=0.05),
+        "adamax",
+        dict(beta_1=0.9, beta_2=0.999),
+        True,
+    ),
+    "nadam": (
+        lambda: fo.get("nadam", learning_rate=0.05),
+        "nadam",
+        dict(beta_1=0.9, beta_2=0.999),
+        True,
+    ),
+    "nadam_b1_0.7": (
+        lambda: fo.get("nadam", learning_rate=0.05, beta_1=0.7, beta_2=0.99),
+        "nadam",
+        dict(beta_1=0.7, beta_2=0.99),
+        True,
+    ),
+    "adadelta": (lambda: fo.get("adadelta", learning_rate=1.0), "adadelta", {}, True),
+    "lion": (
+        lambda: fo.get("lion", learning_rate=0.05),
+        "lion",
+        dict(beta_1=0.9, beta_2=0.99),
+        True,
+    ),
+    "ftrl": (lambda: fo.get("ftrl", learning_rate=0.05), "ftrl", {}, False),
+}
+KERAS_F32_DECAY = [
+    "sgd",
+    "momentum",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamax",
+    "nadam",
+    "adadelta",
+    "lion",
+]
+
+
+def _keras_case(case, wd):
+    make, rule, hyper, exact = KERAS_F32[case]
+    rng = np.random.default_rng(7)
+    x0 = rng.standard_normal(16).astype(F32)
+    grads = [(rng.standard_normal(16) * 10.0 ** rng.uniform(-2, 1)).astype(F32) for _ in range(60)]
+    lr = 1.0 if rule == "adadelta" else 0.05
+    expected = keras_float32(rule, x0, grads, lr, wd=wd, **hyper)
+    tx = (
+        make()
+        if wd is None
+        else fo.get(_GET_NAME.get(case, case), **_overrides(case), weight_decay=wd)
+    )
+    p = jnp.asarray(x0)
+    state, ours = tx.init(p), []
+    for g in grads:  # eagerly: one XLA operation at a time, as Keras runs apply_gradients
+        u, state = tx.update(jnp.asarray(g), state, p)
+        p = p + u
+        ours.append(np.asarray(p))
+    return np.stack(ours), expected, exact
+
+
+_GET_NAME = {"rmsprop_centered_momentum": "rmsprop", "nadam_b1_0.7": "nadam"}
+
+
+def _overrides(case):
+    lr = 1.0 if case == "adadelta" else 0.05
+    return {"learning_rate": lr}
+
+
+@pytest.mark.parametrize("case", list(KERAS_F32))
+def test_keras_convention_is_keras_float32_arithmetic_bit_for_bit(case):
+    ours, expected, exact = _keras_case(case, None)
+    if exact:
+        np.testing.assert_array_equal(ours, expected)
+    else:  # FTRL: Keras assigns θ_new; θ + (θ_new − θ) rounds once, at the old θ's scale
+        np.testing.assert_allclose(ours, expected, rtol=2e-7, atol=5e-7)
+
+
+@pytest.mark.parametrize("case", KERAS_F32_DECAY)
+def test_keras_weight_decay_is_keras_float32_arithmetic(case):
+    ours, expected, _ = _keras_case(case, 0.1)
+    # θ − θλη is assigned before the step; (θ₁ + u) − θ is exact whenever θ keeps its binary
+    # exponent within a factor of 2 (Sterbenz), i.e. all but a rare step near θ = 0.
+    assert np.mean(ours == expected) > 0.9  # bit for bit wherever Sterbenz applies
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-7)  # one rounding elsewhere
+
+
+def test_keras_nadam_uses_one_minus_float32_beta():
+    """Keras forms 1 − β₁ from float32 β₁: 1 − f32(0.9) = 0.10000002, not f32(0.1) = 0.1."""
+    assert F32(1) - F32(0.9) != F32(1 - 0.9)
+    g = jnp.asarray([3.0], jnp.float32)
+    _, state = fo.get("nadam").update(g, fo.get("nadam").init(jnp.zeros(1)))
+    assert np.asarray(state.mu)[0] == F32(3.0) * (F32(1) - F32(0.9))
+    assert np.asarray(state.mu)[0] != F32(3.0) * F32(1 - 0.9)
+    # Keras' Adam, by contrast, multiplies by the Python constant 1 − 0.9, rounded once.
+    _, state = fo.get("adam").update(g, fo.get("adam").init(jnp.zeros(1)))
+    assert np.asarray(state.mu)[0] == F32(3.0) * F32(1 - 0.9)
+
+
+KERAS_NAMES = [
+    "sgd",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "adamax",
+    "nadam",
+    "adadelta",
+    "ftrl",
+    "lion",
+]
+KERAS_VARIANTS = {  # fnn get() name + overrides, the Keras class name + config
+    "amsgrad": ("amsgrad", {}, "adam", dict(amsgrad=True)),
+    "momentum": ("momentum", {}, "sgd", dict(momentum=0.9)),
+    "nesterov": ("nesterov", {}, "sgd", dict(momentum=0.9, nesterov=True)),
+    "rmsprop_centered": ("rmsprop", dict(centered=True), "rmsprop", dict(centered=True)),
+    "rmsprop_momentum": ("rmsprop", dict(momentum=0.9), "rmsprop", dict(momentum=0.9)),
+    "nadam_b1_0.8": ("nadam", dict(b1=0.8), "nadam", dict(beta_1=0.8)),
+    "lion_b_0.7_0.95": ("lion", dict(b1=0.7, b2=0.95), "lion", dict(beta_1=0.7, beta_2=0.95)),
+}
+for _name in ["sgd", "adam", "adagrad", "rmsprop", "adamax", "nadam", "adadelta", "ftrl", "lion"]:
+    KERAS_VARIANTS[f"{_name}_decay"] = (
+        _name,
+        dict(weight_decay=0.05),
+        _name,
+        {"weight_decay": 0.05},
+    )
+for _name in KERAS_NAMES:
+    KERAS_VARIANTS[_name] = (_name, {}, _name, {})
 
 
 @pytest.mark.crosscheck
-@pytest.mark.parametrize("name", KERAS_NAMES + ["amsgrad", "momentum", "nesterov"])
-def test_crosscheck_against_keras(name):
-    """fnn.optimizers.get(name) against keras.optimizers.get(name) on 30 random gradients."""
+@pytest.mark.parametrize("case", list(KERAS_VARIANTS))
+def test_crosscheck_against_keras(case):
+    """fnn.optimizers.get(name) against Keras 3 itself, 200 random gradients, bit for bit.
+
+    Both run op by op (eagerly); then every update is Keras' to the last bit. Exceptions, each a
+    single rounding per step, not a drift: FTRL (Keras assigns θ_new, an Optax update adds
+    θ_new − θ) and weight decay when θ changes its binary exponent by more than one in a step.
+    """
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
     keras = pytest.importorskip("keras")
-    kwargs = {"amsgrad": dict(amsgrad=True), "momentum": dict(momentum=0.9)}
-    kwargs["nesterov"] = dict(momentum=0.9, nesterov=True)
-    kname = {"amsgrad": "adam", "momentum": "sgd", "nesterov": "sgd"}.get(name, name)
-    k_opt = keras.optimizers.get({"class_name": kname, "config": kwargs.get(name, {})})
+    name, overrides, kname, kconfig = KERAS_VARIANTS[case]
+    k_opt = keras.optimizers.get({"class_name": kname, "config": dict(kconfig, learning_rate=0.01)})
     rng = np.random.default_rng(0)
-    x0 = rng.standard_normal(6).astype(np.float32)
+    x0 = rng.standard_normal(32).astype(np.float32)
     var = keras.Variable(x0)
-    tx = fo.get(name)
+    tx = fo.get(name, learning_rate=0.01, **overrides)
     p = jnp.asarray(x0)
     state = tx.init(p)
-    for _ in range(30):
-        g = rng.standard_normal(6).astype(np.float32)
+    for step in range(200):
+        g = (rng.standard_normal(32) * 10.0 ** rng.uniform(-3, 1)).astype(np.float32)
         k_opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
         u, state = tx.update(jnp.asarray(g), state, p)
         p = p + u
-        np.testing.assert_allclose(
-            np.asarray(p), keras.ops.convert_to_numpy(var), rtol=1e-5, atol=1e-6
-        )
+        theirs = keras.ops.convert_to_numpy(var)
+        if name == "ftrl":  # θ + (θ_new − θ) rounds once at the scale of the old θ (|θ| < 4)
+            np.testing.assert_allclose(p, theirs, rtol=1e-6, atol=5e-7, err_msg=f"step {step}")
+        elif name == "adamw" or "weight_decay" in overrides:
+            np.testing.assert_allclose(p, theirs, rtol=1e-6, atol=1e-7, err_msg=f"step {step}")
+        else:
+            np.testing.assert_array_equal(p, theirs, err_msg=f"step {step}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -615,6 +942,197 @@ def test_first_bias_corrected_adam_step_has_magnitude_eta(grads):
     np.testing.assert_array_equal(np.sign(u), -np.sign(grads))
 
 
+# Invariants for every rule. Each configuration compiles ONE program, shared by every property:
+# K = 4 updates from a fresh state, parameters held fixed (no rule below reads them except FTRL
+# and weight decay, whose first step is from θ₀ anyway).
+
+K, N = 4, 5
+ETA = 0.01
+
+
+def _nadam_keras_first_step_bound(b1):
+    """Keras Nadam at t = 1: m̄ = ∇(1 + μ₂(1 − β₁)/(1 − μ₁μ₂)), μₜ = β₁(1 − ½·0.96ᵗ)."""
+    mu1, mu2 = b1 * (1 - 0.5 * 0.96), b1 * (1 - 0.5 * 0.96**2)
+    return 1 + mu2 * (1 - b1) / (1 - mu1 * mu2)
+
+
+# name -> (optimizer, bound on |Δθ₁| / η for any gradient, or "linear" (|Δθ₁| = factor·η|∇|))
+EVERY_RULE = {
+    "sgd": (lambda: fo.sgd(ETA), ("linear", 1.0)),
+    "momentum": (lambda: fo.momentum(ETA, 0.9), ("linear", 1.0)),
+    "nesterov": (lambda: fo.nesterov(ETA, 0.9), ("linear", 1.9)),
+    "adagrad": (lambda: fo.adagrad(ETA), 1.0),  # η|∇|/√(G₀ + ∇² + ε) ≤ η
+    "adagrad_keras": (lambda: fo.adagrad(ETA, convention="keras"), 1.0),
+    "rmsprop": (lambda: fo.rmsprop(ETA), 1 / np.sqrt(0.1)),  # η|∇|/√((1 − ρ)∇² + ε)
+    "rmsprop_keras": (lambda: fo.rmsprop(ETA, convention="keras"), 1 / np.sqrt(0.1)),
+    "rmsprop_centered": (lambda: fo.rmsprop(ETA, centered=True), 1 / np.sqrt(0.9 * 0.1)),
+    "rmsprop_momentum": (lambda: fo.rmsprop(ETA, momentum=0.9), 1 / np.sqrt(0.1)),
+    # η·√(ε/((1 − ρ)∇² + ε))·|∇| ≤ η·√(ε/(1 − ρ)) when |∇| ≥ 1, ≤ η always: use the latter.
+    "adadelta": (lambda: fo.adadelta(ETA), 1.0),
+    "adadelta_keras": (lambda: fo.adadelta(ETA, convention="keras"), 1.0),
+    "adam": (lambda: fo.adam(ETA), 1.0),  # m̂₁ = ∇, v̂₁ = ∇²: η|∇|/(|∇| + ε)
+    "adam_keras": (lambda: fo.adam(ETA, eps=1e-7, convention="keras"), 1.0),
+    "adam_simplified": (lambda: fo.adam_simplified(ETA), 0.1 / np.sqrt(0.001)),
+    "amsgrad": (lambda: fo.amsgrad(ETA), 1.0),
+    "amsgrad_keras": (lambda: fo.amsgrad(ETA, convention="keras"), 1.0),
+    "adamax": (lambda: fo.adamax(ETA), 1.0),
+    "adamax_keras": (lambda: fo.adamax(ETA, convention="keras"), 1.0),
+    "nadam": (lambda: fo.nadam(ETA), (1 + 2 * 0.9) / (1 + 0.9)),  # β₁/(1 + β₁) + 1
+    "nadam_keras": (
+        lambda: fo.nadam(ETA, eps=1e-7, convention="keras"),
+        _nadam_keras_first_step_bound(0.9),
+    ),
+    "lion": (lambda: fo.lion(ETA, weight_decay=None), 1.0),  # |sign| = 1
+    "lion_keras": (lambda: fo.lion(ETA, convention="keras", weight_decay=None), 1.0),
+}
+
+# Scale invariance, update(c∇) = update(∇) for c > 0, holds exactly in arithmetic when ε = 0
+# (Adam family, RMSProp, AdaGrad with G₀ = 0) and for Lion's sign; with ε > 0 it is the limit
+# ε ≪ √v̂ (Adam, AMSGrad, Nadam), ε ≪ max(β₂u, |∇|) (AdaMax), ε ≪ E[∇²] (RMSProp, AdaDelta:
+# its ε also sits in the numerator √(E[Δ²] + ε), which sets the step's size, not its
+# dependence on ∇) and ε + G₀ ≪ Σ∇² (AdaGrad). In float32 it is bit for bit for c = 2ᵏ: every
+# intermediate then scales by a power of two, which rounding commutes with.
+SCALE_FREE = {
+    "adagrad": lambda: fo.adagrad(ETA, initial_accumulator_value=0.0, eps=0.0),
+    "adagrad_keras": lambda: fo.adagrad(ETA, 0.0, 0.0, convention="keras"),
+    "rmsprop": lambda: fo.rmsprop(ETA, eps=0.0),
+    "rmsprop_keras": lambda: fo.rmsprop(ETA, eps=0.0, convention="keras"),
+    "rmsprop_centered_momentum": lambda: fo.rmsprop(ETA, eps=0.0, centered=True, momentum=0.9),
+    "adadelta": lambda: fo.adadelta(1.0, eps=1e-30),  # ε below half an ulp of E[∇²]
+    "adadelta_keras": lambda: fo.adadelta(1.0, eps=1e-30, convention="keras"),
+    "adam": lambda: fo.adam(ETA, eps=0.0),
+    "adam_keras": lambda: fo.adam(ETA, eps=0.0, convention="keras"),
+    "adam_simplified": lambda: fo.adam_simplified(ETA, eps=0.0),
+    "amsgrad": lambda: fo.amsgrad(ETA, eps=0.0),
+    "amsgrad_keras": lambda: fo.amsgrad(ETA, eps=0.0, convention="keras"),
+    "adamax": lambda: fo.adamax(ETA, eps=0.0),
+    "adamax_keras": lambda: fo.adamax(ETA, eps=0.0, convention="keras"),
+    "nadam": lambda: fo.nadam(ETA, eps=0.0),
+    "nadam_keras": lambda: fo.nadam(ETA, eps=0.0, convention="keras"),
+    "lion": lambda: fo.lion(ETA, weight_decay=None),  # any ε: Lion has none
+    "lion_keras": lambda: fo.lion(ETA, convention="keras", weight_decay=None),
+}
+LINEAR = ["sgd", "momentum", "nesterov"]  # update(c∇) = c·update(∇): homogeneous, not invariant
+_RUNS: dict = {}
+
+
+def _run(key, make):
+    """The K updates of `make()` for gradients [K, N] at fixed params [N]: one compiled program."""
+    if key not in _RUNS:
+        tx = make()
+
+        def run(params, grads):
+            def body(state, g):
+                u, state = tx.update(g, state, params)
+                return state, u
+
+            return jax.lax.scan(body, tx.init(params), grads)[1]
+
+        _RUNS[key] = jax.jit(run)
+    return _RUNS[key]
+
+
+def _normal_f32(lo, hi):
+    """Signed float32 magnitudes in [lo, hi] (normal numbers: XLA:CPU flushes subnormals)."""
+    magnitude = st.floats(float(np.float32(lo)), float(np.float32(hi)), width=32)
+    return st.tuples(magnitude, st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
+
+
+_grads = hnp.arrays(np.float32, (K, N), elements=_normal_f32(1e-2, 1e2))
+_params = hnp.arrays(np.float32, (N,), elements=_normal_f32(1e-3, 1e3))
+
+
+@given(_params)
+def test_zero_gradient_leaves_parameters_unchanged_for_every_rule(params):
+    """No gradient, no step: every rule (no weight decay) leaves θ exactly as it was, K steps
+    from a fresh state. FTRL is the exception, below: its iterate is a function of z."""
+    zeros = np.zeros((K, N), np.float32)
+    for name, (make, _) in EVERY_RULE.items():
+        updates = np.asarray(_run(name, make)(params, zeros))
+        applied = params + updates  # θ + u, as optax.apply_updates
+        np.testing.assert_array_equal(applied, np.broadcast_to(params, (K, N)), err_msg=name)
+
+
+@given(_params)
+def test_ftrl_with_zero_gradients_sits_at_its_proximal_point(params):
+    """FTRL's θ is (clip(z, ±λ₁) − z)/q, with z = 0 after zero gradients: θ₁ = 0 from any θ₀
+    (Keras' Ftrl does the same), and it stays there."""
+    updates = np.asarray(_run("ftrl", lambda: fo.ftrl(ETA))(params, np.zeros((K, N), np.float32)))
+    np.testing.assert_array_equal(params + updates[0], 0.0)
+
+
+@given(_grads, st.integers(-12, 12))
+def test_scale_invariance_bit_for_bit_for_powers_of_two(grads, k):
+    """update(c∇) = update(∇) for c = 2ᵏ, every step, bit for bit (see SCALE_FREE)."""
+    params = np.ones(N, np.float32)
+    c = np.float32(2.0**k)
+    for name, make in SCALE_FREE.items():
+        run = _run(("scale", name), make)
+        np.testing.assert_array_equal(run(params, grads * c), run(params, grads), err_msg=name)
+    for name in LINEAR:
+        run = _run(name, EVERY_RULE[name][0])
+        np.testing.assert_array_equal(run(params, grads * c), c * run(params, grads), err_msg=name)
+
+
+@given(_grads, st.floats(1e-3, 1e3))
+def test_scale_invariance_within_rounding_for_any_positive_factor(grads, c):
+    params = np.ones(N, np.float32)
+    scaled = (grads * np.float32(c)).astype(np.float32)
+    for name, make in SCALE_FREE.items():
+        if name.startswith("lion"):
+            continue  # sign(c·x) = sign(x) exactly; a rounding near x = 0 could flip it
+        run = _run(("scale", name), make)
+        # atol: centered RMSProp's E − M² cancels, so small steps carry its rounding.
+        np.testing.assert_allclose(
+            run(params, scaled), run(params, grads), rtol=2e-5, atol=1e-6 * ETA, err_msg=name
+        )
+
+
+@given(
+    hnp.arrays(np.float32, (N,), elements=st.floats(0.5, 4.0, width=32)),
+    hnp.arrays(np.float32, (N,), elements=_normal_f32(1.0, 10.0)),
+)
+def test_first_step_descends_a_convex_quadratic(curvature, offset):
+    """L(θ) = ½Σaᵢ(θᵢ − θ*ᵢ)², a ∈ [0.5, 4], |θ₀ − θ*| ∈ [1, 10], η = 0.01: every rule's first
+    step moves each coordinate against its gradient, by less than twice its distance to θ*, so
+    L decreases (later steps of momentum methods may overshoot; `test_sgd_never_increases...`
+    covers plain gradient descent over many steps)."""
+    theta0 = np.zeros(N, np.float32)
+    target = -offset  # θ₀ − θ* = offset
+    g = curvature * (theta0 - target)
+    grads = np.broadcast_to(g, (K, N)).astype(np.float32)
+
+    def loss(t):
+        return 0.5 * np.sum(curvature.astype(np.float64) * (t - target.astype(np.float64)) ** 2)
+
+    for name, (make, _) in EVERY_RULE.items():
+        step = np.asarray(_run(name, make)(theta0, grads))[0].astype(np.float64)
+        assert np.all(np.sign(step) == -np.sign(g)), name
+        assert np.all(np.abs(step) < 2 * np.abs(offset)), name
+        assert loss(theta0 + step) < loss(theta0), name
+
+
+@given(hnp.arrays(np.float32, (K, N), elements=_normal_f32(1e-6, 1e6)))
+def test_first_step_is_bounded(grads):
+    """|Δθ₁| ≤ bound·η whatever the gradient's size (Adam family, AdaMax, Lion: η; Nadam:
+    η(1 + 2β₁)/(1 + β₁) (Optax) or η(1 + μ₂(1 − β₁)/(1 − μ₁μ₂)) (Keras); RMSProp η/√(1 − ρ),
+    centered η/√(ρ(1 − ρ)); AdaGrad, AdaDelta η; the slide's simplified Adam η(1 − β₁)/√(1 − β₂));
+    gradient descent is linear instead: |Δθ₁| = η|∇| (Nesterov (1 + γ)η|∇|). The 1e-6 allows the
+    float32 rounding of 1 − β (e.g. 1 − f32(0.999) ≠ 0.001)."""
+    params = np.ones(N, np.float32)
+    for name, (make, bound) in EVERY_RULE.items():
+        first = np.abs(np.asarray(_run(name, make)(params, grads))[0]).astype(np.float64)
+        if isinstance(bound, tuple):
+            expected = bound[1] * ETA * np.abs(grads[0].astype(np.float64))
+            np.testing.assert_allclose(first, expected, rtol=1e-6, err_msg=name)
+        else:
+            assert np.all(first <= bound * ETA * (1 + 1e-6)), (name, first.max() / ETA, bound)
+    lion = np.abs(np.asarray(_run("lion", EVERY_RULE["lion"][0])(params, grads))[0])
+    np.testing.assert_array_equal(lion, np.float32(ETA))  # Lion: exactly η per coordinate
+    ftrl = np.asarray(_run("ftrl", lambda: fo.ftrl(ETA))(params, grads))[0]
+    assert np.all(np.abs(params + ftrl) <= np.abs(params) + ETA * (1 + 1e-6))  # |θ₁| ≤ |θ₀| + η
+
+
 ALL = {
     "adagrad": lambda: fo.adagrad(0.1),
     "rmsprop": lambda: fo.rmsprop(0.01, centered=True, momentum=0.9),
@@ -627,6 +1145,11 @@ ALL = {
     "nadam_keras": lambda: fo.nadam(0.1, convention="keras"),
     "adadelta": lambda: fo.adadelta(1.0),
     "ftrl": lambda: fo.ftrl(0.1, l1_regularization_strength=0.01),
+    "lion": lambda: fo.lion(optax.linear_schedule(0.1, 0.0, 10)),
+    "lion_keras_decay": lambda: fo.lion(0.1, convention="keras", weight_decay=0.1),
+    "rmsprop_keras": lambda: fo.rmsprop(0.01, momentum=0.5, convention="keras"),
+    "adagrad_keras": lambda: fo.adagrad(0.1, convention="keras", weight_decay=0.01),
+    "adadelta_keras": lambda: fo.adadelta(1.0, convention="keras"),
 }
 
 
@@ -690,6 +1213,15 @@ def test_get_defaults_are_keras():
     np.testing.assert_allclose(-np.asarray(u), expected, rtol=1e-5)
     assert isinstance(fo.get("RMSprop").init(jnp.zeros(1)), fo.RmspropState)
     assert fo.get("adamw", beta_1=0.8) is not None
+    # Lion: Keras' Lion() is lr 1e-3, β = (0.9, 0.99), no weight decay (Optax's default is 1e-3),
+    # so get("lion") needs no params; the factory's Optax default decay does.
+    lion = fo.get("Lion")
+    u, state = lion.update(jnp.asarray([2.0, -3.0]), lion.init(jnp.zeros(2)))
+    np.testing.assert_array_equal(u, np.float32([-1e-3, 1e-3]))
+    assert isinstance(state, fo.LionState) and float(state.learning_rate) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="lion with weight_decay needs params"):
+        fo.lion().update(jnp.ones(2), fo.lion().init(jnp.zeros(2)))
+    assert "lion" in fo.names()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -717,6 +1249,14 @@ def test_get_defaults_are_keras():
         ),
         (lambda: fo.get("rmsprop", rho=1.2), r"decay must be in \[0, 1\), got 1.2"),
         (lambda: fo.get("adam", beta_1=-0.9), r"b1 must be in \[0, 1\), got -0.9"),
+        (lambda: fo.lion(0.1, b1=1.5), r"b1 must be in \[0, 1\], got 1.5"),
+        (lambda: fo.lion(0.1, b2=-0.1), r"b2 must be in \[0, 1\], got -0.1"),
+        (lambda: fo.lion(0.1, weight_decay=-1.0), r"weight_decay must be a finite number >= 0"),
+        (lambda: fo.lion(-0.1), r"learning_rate must be a finite number >= 0.*got -0.1"),
+        (lambda: fo.lion(0.1, convention="torch"), r"convention must be one of.*got 'torch'"),
+        (lambda: fo.rmsprop(0.1, convention="tf"), r"convention must be one of.*got 'tf'"),
+        (lambda: fo.adagrad(0.1, convention="tf"), r"convention must be one of.*got 'tf'"),
+        (lambda: fo.adadelta(0.1, convention="tf"), r"convention must be one of.*got 'tf'"),
     ],
 )
 def test_bad_hyperparameters(make, message):
@@ -737,8 +1277,8 @@ def test_bad_trees_and_missing_params():
             needs.update(params, needs.init(params))
 
 
-def test_fused_flat_buffer_path_equals_the_per_leaf_update():
-    """The fused path (parameters as one flat buffer) computes exactly the per-leaf update."""
+def test_flat_buffer_equals_the_per_leaf_update():
+    """`flatten`: the parameters as one flat buffer; the update is exactly the per-leaf one."""
     params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.arange(4.0)}
     flat, unflatten = fo.flatten(params)
     assert flat.shape == (16,)
@@ -755,19 +1295,24 @@ def test_fused_flat_buffer_path_equals_the_per_leaf_update():
     assert_trees_close(unflatten(p_flat), p_tree, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {},
-        {"convention": "keras"},
-        {"weight_decay": 0.1},
-        {"convention": "keras", "weight_decay": 0.1},
-    ],
-)
-def test_fused_adam_interleaved_moments_compute_adam(problems, kwargs):
-    """fused_adam keeps (m, v) side by side in one buffer; the numbers are adam's."""
-    (_, fused_state), fused = trajectory(fo.fused_adam(1e-2, **kwargs), problems, steps=30)
-    (_, state), plain = trajectory(fo.adam(1e-2, **kwargs), problems, steps=30)
-    assert_trees_close(fused, plain, rtol=1e-6, atol=1e-7)
-    assert_trees_close(jax.tree.map(lambda x: x[..., 0], fused_state.moments), state.mu)
-    assert_trees_close(jax.tree.map(lambda x: x[..., 1], fused_state.moments), state.nu)
+def test_fused_adam_is_a_deprecated_alias_of_adam():
+    """The fused path was removed (BENCHMARKS.md); the names warn and compute adam."""
+    with pytest.warns(
+        DeprecationWarning, match="fused_adam is deprecated: use fnn.optimizers.adam"
+    ):
+        tx = fo.fused_adam(1e-2, convention="keras", weight_decay=0.1)
+    p = jnp.linspace(-1.0, 1.0, 6)
+    g = jnp.cos(3 * p)
+    reference = fo.adam(1e-2, convention="keras", weight_decay=0.1)
+    u, state = tx.update(g, tx.init(p), p)
+    np.testing.assert_array_equal(u, reference.update(g, reference.init(p), p)[0])
+    assert isinstance(state, fo.AdamState)
+    with pytest.warns(DeprecationWarning, match="fused_adam is deprecated"):
+        keras_default = fo.get("fused_adam")
+    np.testing.assert_array_equal(
+        keras_default.update(g, keras_default.init(p))[0],
+        fo.get("adam").update(g, fo.get("adam").init(p))[0],
+    )
+    with pytest.warns(DeprecationWarning, match="FusedAdamState is deprecated"):
+        assert fo.FusedAdamState is fo.AdamState
+    assert "fused_adam" not in fo.names() and "fused_adam" not in fo.__all__

@@ -411,7 +411,9 @@ def test_eager_equals_jit_equals_vmap_and_second_update_does_not_recompile(name)
     s = state
     for k in range(3):
         u, s = jitted(grads, s, params)
-        assert_trees_close(u, eager[k], rtol=1e-6, atol=0)
+        # Keras' decay form (θ − θλη + u) − θ carries one rounding of θ (|θ| ≤ 5 here), which
+        # XLA may contract into an FMA under jit.
+        assert_trees_close(u, eager[k], rtol=1e-6, atol=1e-6)
     assert len(traces) == 1
     # vmap over 3 independent problems equals running each alone.
     batch = jax.tree.map(lambda p: jnp.stack([p, 2 * p, -p]), params)
