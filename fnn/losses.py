@@ -142,11 +142,23 @@ def _class_axis(y_pred: Array, axis: int, loss: str) -> int:
     return axis
 
 
+def _safe_mean(values: Array, axis) -> Array:
+    """``jnp.mean`` (Keras' arithmetic), falling back to ``Σ (v / D)`` where the plain sum overflows.
+
+    Two values of 3e38 have a representable mean, but their sum is inf: the fallback keeps the
+    mean finite wherever it is (both branches have the finite gradient ``1/D``).
+    """
+    mean = jnp.mean(values, axis=axis)
+    count = math.prod(values.shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
+    scaled = jnp.sum(values / jnp.asarray(count, values.dtype), axis=axis)
+    return jnp.where(jnp.isfinite(mean), mean, scaled)
+
+
 def _mean_last(values: Array, axis: int, loss: str) -> Array:
     """Keras' ``mean(..., axis)`` for elementwise losses; rank-1 inputs stay per example."""
     if values.ndim == 1:
         return values
-    return jnp.mean(values, axis=_class_axis(values, axis, loss))
+    return _safe_mean(values, _class_axis(values, axis, loss))
 
 
 def _concrete(value) -> bool:
@@ -302,11 +314,26 @@ def _renormalise_jvp(axis, primals, tangents):
     return q, (dp - q * jnp.sum(dp, axis=axis, keepdims=True)) / total
 
 
-def _log_probabilities(y_pred: Array, axis: int, from_logits: bool) -> Array:
-    if from_logits:
-        return jax.nn.log_softmax(y_pred, axis=axis)
-    # Keras renormalises along the class axis, then clips.
-    return jnp.log(_clip_probabilities(_renormalise(y_pred, axis)))
+def _cross_entropy(y_true: Array, y_pred: Array, axis: int, from_logits: bool) -> Array:
+    r""":math:`-\sum_k y_k \log p_k` along ``axis``, Keras' arithmetic, finite for any finite input.
+
+    From logits, :math:`\log p_k = (z_k - m) - \log\sum_j e^{z_j - m}` with :math:`m = \max_j z_j`
+    (`jax.nn.log_softmax`'s arithmetic). When :math:`z_k - m` overflows (logits of ±3.4e38), the
+    term is :math:`y_k z_k - y_k m - y_k \log\sum_j e^{z_j - m}` instead: 0 for a zero label
+    (rather than :math:`0 \times (-\infty)` = NaN) and the exact finite value for a small one.
+    """
+    if not from_logits:
+        # Keras renormalises along the class axis, then clips.
+        return -jnp.sum(
+            y_true * jnp.log(_clip_probabilities(_renormalise(y_pred, axis))), axis=axis
+        )
+    top = jax.lax.stop_gradient(jnp.max(y_pred, axis=axis, keepdims=True))
+    shifted = y_pred - top
+    ok = jnp.isfinite(shifted)
+    shifted = jnp.where(ok, shifted, 0.0)
+    lse = jnp.log(jnp.sum(jnp.where(ok, jnp.exp(shifted), 0.0), axis=axis, keepdims=True))
+    terms = jnp.where(ok, y_true * (shifted - lse), y_true * y_pred - y_true * top - y_true * lse)
+    return -jnp.sum(terms, axis=axis)
 
 
 def categorical_crossentropy(
@@ -360,7 +387,7 @@ def categorical_crossentropy(
     axis = _class_axis(y_pred, axis, name)
     y_true = _as_true(y_true, y_pred, name, one_hot=True)
     y_true = _smooth(y_true, label_smoothing, 1.0 / y_pred.shape[axis], name)
-    return -jnp.sum(y_true * _log_probabilities(y_pred, axis, from_logits), axis=axis)
+    return _cross_entropy(y_true, y_pred, axis, from_logits)
 
 
 def sparse_categorical_crossentropy(
@@ -416,7 +443,7 @@ def sparse_categorical_crossentropy(
         # Neutral predictions for ignored entries keep their (discarded) loss and gradient finite.
         y_pred = jnp.where(jnp.expand_dims(valid, axis), y_pred, 1.0)
     one_hot = jax.nn.one_hot(labels, num_classes, dtype=y_pred.dtype, axis=axis)
-    loss = -jnp.sum(one_hot * _log_probabilities(y_pred, axis, from_logits), axis=axis)
+    loss = _cross_entropy(one_hot, y_pred, axis, from_logits)
     if valid is not None:
         loss = jnp.where(valid, loss, 0.0)
     return loss
@@ -591,29 +618,64 @@ def mean_squared_logarithmic_error(
     return _mean_last(jnp.square(diff), axis, name)
 
 
-def _l2_normalize(x: Array, axis: int) -> Array:
-    # Keras: x * min(rsqrt(sum x²), 1/ε), i.e. the norm is floored at ε. The where keeps the
-    # gradient finite for an all-zero vector (rsqrt(0) = inf would give inf * 0 = NaN).
-    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-    big = sq > EPSILON**2
-    inv_norm = jnp.where(big, jax.lax.rsqrt(jnp.where(big, sq, 1.0)), 1.0 / EPSILON)
-    return x * inv_norm
+def _l2_normalize(x: Array, axis: tuple[int, ...]) -> Array:
+    r"""Keras' ``normalize``, :math:`x / \max(\|x\|, \epsilon)`, finite for any finite ``x``.
+
+    The vector is first scaled by its largest magnitude :math:`m` (the result does not depend on
+    :math:`m`, so :math:`m` is held constant for the gradient): :math:`\sum x^2` overflows for
+    :math:`|x| > 1.8\cdot10^{19}` and underflows for subnormals, :math:`\sum (x/m)^2 \in [1, D]`
+    never does. Where :math:`\|x\| \le \epsilon` (an all-zero vector included) the result is
+    :math:`x/\epsilon`, and the discarded branch is fed safe values (no NaN gradient).
+    """
+    m = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=axis, keepdims=True))
+    # Below 1e-30 the norm is at most sqrt(D)·1e-30 < ε: the x/ε branch, and 1/m would overflow.
+    scalable = m >= 1e-30
+    m_safe = jnp.where(scalable, m, 1.0)
+    # x/m in two steps of 1/sqrt(m): XLA:CPU divides as x·(1/m), and 1/m is subnormal (flushed
+    # to 0) for m > 8.5e37.
+    r = jax.lax.rsqrt(m_safe)
+    xs = (x * r) * r
+    ss = jnp.sum(jnp.square(xs), axis=axis, keepdims=True)  # ~1 or more where scalable
+    ns = jnp.sqrt(jnp.where(scalable, ss, 1.0))  # sqrt'(0) = inf must not meet a 0 cotangent
+    big = scalable & (m_safe * ns > EPSILON)
+    return jnp.where(big, xs / jnp.where(big, ns, 1.0), x / EPSILON)
 
 
-def cosine_similarity(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
+def _feature_axes(y_pred: Array, axis, loss: str) -> tuple[int, ...]:
+    """``axis`` (an int, a tuple of ints, or ``None`` for every axis but the batch axis) as a
+    sorted tuple of non-batch axes."""
+    if axis is None:
+        return tuple(range(1, y_pred.ndim))
+    if isinstance(axis, tuple | list):
+        if not axis:
+            raise ValueError(f"{loss}: axis must name at least one axis, got {axis!r}")
+        axes = tuple(_class_axis(y_pred, a, loss) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{loss}: axis={tuple(axis)} names an axis twice")
+        return tuple(sorted(axes))
+    return (_class_axis(y_pred, axis, loss),)
+
+
+def cosine_similarity(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int | tuple = -1) -> Array:
     r"""Cosine-similarity **loss**, :math:`-\cos(y, \hat y) = -\dfrac{y \cdot \hat y}{\|y\|\,\|\hat
     y\|}` along ``axis``: -1 for parallel vectors, 0 for orthogonal ones, +1 for opposite ones.
 
     Keras 3 returns the *negative* cosine so that minimising the loss maximises similarity; norms
-    are floored at :math:`\epsilon = 10^{-7}`, so a zero vector gives 0. Optax's
-    `optax.losses.cosine_similarity(predictions, targets)` returns **+cos** (the opposite sign)
-    and `optax.losses.cosine_distance` returns :math:`1 - \cos` (= this loss + 1). PyTorch's
+    are floored at :math:`\epsilon = 10^{-7}`, so a zero vector gives 0. ``axis`` may be any
+    non-batch axis or a tuple of them (``axis=(1, 2, 3)`` compares whole ``[H, W, C]`` maps), as
+    Keras' ``normalize`` and ``sum`` take them; the batch axis 0 is refused (fnn returns one value
+    per example; Keras would mix the examples). Each vector is scaled by its largest entry before
+    the norm, so inputs up to ±3.4e38 and down to subnormals give the exact cosine and a finite
+    gradient (Keras' :math:`\sum x^2` overflows beyond ~1.8e19: loss 0, gradient NaN).
+
+    Optax's `optax.losses.cosine_similarity(predictions, targets)` returns **+cos** (the opposite
+    sign) and `optax.losses.cosine_distance` returns :math:`1 - \cos` (= this loss + 1). PyTorch's
     ``CosineSimilarity`` returns +cos.
 
     Args:
         y_true: targets, shape of ``y_pred``.
         y_pred: predictions, ``[N, ..., D]``.
-        axis: the axis along which the vectors lie.
+        axis: the axis (or axes) along which the vectors lie; not 0.
 
     Returns:
         ``y_pred.shape`` without ``axis``: ``[N]`` for ``[N, D]``.
@@ -623,12 +685,17 @@ def cosine_similarity(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -
         >>> cosine_similarity(y_true=jnp.array([[0.0, 1.0], [1.0, 1.0], [1.0, 1.0]]),
         ...                   y_pred=jnp.array([[1.0, 0.0], [1.0, 1.0], [-1.0, -1.0]])).round(4)
         Array([-0., -1.,  1.], dtype=float32)
+        >>> maps = jnp.ones((2, 4, 4, 3))
+        >>> cosine_similarity(y_true=maps, y_pred=2 * maps, axis=(1, 2, 3)).round(4)
+        Array([-1., -1.], dtype=float32)
     """
     name = "cosine_similarity"
     y_pred = _as_pred(y_pred, name)
-    axis = _class_axis(y_pred, axis, name)
+    if axis is None:
+        raise TypeError(f"{name}: axis must be an int or a tuple of ints, got None")
+    axes = _feature_axes(y_pred, axis, name)
     y_true = _as_true(y_true, y_pred, name)
-    return -jnp.sum(_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis), axis=axis)
+    return -jnp.sum(_l2_normalize(y_true, axes) * _l2_normalize(y_pred, axes), axis=axes)
 
 
 def huber(*, y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0, axis: int = -1) -> Array:
@@ -661,10 +728,17 @@ def huber(*, y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0, axis: int
     y_pred = _as_pred(y_pred, name)
     y_true = _as_true(y_true, y_pred, name)
     _check_option(delta, "delta", name, low=0, low_open=True)
-    d = jnp.asarray(delta, y_pred.dtype)
-    err = jnp.abs(y_pred - y_true)
-    values = jnp.where(err <= d, 0.5 * jnp.square(err), d * err - 0.5 * jnp.square(d))
-    return _mean_last(values, axis, name)
+    return _mean_last(_huber_elementwise(jnp.abs(y_pred - y_true), delta, y_pred.dtype), axis, name)
+
+
+def _huber_elementwise(err: Array, delta, dtype) -> Array:
+    r""":math:`\tfrac12 q^2 + \delta(|e| - q)` with :math:`q = \min(|e|, \delta)`: Huber without a
+    ``where``, so no branch's overflow (:math:`e^2` beyond 1.8e19, or :math:`|e|` = inf when
+    :math:`\hat y - y` overflows) can reach the gradient, which stays :math:`\mathrm{clip}(e,
+    -\delta, \delta)`."""
+    d = jnp.asarray(delta, dtype)
+    q = jnp.minimum(err, d)
+    return 0.5 * jnp.square(q) + d * (err - q)
 
 
 def log_cosh(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
@@ -672,9 +746,11 @@ def log_cosh(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
     ``logcosh``.
 
     :math:`\approx e^2/2` for small errors and :math:`|e| - \log 2` for large ones; computed as
-    :math:`e + \mathrm{softplus}(-2e) - \log 2`, which never overflows (``cosh`` would for
-    :math:`|e| > 89`). Same as Keras 3 and `optax.losses.log_cosh` (elementwise), including the
-    formula's absolute error of ~1e-7 near :math:`e = 0` (``log 2`` cancels).
+    :math:`|e| + \mathrm{softplus}(-2|e|) - \log 2`, which never overflows (``cosh`` would for
+    :math:`|e| > 89`; Keras' and Optax's :math:`e + \mathrm{softplus}(-2e) - \log 2` does for
+    :math:`e < -1.7\cdot10^{38}`, where the answer :math:`|e| - \log 2` is finite). Otherwise
+    the same as Keras 3 and `optax.losses.log_cosh` (elementwise), including the formula's
+    absolute error of ~1e-7 near :math:`e = 0` (``log 2`` cancels).
 
     Args:
         y_true: targets, shape of ``y_pred``.
@@ -692,7 +768,7 @@ def log_cosh(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
     name = "log_cosh"
     y_pred = _as_pred(y_pred, name)
     y_true = _as_true(y_true, y_pred, name)
-    e = y_pred - y_true
+    e = jnp.abs(y_pred - y_true)
     values = e + jnp.logaddexp(-2.0 * e, 0.0) - jnp.log(2.0).astype(e.dtype)
     return _mean_last(values, axis, name)
 
