@@ -1367,11 +1367,13 @@ def categorical_generalized_cross_entropy(
     :math:`p_y` the predicted probability of the true class (integer labels).
 
     A noise-robust loss between cross-entropy (:math:`q \to 0`: :math:`-\log p_y`) and MAE
-    (:math:`q = 1`: :math:`1 - p_y`). Keras 3 numerics: no clipping, so at :math:`p_y = 0` the
-    value is :math:`1/q` and the gradient :math:`-p_y^{q-1}` is :math:`-\infty` (mathematically
-    so); ``q`` in ``(0, 1)`` (the Keras class's default 0.5; Keras' function has no default).
-    Unlike Keras, labels out of range are an error (eagerly) and float labels are refused.
-    Optax and PyTorch have no such loss.
+    (:math:`q = 1`: :math:`1 - p_y`). Keras 3 numerics (no clipping: :math:`p_y = 0` costs
+    :math:`1/q`), except that :math:`p_y` below the smallest normal float32 (1.2e-38) is raised
+    to it for the gradient :math:`-p_y^{q-1}`, which is then finite (Keras': :math:`-\infty` at
+    :math:`p_y = 0`, a NaN once multiplied by a zero softmax derivative). ``q`` in ``(0, 1)``
+    (the Keras class's default 0.5; Keras' function has no default). Unlike Keras, labels out
+    of range are an error (eagerly) and float labels are refused. Optax and PyTorch have no
+    such loss.
 
     Args:
         y_true: integer class ids ``[N]`` (or ``[N, 1]``).
@@ -1402,6 +1404,10 @@ def categorical_generalized_cross_entropy(
         raise ValueError(f"{name}: q must be in (0, 1), got {q!r}")
     one_hot = jax.nn.one_hot(labels, num_classes, dtype=y_pred.dtype, axis=axis)
     p = jnp.sum(y_pred * one_hot, axis=axis)
+    # Below the smallest normal float (XLA:CPU flushes subnormals to 0) p is raised to it in the
+    # value only: p^q changes by < 1e-26 and the gradient -p^(q-1) stays finite (-inf at p = 0).
+    tiny = jnp.finfo(p.dtype).tiny
+    p = p + jax.lax.stop_gradient(jnp.maximum(p, tiny) - p)
     qq = jnp.asarray(q, y_pred.dtype)
     return (1.0 - jnp.power(p, qq)) / qq
 

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from jax.test_util import check_grads
-from strategies import moderate_f32
+from strategies import FLOAT32_MAX, extreme_f32, f32_arrays, moderate_f32, unit_f32
 
 from fnn import activations
 from fnn import losses as L
@@ -902,6 +902,12 @@ _cce_logits = jax.jit(functools.partial(L.categorical_crossentropy, from_logits=
 _cce = jax.jit(L.categorical_crossentropy)
 _svm = jax.jit(L.multiclass_svm)
 _huber = jax.jit(L.huber)
+_bce = jax.jit(L.binary_crossentropy)
+_bfce = jax.jit(L.binary_focal_crossentropy)
+_dice = jax.jit(L.dice)
+_tversky = jax.jit(L.tversky)
+_cs = jax.jit(L.multiclass_hinge)
+_ctc = jax.jit(L.ctc)
 _hinge = jax.jit(L.hinge)
 _symmetric = {
     n: jax.jit(f)
@@ -1410,6 +1416,566 @@ def test_option_values_are_checked():
         L.categorical_crossentropy(y_true=y, y_pred=p, axis=True)
     with pytest.raises(TypeError, match="y_true must be a real array, got dtype complex64"):
         L.mean_squared_error(y_true=y.astype(np.complex64), y_pred=p)
+
+
+# ---------------------------------------------------------------------------------------------
+# The losses added for segmentation, detection, sequences and metric learning (issues 15, 17).
+
+
+def test_focal_losses_reduce_to_crossentropy_at_gamma_0():
+    y, p = d_binary_soft(np.random.default_rng(0))
+    np.testing.assert_allclose(
+        L.binary_focal_crossentropy(y_true=y, y_pred=p, gamma=0.0),
+        L.binary_crossentropy(y_true=y, y_pred=p),
+        rtol=1e-6,
+    )
+    y, p = d_onehot_prob(np.random.default_rng(1))
+    np.testing.assert_allclose(
+        L.categorical_focal_crossentropy(y_true=y, y_pred=p, gamma=0.0, alpha=1.0),
+        L.categorical_crossentropy(y_true=y, y_pred=p),
+        rtol=1e-6,
+    )
+    # Keras' focal loss from logits goes through sigmoid + the 1e-7 clip: capped at 16.1 where
+    # binary_crossentropy's log-sigmoid keeps growing.
+    big = L.binary_focal_crossentropy(
+        y_true=np.ones((1, 1), np.float32), y_pred=np.full((1, 1), -50.0, np.float32),
+        from_logits=True, gamma=0.0,
+    )  # fmt: skip
+    assert float(big[0]) == pytest.approx(-math.log(EPS), rel=1e-6)
+
+
+def test_binary_focal_equals_optax_sigmoid_focal_loss_inside_the_clip():
+    # Optax: log-sigmoid cross-entropy times (1 - p_t)^γ, alpha_t when alpha is given; the same
+    # numbers wherever sigmoid(z) stays inside Keras' [1e-7, 1 - 1e-7] clip (|z| < 15).
+    y, z = d_logits_focal(np.random.default_rng(2))
+    np.testing.assert_allclose(
+        L.binary_focal_crossentropy(y_true=y, y_pred=z, from_logits=True, gamma=2.0),
+        optax.losses.sigmoid_focal_loss(z, y, alpha=None, gamma=2.0).mean(-1),
+        rtol=5e-5,
+    )
+    np.testing.assert_allclose(
+        L.binary_focal_crossentropy(
+            y_true=y, y_pred=z, from_logits=True, apply_class_balancing=True, alpha=0.25
+        ),
+        optax.losses.sigmoid_focal_loss(z, y, alpha=0.25, gamma=2.0).mean(-1),
+        rtol=5e-5,
+    )
+
+
+@given(any_probs, any_probs, st.floats(0, 5, width=32))
+def test_focal_factor_only_down_weights(y, p, gamma):
+    bce = np.asarray(_bce(y_true=y, y_pred=p))
+    focal = np.asarray(_bfce(y_true=y, y_pred=p, gamma=gamma))
+    assert np.all(focal >= 0) and np.all(focal <= bce * (1 + 1e-6) + 1e-7)
+
+
+@given(any_probs, any_probs)
+def test_dice_and_tversky_bounds_and_identities(y, p):
+    y = (y > 0.5).astype(np.float32)
+    d = np.asarray(_dice(y_true=y, y_pred=p))
+    assert np.all(d >= -1e-6) and np.all(d <= 1 + 1e-6)
+    # Tversky with α = β = ½ is Dice (up to where ε sits: 2ε in Dice's denominator vs ε).
+    t = np.asarray(_tversky(y_true=y, y_pred=p, alpha=0.5, beta=0.5))
+    np.testing.assert_allclose(t, d, atol=1e-5)
+    perfect = np.asarray(_dice(y_true=y, y_pred=y))
+    assert np.all(perfect[y.sum(-1) > 0] < 1e-6)  # a mask matches itself
+    assert np.all(perfect[y.sum(-1) == 0] == 1.0)  # two empty masks: 1 - 0/ε, as in Keras
+
+
+def test_tversky_alpha_weighs_missed_target_pixels_as_keras_computes():
+    y = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32)
+    missed = np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)  # one target pixel missed: 1 FN
+    spurious = np.array([[1.0, 1.0, 1.0, 0.0]], np.float32)  # one extra pixel: 1 FP
+    # 1 - TP / (TP + α FN + β FP): α acts on the missed pixel, β on the spurious one.
+    assert float(L.tversky(y_true=y, y_pred=missed, alpha=0.9, beta=0.1)[0]) == pytest.approx(
+        1 - 1 / 1.9, rel=1e-6
+    )
+    assert float(L.tversky(y_true=y, y_pred=spurious, alpha=0.9, beta=0.1)[0]) == pytest.approx(
+        1 - 2 / 2.1, abs=1e-6
+    )
+
+
+def test_dice_axis_default_is_per_example_and_tuples_work():
+    y, p = d_mask(np.random.default_rng(3))
+    np.testing.assert_array_equal(
+        L.dice(y_true=y, y_pred=p), L.dice(y_true=y, y_pred=p, axis=(1, 2, 3))
+    )
+    per_class = L.dice(y_true=y, y_pred=p, axis=(1, 2))
+    assert per_class.shape == (N, 2)
+    want = np.stack([np_dice(y[..., k].astype(np.float64), p[..., k]) for k in range(2)], -1)
+    np.testing.assert_allclose(per_class, want, rtol=1e-5)
+    # Keras' axis=None (the whole batch at once) is the default on the [1, -1] reshape.
+    whole = L.dice(y_true=y.reshape(1, -1), y_pred=p.reshape(1, -1))
+    np.testing.assert_allclose(
+        whole, [np_dice(y.reshape(1, -1), p.reshape(1, -1).astype(np.float64))[0]], rtol=1e-5
+    )
+
+
+def test_smooth_l1_is_huber_over_beta():
+    y, p = d_regression(np.random.default_rng(4))
+    for beta in (0.1, 1.0, 3.0):
+        np.testing.assert_allclose(
+            L.smooth_l1(y_true=y, y_pred=p, beta=beta),
+            L.huber(y_true=y, y_pred=p, delta=beta) / beta,
+            rtol=1e-5,
+        )
+    np.testing.assert_allclose(  # beta = 0: plain L1
+        L.smooth_l1(y_true=y, y_pred=p, beta=0.0),
+        L.mean_absolute_error(y_true=y, y_pred=p),
+        rtol=1e-6,
+    )
+    g = jax.grad(lambda v: L.smooth_l1(y_true=y, y_pred=v, beta=0.5).sum())(p)
+    np.testing.assert_allclose(g, np.clip((p - y) / 0.5, -1, 1) / K, rtol=1e-5, atol=1e-6)
+
+
+def test_multiclass_hinge_equals_optax_and_bounds_the_slide_svm():
+    ids, s = d_sparse_logits(np.random.default_rng(5))
+    cs = L.multiclass_hinge(y_true=ids, y_pred=s)
+    np.testing.assert_allclose(cs, optax.losses.multiclass_hinge_loss(s, ids), rtol=1e-6, atol=1e-6)
+    ww = L.multiclass_svm(y_true=ids, y_pred=s)
+    assert np.all(np.asarray(cs) <= np.asarray(ww) + 1e-5)
+    two_violations = jnp.array([[0.0, 0.5, 0.5]])  # the slide sums 1.5 + 1.5, Crammer-Singer 1.5
+    assert float(L.multiclass_hinge(y_true=jnp.array([0]), y_pred=two_violations)[0]) == 1.5
+    # Keras' categorical_hinge differs when every wrong score is negative (its max includes 0).
+    neg = jnp.array([[0.5, -2.0, -3.0]])
+    assert float(L.multiclass_hinge(y_true=jnp.array([0]), y_pred=neg)[0]) == 0.0
+    assert float(L.categorical_hinge(y_true=jnp.array([[1.0, 0, 0]]), y_pred=neg)[0]) == 0.5
+    g = jax.grad(lambda v: L.multiclass_hinge(y_true=np.array([0]), y_pred=v).sum())(
+        jnp.array([[1.0, 0.5, -3.0, 0.9]])
+    )
+    np.testing.assert_array_equal(g, [[-1.0, 0.0, 0.0, 1.0]])  # only the worst wrong class
+
+
+@given(logits, labels, st.floats(0, 5, width=32))
+def test_multiclass_hinge_zero_exactly_when_the_margin_holds(f, ids, margin):
+    loss = np.asarray(_cs(y_true=ids, y_pred=f, margin=margin))
+    wrong = np.where(np.eye(K, dtype=bool)[ids], -np.inf, f)
+    gap = f[np.arange(N), ids].astype(np.float64) - wrong.max(-1) - margin
+    assert np.all(loss >= 0)
+    assert np.all(loss[gap >= 1e-4] == 0) and np.all(loss[gap <= -1e-4] > 0)
+    np.testing.assert_allclose(loss, np.maximum(-gap, 0), rtol=1e-5, atol=1e-4)
+
+
+def test_generalized_ce_between_crossentropy_and_mae():
+    ids, p = d_sparse_prob(np.random.default_rng(6))
+    p_y = p[np.arange(N), ids].astype(np.float64)
+    np.testing.assert_allclose(  # q -> 0: -log p_y
+        L.categorical_generalized_cross_entropy(y_true=ids, y_pred=p, q=1e-4),
+        -np.log(p_y),
+        rtol=1e-3,
+    )
+    np.testing.assert_allclose(  # q -> 1: 1 - p_y (MAE on the true class)
+        L.categorical_generalized_cross_entropy(y_true=ids, y_pred=p, q=0.9999),
+        1 - p_y,
+        rtol=1e-3,
+        atol=1e-5,
+    )
+    # p_y = 0: value 1/q, gradient finite (Keras': -inf).
+    zero = np.array([[1.0, 0.0]], np.float32)
+    v, g = jax.value_and_grad(
+        lambda q: L.categorical_generalized_cross_entropy(
+            y_true=np.array([1]), y_pred=q, q=0.5
+        ).sum()
+    )(zero)
+    assert float(v) == 2.0 and np.isfinite(np.asarray(g)).all() and float(g[0, 1]) < -1e18
+
+
+def test_ctc_equals_optax_ctc_loss():
+    labels, z = d_ctc(np.random.default_rng(7))
+    paddings = (labels == 0).astype(np.float32)  # right-padded: padding exactly where 0
+    np.testing.assert_allclose(
+        L.ctc(y_true=labels, y_pred=z),
+        optax.ctc_loss(z, np.zeros(z.shape[:2], np.float32), labels, paddings),
+        rtol=1e-6,
+    )
+
+
+@given(
+    hnp.arrays(np.float32, (N, CTC_FRAMES, CTC_CLASSES), elements=moderate_f32),
+    hnp.arrays(np.float32, (N, CTC_FRAMES, 1), elements=st.floats(-100, 100, width=32)),
+)
+def test_ctc_is_shift_invariant_per_frame_and_a_negative_log_probability(z, shift):
+    labels, _ = d_ctc(np.random.default_rng(8))
+    loss = np.asarray(_ctc(y_true=labels, y_pred=z))
+    assert np.all(loss >= -1e-5)  # -log of a probability
+    np.testing.assert_allclose(_ctc(y_true=labels, y_pred=z + shift), loss, rtol=1e-4, atol=1e-3)
+
+
+def test_ctc_of_an_impossible_label_is_large_not_inf():
+    # Three labels "1 1 1" need 5 frames; with 2 frames the probability is 0: Optax's log(0)
+    # stand-in (-1e5) gives a large finite loss.
+    loss = L.ctc(y_true=np.array([[1, 1, 1]]), y_pred=np.zeros((1, 2, 3), np.float32))
+    assert 1e4 < float(loss[0]) < 1e6
+
+
+def test_circle_masks_anchors_without_pairs_and_permutes_with_the_batch():
+    ids, e = d_embeddings(np.random.default_rng(9))
+    ids[0] = 7  # a class of its own: no positive
+    loss = np.asarray(L.circle(y_true=ids, y_pred=e))
+    assert loss[0] == 0.0 and np.all(loss[1:][np.bincount(ids)[ids[1:]] > 1] > 0)
+    g = jax.grad(lambda v: L.circle(y_true=ids, y_pred=v).sum())(e)
+    assert np.isfinite(np.asarray(g)).all()
+    perm = np.random.default_rng(10).permutation(N)
+    np.testing.assert_allclose(L.circle(y_true=ids[perm], y_pred=e[perm]), loss[perm], rtol=1e-5)
+    # Explicit references equal to the batch give the batch's own loss.
+    np.testing.assert_allclose(
+        L.circle(y_true=ids, y_pred=e, ref_labels=ids, ref_embeddings=e), loss, rtol=1e-6
+    )
+
+
+def test_cosine_over_axis_tuples_is_the_cosine_of_the_flattened_maps():
+    y, p = d_maps_regression(np.random.default_rng(11))
+    np.testing.assert_allclose(
+        L.cosine_similarity(y_true=y, y_pred=p, axis=(1, 2, 3)),
+        L.cosine_similarity(y_true=y.reshape(N, -1), y_pred=p.reshape(N, -1)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    per_row = L.cosine_similarity(y_true=y, y_pred=p, axis=(3, 2))  # order does not matter
+    assert per_row.shape == (N, 3)
+    np.testing.assert_allclose(
+        per_row, np_cosine_similarity(y.reshape(N, 3, -1), p.reshape(N, 3, -1).astype(np.float64)),
+        rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Segmentation maps: pixel-wise sparse cross-entropy with ignore_class (Keras' masked mean).
+
+VOID = 255
+
+
+def _segmentation_batch(rng, from_logits=True):
+    labels = rng.integers(0, K, (3, 4, 5)).astype(np.int32)
+    labels[rng.random(labels.shape) < 0.3] = VOID
+    labels[2] = VOID  # one image entirely void
+    z = rng.normal(0, 3, (3, 4, 5, K)).astype(np.float32)
+    return labels, (z if from_logits else np.asarray(jax.nn.softmax(z), np.float32))
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_pixelwise_sparse_crossentropy_on_maps_with_ignore_class(from_logits):
+    labels, z = _segmentation_batch(np.random.default_rng(12), from_logits)
+    per_pixel = L.sparse_categorical_crossentropy(
+        y_true=labels, y_pred=z, from_logits=from_logits, ignore_class=VOID
+    )
+    assert per_pixel.shape == (3, 4, 5)
+    want = np_sparse_categorical_crossentropy(
+        labels.reshape(-1), z.reshape(-1, K).astype(np.float64), from_logits, ignore_class=VOID
+    ).reshape(3, 4, 5)
+    np.testing.assert_allclose(per_pixel, want, rtol=2e-5, atol=2e-6)
+    valid = labels != VOID
+    # Keras' value: the sum over valid pixels divided by their number over the whole batch.
+    keras_mean = want[valid].sum() / valid.sum()
+    assert float(L.reduce(per_pixel, mask=valid)) == pytest.approx(keras_mean, rel=1e-5)
+    w = np.array([1.0, 2.0, 0.5], np.float32)  # per-image weights broadcast over the pixels
+    assert float(L.reduce(per_pixel, w, mask=valid)) == pytest.approx(
+        (want * w[:, None, None])[valid].sum() / valid.sum(), rel=1e-5
+    )
+    g = jax.grad(
+        lambda v: L.reduce(
+            L.sparse_categorical_crossentropy(
+                y_true=labels, y_pred=v, from_logits=from_logits, ignore_class=VOID
+            ),
+            mask=valid,
+        )
+    )(z)
+    assert np.isfinite(np.asarray(g)).all()
+    assert np.all(np.asarray(g)[~valid] == 0)  # void pixels teach nothing
+    # [N, H, W, 1] labels (Keras accepts them) give the same maps.
+    np.testing.assert_array_equal(
+        L.sparse_categorical_crossentropy(
+            y_true=labels[..., None], y_pred=z, from_logits=from_logits, ignore_class=VOID
+        ),
+        per_pixel,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Numerics at the edge of float32: every registered loss, value and gradient finite.
+
+_S = (3, 4)
+_any = f32_arrays(_S, extreme_f32())
+_half = f32_arrays(_S, extreme_f32(FLOAT32_MAX / 2))  # differences of two stay finite
+_eighth = f32_arrays(_S, extreme_f32(FLOAT32_MAX / 8))  # soft labels sum to up to 4
+_probs = f32_arrays(_S, unit_f32())
+_ids = hnp.arrays(np.int32, (3,), elements=st.integers(0, 3))
+_binary01 = hnp.arrays(np.float32, _S, elements=st.sampled_from([0.0, 1.0]))
+_one_hot = _ids.map(lambda i: np.eye(4, dtype=np.float32)[i])
+_nonneg = f32_arrays(_S, extreme_f32(1e30).map(abs))
+_CTC_FIXED = np.array([[1, 2, 0], [2, 2, 1], [0, 0, 0]], np.int32)  # all fit in 6 frames
+
+# function -> list of (options, strategy of (y_true, y_pred)), inside the domain where the
+# mathematical value is a finite float32 (e.g. MSE needs |ŷ - y| < 1.8e19).
+FINITE_DOMAINS = {
+    L.binary_crossentropy: [
+        ({}, st.tuples(_probs, _any)),
+        ({"from_logits": True, "label_smoothing": 0.1}, st.tuples(_probs, _any)),
+    ],
+    L.categorical_crossentropy: [
+        ({}, st.tuples(_one_hot, _any)),
+        ({"from_logits": True}, st.tuples(_one_hot, _half)),
+        ({"from_logits": True, "label_smoothing": 0.2}, st.tuples(_probs, _eighth)),
+    ],
+    L.sparse_categorical_crossentropy: [
+        ({}, st.tuples(_ids, _any)),
+        ({"from_logits": True}, st.tuples(_ids, _half)),
+        ({"from_logits": True, "ignore_class": 0}, st.tuples(_ids, _half)),
+    ],
+    L.poisson: [({}, st.tuples(_nonneg, f32_arrays(_S, extreme_f32(FLOAT32_MAX / 2).map(abs))))],
+    L.kl_divergence: [({}, st.tuples(_any, _any))],
+    L.mean_squared_error: [({}, st.tuples(*[f32_arrays(_S, extreme_f32(9e18))] * 2))],
+    L.mean_absolute_error: [({}, st.tuples(_half, _half))],
+    L.mean_absolute_percentage_error: [({}, st.tuples(*[f32_arrays(_S, extreme_f32(1e28))] * 2))],
+    L.mean_squared_logarithmic_error: [({}, st.tuples(_any, _any))],
+    L.cosine_similarity: [({}, st.tuples(_any, _any)), ({"axis": (1,)}, st.tuples(_any, _any))],
+    L.huber: [({}, st.tuples(_half, _half)), ({"delta": 1e-30}, st.tuples(_half, _half))],
+    L.log_cosh: [({}, st.tuples(_half, _half))],
+    L.hinge: [({}, st.tuples(_binary01, _any))],
+    L.squared_hinge: [({}, st.tuples(_binary01, f32_arrays(_S, extreme_f32(1e19))))],
+    L.categorical_hinge: [({}, st.tuples(_one_hot, _half))],
+    L.multiclass_svm: [({}, st.tuples(_ids, _eighth))],
+    L.multiclass_hinge: [({}, st.tuples(_ids, _half))],
+    L.smooth_l1: [({}, st.tuples(_half, _half)), ({"beta": 1e-30}, st.tuples(_half, _half))],
+    L.binary_focal_crossentropy: [
+        ({}, st.tuples(_probs, _probs)),
+        ({"gamma": 0.0, "apply_class_balancing": True}, st.tuples(_probs, _probs)),
+        ({"from_logits": True}, st.tuples(_probs, _any)),
+    ],
+    L.categorical_focal_crossentropy: [
+        ({}, st.tuples(_one_hot, _any)),
+        ({"from_logits": True, "gamma": 0.0}, st.tuples(_one_hot, _any)),
+    ],
+    L.categorical_generalized_cross_entropy: [({"q": 0.3}, st.tuples(_ids, _probs))],
+    L.dice: [({}, st.tuples(_probs, _probs))],
+    L.tversky: [({"alpha": 0.9, "beta": 0.1}, st.tuples(_probs, _probs))],
+    L.circle: [({}, st.tuples(_ids, f32_arrays(_S, extreme_f32(1.0))))],
+    L.ctc: [
+        ({}, st.tuples(st.just(_CTC_FIXED), f32_arrays((3, 6, 3), extreme_f32()))),
+    ],
+}
+_DOMAIN_CASES = [
+    pytest.param(fn, kw, strategy, id=f"{fn.__name__}-{i}")
+    for fn, entries in FINITE_DOMAINS.items()
+    for i, (kw, strategy) in enumerate(entries)
+]
+
+
+def test_every_registered_loss_has_a_finite_domain_test():
+    registered = {fn for fn in L._LOSSES.values()}
+    assert registered == set(FINITE_DOMAINS), registered ^ set(FINITE_DOMAINS)
+
+
+@functools.cache
+def _values_and_grad(fn, frozen_kw):
+    """Per-example values (their batch sum may overflow: that is not the loss's doing) and the
+    gradient of their sum, in one compiled program."""
+    kw = dict(frozen_kw)
+
+    def values_and_grad(p, y):
+        values, vjp = jax.vjp(lambda q: fn(y_true=y, y_pred=q, **kw), p)
+        return values, vjp(jnp.ones_like(values))[0]
+
+    return jax.jit(values_and_grad)
+
+
+@pytest.mark.parametrize(("fn", "kw", "strategy"), _DOMAIN_CASES)
+@given(data=st.data())
+def test_value_and_gradient_finite_for_extreme_float32_inputs(fn, kw, strategy, data):
+    y_true, y_pred = data.draw(strategy)
+    values, grad = _values_and_grad(fn, tuple(sorted(kw.items())))(y_pred, y_true)
+    assert np.isfinite(np.asarray(values)).all(), (fn.__name__, kw, y_true, y_pred, values)
+    assert np.isfinite(np.asarray(grad)).all(), (fn.__name__, kw, y_true, y_pred, grad)
+
+
+M32 = np.float32(FLOAT32_MAX)
+
+
+def test_crossentropy_from_the_largest_logits_is_exact():
+    z = np.array([[M32, -M32, 0.0]], np.float32)
+    for label, want in ((0, 0.0), (2, float(M32))):  # -log p = logsumexp(z) - z_y
+        y = np.eye(3, dtype=np.float32)[[label]]
+        v, g = jax.value_and_grad(
+            lambda q, y=y: L.categorical_crossentropy(y_true=y, y_pred=q, from_logits=True).sum()
+        )(z)
+        assert float(v) == want
+        np.testing.assert_allclose(g, np.asarray(jax.nn.softmax(z)) - y, atol=1e-7)
+        s = L.sparse_categorical_crossentropy(y_true=np.array([label]), y_pred=z, from_logits=True)
+        assert float(s[0]) == want
+    # Smoothed labels 0.1/3 on logits 6.8e38 and 3.4e38 below the top: 0.1/3 · 3 · 3.4e38, finite.
+    smoothed = L.categorical_crossentropy(
+        y_true=np.array([[1.0, 0.0, 0.0]], np.float32),
+        y_pred=z,
+        from_logits=True,
+        label_smoothing=0.1,
+    )
+    assert float(smoothed[0]) == pytest.approx(0.1 / 3 * 3 * float(M32), rel=1e-5)
+
+
+def test_gradients_stay_finite_where_only_the_value_overflows():
+    # ŷ - y overflows to inf here (the value is not a float32), but these gradients are bounded.
+    y, p = np.full((1, 2), -M32), np.full((1, 2), M32)
+    for fn, want in (
+        (L.huber, 0.5), (L.smooth_l1, 0.5), (L.log_cosh, 0.5), (L.mean_absolute_error, 0.5),
+    ):  # fmt: skip
+        g = jax.grad(lambda q, fn=fn: fn(y_true=y, y_pred=q).sum())(p)
+        np.testing.assert_allclose(g, want, err_msg=fn.__name__)
+    g = jax.grad(lambda q: L.multiclass_hinge(y_true=np.array([0]), y_pred=q).sum())(
+        np.array([[-M32, M32]])
+    )
+    np.testing.assert_array_equal(g, [[-1.0, 1.0]])
+
+
+def test_large_and_tiny_inputs_give_exact_values():
+    # log cosh(e) = |e| - log 2 for large |e| (Keras' e + softplus(-2e) overflows for e < 0).
+    v = L.log_cosh(y_true=np.zeros((1, 1), np.float32), y_pred=np.full((1, 1), -1e38, np.float32))
+    assert float(v[0]) == pytest.approx(1e38, rel=1e-6)
+    # The mean of two large values whose sum overflows.
+    v = L.mean_absolute_error(
+        y_true=np.zeros((1, 2), np.float32), y_pred=np.full((1, 2), 3e38, np.float32)
+    )
+    assert float(v[0]) == pytest.approx(3e38, rel=1e-6)
+    # Cosine of huge vectors (sum of squares overflows) and small ones: the float64 cosine, not 0.
+    a = np.array([[3.0, 4.0]])
+    for scale in (5e37, 1e20, 1e-5):
+        got = L.cosine_similarity(
+            y_true=a.astype(np.float32), y_pred=(a[:, ::-1] * scale).astype(np.float32)
+        )
+        assert float(got[0]) == pytest.approx(-24 / 25, rel=1e-6), scale
+    # Below Keras' norm floor ε = 1e-7 the vector is divided by ε: -(0.6, 0.8)·(4, 3)·1e-30/ε.
+    for scale in (1e-30, 2e-38):
+        got = L.cosine_similarity(
+            y_true=a.astype(np.float32), y_pred=(a[:, ::-1] * scale).astype(np.float32)
+        )
+        assert float(got[0]) == pytest.approx(-4.8 * scale / EPS, rel=1e-5), scale
+    g = jax.grad(lambda q: L.cosine_similarity(y_true=a.astype(np.float32), y_pred=q).sum())(
+        np.float32(5e37) * np.array([[4.0, 3.0]], np.float32)
+    )
+    assert np.isfinite(np.asarray(g)).all()
+    # Huber's gradient at large errors is δ·sign(e).
+    g = jax.grad(lambda q: L.huber(y_true=np.zeros((1, 1), np.float32), y_pred=q, delta=2.0).sum())(
+        np.full((1, 1), 3e38, np.float32)
+    )
+    assert float(g[0, 0]) == 2.0
+
+
+def test_reduce_of_an_empty_array_is_a_clear_error():
+    for reduction in ("sum_over_batch_size", "sum", "mean_with_sample_weight"):
+        with pytest.raises(ValueError, match=r"reduce: values is empty \(shape \(0,\)\)"):
+            L.reduce(np.zeros(0, np.float32), reduction=reduction)
+    with pytest.raises(ValueError, match=r"values is empty \(shape \(0, 3\)\)"):
+        jax.jit(L.reduce)(np.zeros((0, 3), np.float32))
+    assert L.reduce(np.zeros(0, np.float32), reduction="none").shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input of the new losses.
+
+
+def test_new_loss_options_are_checked():
+    y, p = d_binary(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError, match=r"binary_focal_crossentropy: alpha must be in \[0, 1\], got 1.5"
+    ):
+        L.binary_focal_crossentropy(y_true=y, y_pred=p, alpha=1.5)
+    with pytest.raises(ValueError, match="binary_focal_crossentropy: gamma must be >= 0, got -1"):
+        L.binary_focal_crossentropy(y_true=y, y_pred=p, gamma=-1)
+    oh = np.eye(K, dtype=np.float32)[np.zeros(N, int)]
+    with pytest.raises(ValueError, match=r"alpha must be a float or 5 floats .* got shape \(3,\)"):
+        L.categorical_focal_crossentropy(y_true=oh, y_pred=p, alpha=[0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"categorical_focal_crossentropy: alpha must be >= 0"):
+        L.categorical_focal_crossentropy(y_true=oh, y_pred=p, alpha=-0.5)
+    with pytest.raises(ValueError, match="tversky: beta must be >= 0, got -0.1"):
+        L.tversky(y_true=y, y_pred=p, beta=-0.1)
+    with pytest.raises(ValueError, match=r"q must be in \(0, 1\), got 1.0"):
+        L.categorical_generalized_cross_entropy(y_true=np.zeros(N, np.int32), y_pred=p, q=1.0)
+    with pytest.raises(ValueError, match="smooth_l1: beta must be >= 0, got -1"):
+        L.smooth_l1(y_true=y, y_pred=p, beta=-1)
+    with pytest.raises(ValueError, match="multiclass_hinge: margin must be >= 0, got -1"):
+        L.multiclass_hinge(y_true=np.zeros(N, np.int32), y_pred=p, margin=-1)
+    ids, e = d_embeddings(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="circle: gamma must be > 0, got 0"):
+        L.circle(y_true=ids, y_pred=e, gamma=0)
+    with pytest.raises(ValueError, match="circle: margin must be >= 0, got -0.4"):
+        L.circle(y_true=ids, y_pred=e, margin=-0.4)
+
+
+def test_feature_axes_are_checked():
+    y, p = d_mask(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError, match=r"dice: axis=0 is the batch axis of y_pred \(shape \(6, 3, 3, 2\)\)"
+    ):
+        L.dice(y_true=y, y_pred=p, axis=(0, 1))
+    with pytest.raises(ValueError, match=r"tversky: axis=\(1, -3\) names an axis twice"):
+        L.tversky(y_true=y, y_pred=p, axis=(1, -3))
+    with pytest.raises(
+        ValueError, match=r"axis=4 is out of range for y_pred of shape \(6, 3, 3, 2\)"
+    ):
+        L.cosine_similarity(y_true=y, y_pred=p, axis=(1, 4))
+    with pytest.raises(ValueError, match=r"dice: axis must name at least one axis, got \(\)"):
+        L.dice(y_true=y, y_pred=p, axis=())
+    with pytest.raises(
+        TypeError, match="cosine_similarity: axis must be an int or a tuple of ints, got None"
+    ):
+        L.cosine_similarity(y_true=y, y_pred=p, axis=None)
+    with pytest.raises(
+        ValueError, match=r"y_true.shape=\(6, 3, 3\) and y_pred.shape=\(6, 3, 3, 2\)"
+    ):
+        L.dice(y_true=y[..., 0], y_pred=p)
+
+
+def test_ctc_bad_input():
+    labels, z = d_ctc(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError,
+        match=r"ctc: y_pred must be logits of shape \[batch, frames, classes\], got shape \(6, 15\)",
+    ):
+        L.ctc(y_true=labels, y_pred=z.reshape(N, -1))
+    with pytest.raises(
+        ValueError,
+        match=r"ctc: y_true must be integer labels of shape \[batch, max_label_length\] \(\[6, L\]\).* got shape \(6,\)",
+    ):
+        L.ctc(y_true=labels[:, 0], y_pred=z)
+    with pytest.raises(
+        ValueError, match=r"ctc: y_true must have shape \(5, 3\), got y_true.shape=\(6, 3\)"
+    ):
+        L.ctc(y_true=labels, y_pred=z[:5])
+    with pytest.raises(
+        TypeError, match=r"ctc: y_true must be integer class ids .* got dtype float32"
+    ):
+        L.ctc(y_true=labels.astype(np.float32), y_pred=z)
+    with pytest.raises(ValueError, match=r"ctc: y_true holds class ids outside \[0, 3\) .* e.g. 3"):
+        L.ctc(y_true=np.array([[1, 3, 0]] * N), y_pred=z)
+    with pytest.raises(
+        ValueError, match=r"ctc: y_true row 1 is \[1, 0, 2\]: 0 is the blank and the padding"
+    ):
+        L.ctc(y_true=np.array([[1, 2, 0], [1, 0, 2]] + [[1, 0, 0]] * 4), y_pred=z)
+
+
+def test_circle_bad_input():
+    ids, e = d_embeddings(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError,
+        match=r"circle: y_pred must be embeddings of shape \[batch, dim\], got shape \(6, 2, 2\)",
+    ):
+        L.circle(y_true=ids, y_pred=e.reshape(N, 2, 2))
+    with pytest.raises(
+        ValueError, match=r"circle: y_true must have shape \(6,\), got y_true.shape=\(5,\)"
+    ):
+        L.circle(y_true=ids[:5], y_pred=e)
+    with pytest.raises(TypeError, match="circle: y_true must be integer class ids"):
+        L.circle(y_true=ids.astype(np.float32), y_pred=e)
+    with pytest.raises(ValueError, match="give ref_labels and ref_embeddings together"):
+        L.circle(y_true=ids, y_pred=e, ref_embeddings=e)
+    with pytest.raises(
+        ValueError, match=r"ref_embeddings must have shape \[M, 4\] \(y_pred's dim\), got \(6, 3\)"
+    ):
+        L.circle(y_true=ids, y_pred=e, ref_labels=ids, ref_embeddings=e[:, :3])
+    with pytest.raises(
+        ValueError, match=r"ref_labels must have shape \(6,\), got ref_labels.shape=\(2,\)"
+    ):
+        L.circle(y_true=ids, y_pred=e, ref_labels=ids[:2], ref_embeddings=e)
+    assert L.circle(y_true=ids[:, None], y_pred=e).shape == (N,)  # [N, 1] labels as Keras
 
 
 # ---------------------------------------------------------------------------------------------
