@@ -1254,8 +1254,19 @@ DENSE_LOSSES = [
     L.hinge,
     L.squared_hinge,
     L.categorical_hinge,
+    L.binary_focal_crossentropy,
+    L.categorical_focal_crossentropy,
+    L.dice,
+    L.tversky,
+    L.smooth_l1,
 ]
-ALL_LOSSES = DENSE_LOSSES + [L.sparse_categorical_crossentropy, L.multiclass_svm]
+SPARSE_LOSSES = [
+    L.sparse_categorical_crossentropy,
+    L.multiclass_svm,
+    L.multiclass_hinge,
+    L.categorical_generalized_cross_entropy,
+]
+ALL_LOSSES = DENSE_LOSSES + SPARSE_LOSSES
 
 
 @pytest.mark.parametrize("fn", DENSE_LOSSES, ids=lambda f: f.__name__)
@@ -1289,7 +1300,7 @@ def test_align_ranks_is_keras_compile_level_alignment():
 
 @pytest.mark.parametrize("fn", ALL_LOSSES, ids=lambda f: f.__name__)
 def test_integer_predictions_are_a_type_error(fn):
-    y = np.zeros((4,), np.int32) if fn in ALL_LOSSES[-2:] else np.zeros((4, 3), np.float32)
+    y = np.zeros((4,), np.int32) if fn in SPARSE_LOSSES else np.zeros((4, 3), np.float32)
     with pytest.raises(
         TypeError,
         match=r"y_pred must be a floating array .* got dtype int32 "
@@ -1298,7 +1309,7 @@ def test_integer_predictions_are_a_type_error(fn):
         fn(y_true=y, y_pred=np.ones((4, 3), np.int32))
 
 
-@pytest.mark.parametrize("fn", ALL_LOSSES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", ALL_LOSSES + [L.ctc, L.circle], ids=lambda f: f.__name__)
 def test_scalar_predictions_cannot_be_a_batch(fn):
     with pytest.raises(
         ValueError,
@@ -1317,11 +1328,14 @@ def test_scalar_predictions_cannot_be_a_batch(fn):
         L.cosine_similarity,
         L.categorical_hinge,
         L.multiclass_svm,
+        L.multiclass_hinge,
+        L.categorical_generalized_cross_entropy,
+        L.categorical_focal_crossentropy,
     ],
     ids=lambda f: f.__name__,
 )
 def test_class_axis_losses_need_a_batch_and_a_class_axis(fn):
-    sparse = fn in (L.sparse_categorical_crossentropy, L.multiclass_svm)
+    sparse = fn in SPARSE_LOSSES
     with pytest.raises(
         ValueError,
         match=r"y_pred must have a batch axis and a class axis, "
@@ -1343,7 +1357,9 @@ def test_class_axis_losses_need_a_batch_and_a_class_axis(fn):
 
 
 @pytest.mark.parametrize(
-    "fn", [L.categorical_crossentropy, L.categorical_hinge], ids=lambda f: f.__name__
+    "fn",
+    [L.categorical_crossentropy, L.categorical_hinge, L.categorical_focal_crossentropy],
+    ids=lambda f: f.__name__,
 )
 def test_integer_labels_where_one_hot_is_expected(fn):
     p = np.full((4, 3), 1 / 3, np.float32)
@@ -1359,9 +1375,7 @@ def test_integer_labels_where_one_hot_is_expected(fn):
     fn(y_true=np.eye(3, dtype=np.int32)[[0, 1, 2, 0]], y_pred=p)
 
 
-@pytest.mark.parametrize(
-    "fn", [L.sparse_categorical_crossentropy, L.multiclass_svm], ids=lambda f: f.__name__
-)
+@pytest.mark.parametrize("fn", SPARSE_LOSSES, ids=lambda f: f.__name__)
 def test_sparse_losses_reject_float_and_one_hot_labels(fn):
     p = np.full((4, 3), 1 / 3, np.float32)
     with pytest.raises(
@@ -2009,6 +2023,20 @@ _KERAS_PAIRS = {
     "hinge_01": "hinge",
     "squared_hinge": "squared_hinge",
     "categorical_hinge": "categorical_hinge",
+    "bfce": "binary_focal_crossentropy",
+    "bfce_soft_gamma0": "binary_focal_crossentropy",
+    "bfce_logits_balanced": "binary_focal_crossentropy",
+    "bfce_smooth": "binary_focal_crossentropy",
+    "cfce": "categorical_focal_crossentropy",
+    "cfce_logits_alpha": "categorical_focal_crossentropy",
+    "cfce_smooth": "categorical_focal_crossentropy",
+    "dice": "dice",
+    "tversky": "tversky",
+    "circle": "circle",
+    "circle_options": "circle",
+    "ctc": "ctc",
+    "gce": "categorical_generalized_cross_entropy",
+    "cosine_maps": "cosine_similarity",
 }
 
 
@@ -2063,6 +2091,126 @@ def test_align_ranks_matches_keras_loss_objects(keras):
     ours = L.binary_crossentropy(**dict(zip(("y_true", "y_pred"), L.align_ranks(y, p))))
     theirs = keras.losses.BinaryCrossentropy(reduction="none")(y, p)
     np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-6)
+
+
+# Keras 3.15's identifiers (keras.losses.ALL_OBJECTS_DICT without the base classes): README's
+# "all Keras 3 losses" is this list.
+KERAS_3_IDENTIFIERS = {
+    "binary_crossentropy": L.binary_crossentropy, "BinaryCrossentropy": L.binary_crossentropy,
+    "bce": L.binary_crossentropy, "BCE": L.binary_crossentropy,
+    "binary_focal_crossentropy": L.binary_focal_crossentropy,
+    "BinaryFocalCrossentropy": L.binary_focal_crossentropy,
+    "categorical_crossentropy": L.categorical_crossentropy,
+    "CategoricalCrossentropy": L.categorical_crossentropy,
+    "categorical_focal_crossentropy": L.categorical_focal_crossentropy,
+    "CategoricalFocalCrossentropy": L.categorical_focal_crossentropy,
+    "sparse_categorical_crossentropy": L.sparse_categorical_crossentropy,
+    "SparseCategoricalCrossentropy": L.sparse_categorical_crossentropy,
+    "kl_divergence": L.kl_divergence, "KLDivergence": L.kl_divergence,
+    "kld": L.kl_divergence, "KLD": L.kl_divergence,
+    "poisson": L.poisson, "Poisson": L.poisson,
+    "mean_squared_error": L.mean_squared_error, "MeanSquaredError": L.mean_squared_error,
+    "mse": L.mean_squared_error, "MSE": L.mean_squared_error,
+    "mean_absolute_error": L.mean_absolute_error, "MeanAbsoluteError": L.mean_absolute_error,
+    "mae": L.mean_absolute_error, "MAE": L.mean_absolute_error,
+    "mean_absolute_percentage_error": L.mean_absolute_percentage_error,
+    "MeanAbsolutePercentageError": L.mean_absolute_percentage_error,
+    "mape": L.mean_absolute_percentage_error, "MAPE": L.mean_absolute_percentage_error,
+    "mean_squared_logarithmic_error": L.mean_squared_logarithmic_error,
+    "MeanSquaredLogarithmicError": L.mean_squared_logarithmic_error,
+    "msle": L.mean_squared_logarithmic_error, "MSLE": L.mean_squared_logarithmic_error,
+    "cosine_similarity": L.cosine_similarity, "CosineSimilarity": L.cosine_similarity,
+    "log_cosh": L.log_cosh, "LogCosh": L.log_cosh,
+    "huber": L.huber, "Huber": L.huber,
+    "hinge": L.hinge, "Hinge": L.hinge,
+    "squared_hinge": L.squared_hinge, "SquaredHinge": L.squared_hinge,
+    "categorical_hinge": L.categorical_hinge, "CategoricalHinge": L.categorical_hinge,
+    "dice": L.dice, "Dice": L.dice,
+    "tversky": L.tversky, "Tversky": L.tversky,
+    "circle": L.circle, "Circle": L.circle,
+    "ctc": L.ctc, "CTC": L.ctc,
+    # Exported by keras.losses but not in ALL_OBJECTS_DICT (keras.losses.get does not know it):
+    "categorical_generalized_cross_entropy": L.categorical_generalized_cross_entropy,
+    "CategoricalGeneralizedCrossEntropy": L.categorical_generalized_cross_entropy,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(KERAS_3_IDENTIFIERS))
+def test_every_keras_3_loss_identifier_resolves(name):
+    assert L.get(name) is KERAS_3_IDENTIFIERS[name]
+
+
+@pytest.mark.crosscheck
+def test_keras_identifier_list_is_complete(keras):
+    from keras.src.losses import ALL_OBJECTS_DICT
+
+    names = set(ALL_OBJECTS_DICT) - {"Loss", "LossFunctionWrapper"}
+    exported = {n for n in dir(keras.losses) if n[0] != "_"} - {
+        "Loss", "get", "serialize", "deserialize",
+    }  # fmt: skip
+    assert names | exported <= set(KERAS_3_IDENTIFIERS), (names | exported) - set(
+        KERAS_3_IDENTIFIERS
+    )
+
+
+@pytest.mark.crosscheck
+def test_segmentation_maps_match_keras_masked_mean(keras):
+    labels, z = _segmentation_batch(np.random.default_rng(13))
+    w = np.array([1.0, 2.0, 0.5], np.float32)
+    per_pixel = L.sparse_categorical_crossentropy(
+        y_true=labels, y_pred=z, from_logits=True, ignore_class=VOID
+    )
+    for reduction in ("sum_over_batch_size", "sum", "none"):
+        keras_loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=VOID, reduction=reduction
+        )
+        np.testing.assert_allclose(
+            L.reduce(per_pixel, w, reduction, mask=labels != VOID),
+            # Keras needs the per-image weights spelled out per pixel; fnn takes the [N] prefix.
+            np.asarray(
+                keras_loss(labels, z, sample_weight=np.broadcast_to(w[:, None, None], labels.shape))
+            ),
+            rtol=2e-6,
+            atol=1e-7,
+            err_msg=reduction,
+        )
+
+
+@pytest.mark.crosscheck
+def test_circle_and_ctc_loss_objects_match_reduce(keras):
+    ids, e = d_embeddings(np.random.default_rng(14))
+    ids[0] = 9  # no positive: Keras masks its zero out of the mean
+    values = L.circle(y_true=ids, y_pred=e)
+    np.testing.assert_allclose(
+        L.reduce(values, mask=values > 0), np.asarray(keras.losses.Circle()(ids, e)), rtol=1e-6
+    )
+    labels, z = d_ctc(np.random.default_rng(15))
+    np.testing.assert_allclose(
+        L.reduce(L.ctc(y_true=labels, y_pred=z)),
+        np.asarray(keras.losses.CTC()(labels, z)),
+        rtol=1e-6,
+    )
+    # Keras' Dice/Tversky default (axis=None) is one value for the whole batch: the [1, -1] form.
+    y, p = d_mask(np.random.default_rng(16))
+    np.testing.assert_allclose(
+        L.dice(y_true=y.reshape(1, -1), y_pred=p.reshape(1, -1))[0],
+        np.asarray(keras.losses.dice(y, p)),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.crosscheck
+def test_extreme_inputs_where_keras_is_not_finite(keras):
+    # The float32 edge cases fixed here (issue 16) are NaN or inf in Keras 3 itself.
+    z = np.array([[FLOAT32_MAX, -FLOAT32_MAX, 0.0]], np.float32)
+    y = np.array([[1.0, 0.0, 0.0]], np.float32)
+    assert not np.isfinite(
+        np.asarray(keras.losses.categorical_crossentropy(y, z, from_logits=True))
+    ).all()
+    assert float(L.categorical_crossentropy(y_true=y, y_pred=z, from_logits=True)[0]) == 0.0
+    e = np.full((1, 1), -3e38, np.float32)  # Keras' e + softplus(-2e): -2e overflows
+    assert not np.isfinite(np.asarray(keras.losses.log_cosh(np.zeros_like(e), e))).all()
+    assert np.isfinite(np.asarray(L.log_cosh(y_true=np.zeros_like(e), y_pred=e))).all()
 
 
 def test_docstring_examples_run():
