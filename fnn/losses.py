@@ -2,6 +2,10 @@
 ``tf.keras.losses`` list) with Keras 3 semantics and numerics, plus the reduction
 :math:`L = \\tfrac{1}{N}\\sum_i L_i` and the slide's "last-layer activation & loss" table.
 
+Every loss of Keras 3.15 is here (focal, Dice, Tversky, Circle, CTC and generalized
+cross-entropy included), with the slide's `multiclass_svm`, Optax's Crammer–Singer
+`multiclass_hinge` and PyTorch's `smooth_l1` besides.
+
 Data contract:
 
 * Data arguments are keyword-only, ``y_true=`` and ``y_pred=``, so the Keras order
@@ -20,9 +24,11 @@ Data contract:
   without the class axis (``[N]``, or ``[N, 1]`` as Keras accepts); one-hot losses reject
   integer class ids and sparse losses reject one-hot labels.
 * Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` with ``EPSILON = 1e-7``
-  (``keras.backend.epsilon()``); ``from_logits=True`` paths use log-sum-exp
-  (`jax.nn.log_softmax` / `jax.nn.log_sigmoid`), so logits of ±1e4 give finite values and
-  gradients.
+  (``keras.backend.epsilon()``); ``from_logits=True`` paths use log-sum-exp (as
+  `jax.nn.log_softmax` / `jax.nn.log_sigmoid`), finite even for logits of ±3.4e38.
+* Edge of float32: wherever a loss's mathematical value is a finite float32, its value and
+  gradient are finite for every finite float32 input (a property test draws the extremes for
+  every loss `get` knows); the few places where this departs from Keras' arithmetic say so.
 
 Names: `get` accepts the Keras string identifiers, their short aliases (``mse``, ``mae``,
 ``mape``, ``msle``, ``kld``, ``bce``, ``logcosh``, ...) and the Keras class names.
@@ -417,6 +423,12 @@ def sparse_categorical_crossentropy(
     give a loss of exactly 0 with a zero gradient. Keras also divides the batch mean by the
     number of *valid* entries; to reproduce that, pass
     ``mask=(y_true != ignore_class)`` to `reduce`.
+
+    Segmentation maps work as they are: labels ``[N, H, W]`` against ``[N, H, W, K]`` give one
+    value per pixel, ``[N, H, W]``. Following Keras exactly, the batch loss is the sum over the
+    valid pixels of the whole batch divided by their number (not a mean of per-image means):
+    ``reduce(values, sample_weight, mask=labels != ignore_class)``, which ``fit`` applies to a
+    loss bound with ``ignore_class``; per-image weights ``[N]`` spread over the pixels.
 
     Labels outside ``[0, K)`` raise a ``ValueError`` when called eagerly; under ``jit`` they cannot
     be checked and give 0 (as Keras' JAX backend does, through ``one_hot``).
