@@ -812,7 +812,12 @@ def test_multiclass_svm_gradient():
     np.testing.assert_array_equal(g, [[-2.0, 1.0, 0.0, 1.0]])
 
 
-@pytest.mark.parametrize("case", ["poisson", "kld", "msle", "cosine", "log_cosh", "mape", "cce"])
+@pytest.mark.parametrize(
+    "case",
+    ["poisson", "kld", "msle", "cosine", "log_cosh", "mape", "cce"]
+    + ["bfce_logits_balanced", "cfce_logits_alpha", "dice", "tversky", "circle_options", "ctc"]
+    + ["gce", "smooth_l1_beta", "cosine_maps"],
+)
 def test_gradients_match_finite_differences(case):
     fn, kw, _, make = CASES[case]
     y_true, y_pred = make(np.random.default_rng(9))
@@ -908,6 +913,7 @@ _dice = jax.jit(L.dice)
 _tversky = jax.jit(L.tversky)
 _cs = jax.jit(L.multiclass_hinge)
 _ctc = jax.jit(L.ctc)
+_gce = jax.jit(L.categorical_generalized_cross_entropy, static_argnames="q")
 _hinge = jax.jit(L.hinge)
 _symmetric = {
     n: jax.jit(f)
@@ -917,6 +923,7 @@ _symmetric = {
         ("huber", L.huber),
         ("log_cosh", L.log_cosh),
         ("cosine", L.cosine_similarity),
+        ("smooth_l1", L.smooth_l1),
     ]
 }
 
@@ -1530,6 +1537,11 @@ def test_smooth_l1_is_huber_over_beta():
     for beta in (0.1, 1.0, 3.0):
         np.testing.assert_allclose(
             L.smooth_l1(y_true=y, y_pred=p, beta=beta),
+            optax.losses.huber_loss(p, y, delta=beta).mean(-1) / beta,
+            rtol=1e-5,
+        )
+        np.testing.assert_allclose(
+            L.smooth_l1(y_true=y, y_pred=p, beta=beta),
             L.huber(y_true=y, y_pred=p, delta=beta) / beta,
             rtol=1e-5,
         )
@@ -1568,6 +1580,16 @@ def test_multiclass_hinge_zero_exactly_when_the_margin_holds(f, ids, margin):
     assert np.all(loss >= 0)
     assert np.all(loss[gap >= 1e-4] == 0) and np.all(loss[gap <= -1e-4] > 0)
     np.testing.assert_allclose(loss, np.maximum(-gap, 0), rtol=1e-5, atol=1e-4)
+
+
+@given(hnp.arrays(np.float32, (N, K), elements=st.floats(2**-10, 1, width=32)), labels)
+def test_generalized_ce_is_bounded_by_crossentropy_and_one_over_q(p, ids):
+    p = p / p.sum(-1, keepdims=True)
+    for q in (0.1, 0.5, 0.9):
+        gce = np.asarray(_gce(y_true=ids, y_pred=p, q=q), np.float64)
+        ce = -np.log(p[np.arange(N), ids].astype(np.float64))
+        assert np.all(gce >= -1e-6) and np.all(gce <= 1 / q + 1e-6)
+        assert np.all(gce <= ce * (1 + 1e-5) + 1e-6)  # (1 - p^q)/q <= -log p
 
 
 def test_generalized_ce_between_crossentropy_and_mae():
