@@ -725,9 +725,13 @@ def huber(*, y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0, axis: int
     r"""Huber loss, averaged over ``axis``: with :math:`e = \hat y - y`,
     :math:`\tfrac12 e^2` for :math:`|e| \le \delta`, else :math:`\delta|e| - \tfrac12\delta^2`.
 
-    Quadratic (MSE-like) near zero, linear (MAE-like) for large errors. Same as Keras 3 and
-    `optax.losses.huber_loss` (elementwise) and PyTorch's ``HuberLoss``; PyTorch's
-    ``SmoothL1Loss`` is this divided by :math:`\delta`.
+    Quadratic (MSE-like) near zero, linear (MAE-like) for large errors. Same values as Keras 3,
+    `optax.losses.huber_loss` (elementwise) and PyTorch's ``HuberLoss``; the smooth L1 loss
+    (PyTorch's ``SmoothL1Loss(beta)``, `smooth_l1`) is this divided by :math:`\delta = \beta`.
+    Computed as :math:`\tfrac12 q^2 + \delta(|e| - q)` with :math:`q = \min(|e|, \delta)`
+    (no ``where``): the gradient :math:`\mathrm{clip}(e, -\delta, \delta)` stays finite for
+    any finite input, where Keras' ``where`` form gives NaN once :math:`e^2` or :math:`e`
+    overflows.
 
     Args:
         y_true: targets, shape of ``y_pred``.
