@@ -310,14 +310,31 @@ def binary_crossentropy(
     return _mean_last(per_element, axis, name)
 
 
+def _row_scale(p: Array, axis: int) -> Array:
+    """1, or an exact power of two for rows that sum to more than :math:`2^{125}` (~4e37).
+
+    XLA:CPU divides as ``p · (1/s)``, and :math:`1/s` is subnormal, flushed to 0, for
+    :math:`s > 2^{126}`: such rows (and rows whose sum overflows) are scaled by
+    :math:`2^{-(\\lceil\\log_2 K\\rceil + 3)}` first, which brings any sum of :math:`K`
+    float32 values below :math:`2^{125}` without rounding a single probability.
+    """
+    k = p.shape[axis]
+    small = 2.0 ** -(math.ceil(math.log2(max(k, 1))) + 3)
+    total = jnp.sum(p, axis=axis, keepdims=True)
+    return jnp.where(total <= 2.0**125, 1.0, small).astype(p.dtype)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _renormalise(p: Array, axis: int) -> Array:
-    """``p / Σ_axis p``, as Keras renormalises probabilities, with two safeguards.
+    """``p / Σ_axis p``, as Keras renormalises probabilities, with three safeguards.
 
     An all-zero row is divided by 1 (Keras: 0/0 = NaN), so every class lands on the 1e-7 clip.
-    The derivative is written as ``(dp - q Σ dp) / s``: autodiff of ``p / s`` goes through
-    ``1/s²``, which overflows (NaN gradient) once a row sums to less than ~1e-19.
+    A row whose sum is huge (or overflows) is scaled by an exact power of two first (Keras:
+    p/inf = 0, every class on the clip). The derivative is written as ``(dp - q Σ dp) / s``: autodiff of
+    ``p / s`` goes through ``1/s²``, which overflows (NaN gradient) once a row sums to less than
+    ~1e-19.
     """
+    p = p * _row_scale(p, axis)
     total = jnp.sum(p, axis=axis, keepdims=True)
     return p / jnp.where(total > 0, total, 1.0)
 
@@ -325,6 +342,8 @@ def _renormalise(p: Array, axis: int) -> Array:
 @_renormalise.defjvp
 def _renormalise_jvp(axis, primals, tangents):
     (p,), (dp,) = primals, tangents
+    scale = _row_scale(p, axis)
+    p, dp = p * scale, dp * scale
     total = jnp.sum(p, axis=axis, keepdims=True)
     total = jnp.where(total > 0, total, 1.0)
     q = p / total
@@ -370,7 +389,8 @@ def categorical_crossentropy(
     * probabilities: renormalised along ``axis`` (:math:`p \leftarrow p / \sum_k p_k`), then
       clipped to ``[1e-7, 1 - 1e-7]`` (the renormalisation's derivative is computed without
       :math:`1/(\sum_k p_k)^2`, so rows summing to ~1e-20, or to 0, keep a finite gradient where
-      Keras' is NaN);
+      Keras' is NaN; rows summing beyond 4e37 are first scaled by a power of two, where Keras
+      divides by inf or a flushed reciprocal and puts every class on the clip);
     * ``from_logits=True``: :math:`\log p = z - \log\sum_k e^{z_k}` (`jax.nn.log_softmax`);
     * label smoothing spreads over the :math:`K` classes: :math:`y \leftarrow y(1 - ls) + ls/K`.
 

@@ -616,6 +616,15 @@ def test_categorical_crossentropy_renormalises_along_the_class_axis():
         np.testing.assert_allclose(
             L.categorical_crossentropy(y_true=y, y_pred=p * scale), [-math.log(0.6)], rtol=1e-6
         )
+    # Rows whose sum overflows float32 are renormalised exactly (Keras: p/inf = 0, the clip).
+    big = np.float32(FLOAT32_MAX)
+    for row, want in (
+        ([big, big, 0.0], math.log(2)),
+        ([big, big / 2, big / 4], math.log(1.75)),
+        ([1.5e38, 0.5e38, 0.0], math.log(4 / 3)),  # a finite sum whose reciprocal is subnormal
+    ):
+        got = L.categorical_crossentropy(y_true=y[:, [1, 0, 2]], y_pred=jnp.array([row]))
+        assert float(got[0]) == pytest.approx(want, rel=1e-6), row
     # An all-zero row would be 0/0 = NaN in Keras; here every class sits at the clip.
     zero_row = L.categorical_crossentropy(y_true=y, y_pred=jnp.zeros((1, 3)))
     assert float(zero_row[0]) == pytest.approx(-math.log(EPS), rel=1e-6)
