@@ -485,11 +485,21 @@ def sparse_categorical_crossentropy(
         labels = jnp.where(valid, labels, 0)
         # Neutral predictions for ignored entries keep their (discarded) loss and gradient finite.
         y_pred = jnp.where(jnp.expand_dims(valid, axis), y_pred, 1.0)
-    one_hot = jax.nn.one_hot(labels, num_classes, dtype=y_pred.dtype, axis=axis)
-    loss = _cross_entropy(one_hot, y_pred, axis, from_logits)
-    if valid is not None:
-        loss = jnp.where(valid, loss, 0.0)
-    return loss
+    # Out-of-range ids (possible only under jit) give 0, as Keras' one_hot-based loss does.
+    in_range = (labels >= 0) & (labels < num_classes)
+    valid = in_range if valid is None else valid & in_range
+    index = jnp.expand_dims(jnp.where(in_range, labels, 0), axis)
+    if from_logits:
+        # -log p_y = log Σ_k e^(z_k - m) - (z_y - m): a gather, not a one-hot product, so a
+        # logit 6.8e38 below the top (z_k - m = -inf) meets no 0 label (0 · -inf = NaN).
+        top = jax.lax.stop_gradient(jnp.max(y_pred, axis=axis, keepdims=True))
+        shifted = y_pred - top
+        lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+        loss = lse - jnp.take_along_axis(shifted, index, axis=axis)
+    else:
+        log_p = jnp.log(_clip_probabilities(_renormalise(y_pred, axis)))
+        loss = -jnp.take_along_axis(log_p, index, axis=axis)
+    return jnp.where(valid, jnp.squeeze(loss, axis), 0.0)
 
 
 def poisson(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
