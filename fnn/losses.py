@@ -2,6 +2,10 @@
 ``tf.keras.losses`` list) with Keras 3 semantics and numerics, plus the reduction
 :math:`L = \\tfrac{1}{N}\\sum_i L_i` and the slide's "last-layer activation & loss" table.
 
+Every loss of Keras 3.15 is here (focal, Dice, Tversky, Circle, CTC and generalized
+cross-entropy included), with the slide's `multiclass_svm`, Optax's Crammer–Singer
+`multiclass_hinge` and PyTorch's `smooth_l1` besides.
+
 Data contract:
 
 * Data arguments are keyword-only, ``y_true=`` and ``y_pred=``, so the Keras order
@@ -20,9 +24,11 @@ Data contract:
   without the class axis (``[N]``, or ``[N, 1]`` as Keras accepts); one-hot losses reject
   integer class ids and sparse losses reject one-hot labels.
 * Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` with ``EPSILON = 1e-7``
-  (``keras.backend.epsilon()``); ``from_logits=True`` paths use log-sum-exp
-  (`jax.nn.log_softmax` / `jax.nn.log_sigmoid`), so logits of ±1e4 give finite values and
-  gradients.
+  (``keras.backend.epsilon()``); ``from_logits=True`` paths use log-sum-exp (as
+  `jax.nn.log_softmax` / `jax.nn.log_sigmoid`), finite even for logits of ±3.4e38.
+* Edge of float32: wherever a loss's mathematical value is a finite float32, its value and
+  gradient are finite for every finite float32 input (a property test draws the extremes for
+  every loss `get` knows); the few places where this departs from Keras' arithmetic say so.
 
 Names: `get` accepts the Keras string identifiers, their short aliases (``mse``, ``mae``,
 ``mape``, ``msle``, ``kld``, ``bce``, ``logcosh``, ...) and the Keras class names.
@@ -38,10 +44,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from fnn._validation import lookup, unknown_name_error
 
 __all__ = [
+    "CTC_LOG_FLOOR",
     "EPSILON",
     "LAST_LAYER_TABLE",
     "REDUCTIONS",
@@ -49,9 +57,15 @@ __all__ = [
     "LastLayer",
     "align_ranks",
     "binary_crossentropy",
+    "binary_focal_crossentropy",
     "categorical_crossentropy",
+    "categorical_focal_crossentropy",
+    "categorical_generalized_cross_entropy",
     "categorical_hinge",
+    "circle",
     "cosine_similarity",
+    "ctc",
+    "dice",
     "for_task",
     "get",
     "hinge",
@@ -62,11 +76,14 @@ __all__ = [
     "mean_absolute_percentage_error",
     "mean_squared_error",
     "mean_squared_logarithmic_error",
+    "multiclass_hinge",
     "multiclass_svm",
     "poisson",
     "reduce",
+    "smooth_l1",
     "sparse_categorical_crossentropy",
     "squared_hinge",
+    "tversky",
 ]
 
 EPSILON = 1e-7
@@ -142,11 +159,23 @@ def _class_axis(y_pred: Array, axis: int, loss: str) -> int:
     return axis
 
 
+def _safe_mean(values: Array, axis) -> Array:
+    """``jnp.mean`` (Keras' arithmetic), falling back to ``Σ (v / D)`` where the plain sum overflows.
+
+    Two values of 3e38 have a representable mean, but their sum is inf: the fallback keeps the
+    mean finite wherever it is (both branches have the finite gradient ``1/D``).
+    """
+    mean = jnp.mean(values, axis=axis)
+    count = math.prod(values.shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
+    scaled = jnp.sum(values / jnp.asarray(count, values.dtype), axis=axis)
+    return jnp.where(jnp.isfinite(mean), mean, scaled)
+
+
 def _mean_last(values: Array, axis: int, loss: str) -> Array:
     """Keras' ``mean(..., axis)`` for elementwise losses; rank-1 inputs stay per example."""
     if values.ndim == 1:
         return values
-    return jnp.mean(values, axis=_class_axis(values, axis, loss))
+    return _safe_mean(values, _class_axis(values, axis, loss))
 
 
 def _concrete(value) -> bool:
@@ -281,14 +310,31 @@ def binary_crossentropy(
     return _mean_last(per_element, axis, name)
 
 
+def _row_scale(p: Array, axis: int) -> Array:
+    """1, or an exact power of two for rows that sum to more than :math:`2^{125}` (~4e37).
+
+    XLA:CPU divides as ``p · (1/s)``, and :math:`1/s` is subnormal, flushed to 0, for
+    :math:`s > 2^{126}`: such rows (and rows whose sum overflows) are scaled by
+    :math:`2^{-(\\lceil\\log_2 K\\rceil + 3)}` first, which brings any sum of :math:`K`
+    float32 values below :math:`2^{125}` without rounding a single probability.
+    """
+    k = p.shape[axis]
+    small = 2.0 ** -(math.ceil(math.log2(max(k, 1))) + 3)
+    total = jnp.sum(p, axis=axis, keepdims=True)
+    return jnp.where(total <= 2.0**125, 1.0, small).astype(p.dtype)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _renormalise(p: Array, axis: int) -> Array:
-    """``p / Σ_axis p``, as Keras renormalises probabilities, with two safeguards.
+    """``p / Σ_axis p``, as Keras renormalises probabilities, with three safeguards.
 
     An all-zero row is divided by 1 (Keras: 0/0 = NaN), so every class lands on the 1e-7 clip.
-    The derivative is written as ``(dp - q Σ dp) / s``: autodiff of ``p / s`` goes through
-    ``1/s²``, which overflows (NaN gradient) once a row sums to less than ~1e-19.
+    A row whose sum is huge (or overflows) is scaled by an exact power of two first (Keras:
+    p/inf = 0, every class on the clip). The derivative is written as ``(dp - q Σ dp) / s``: autodiff of
+    ``p / s`` goes through ``1/s²``, which overflows (NaN gradient) once a row sums to less than
+    ~1e-19.
     """
+    p = p * _row_scale(p, axis)
     total = jnp.sum(p, axis=axis, keepdims=True)
     return p / jnp.where(total > 0, total, 1.0)
 
@@ -296,17 +342,34 @@ def _renormalise(p: Array, axis: int) -> Array:
 @_renormalise.defjvp
 def _renormalise_jvp(axis, primals, tangents):
     (p,), (dp,) = primals, tangents
+    scale = _row_scale(p, axis)
+    p, dp = p * scale, dp * scale
     total = jnp.sum(p, axis=axis, keepdims=True)
     total = jnp.where(total > 0, total, 1.0)
     q = p / total
     return q, (dp - q * jnp.sum(dp, axis=axis, keepdims=True)) / total
 
 
-def _log_probabilities(y_pred: Array, axis: int, from_logits: bool) -> Array:
-    if from_logits:
-        return jax.nn.log_softmax(y_pred, axis=axis)
-    # Keras renormalises along the class axis, then clips.
-    return jnp.log(_clip_probabilities(_renormalise(y_pred, axis)))
+def _cross_entropy(y_true: Array, y_pred: Array, axis: int, from_logits: bool) -> Array:
+    r""":math:`-\sum_k y_k \log p_k` along ``axis``, Keras' arithmetic, finite for any finite input.
+
+    From logits, :math:`\log p_k = (z_k - m) - \log\sum_j e^{z_j - m}` with :math:`m = \max_j z_j`
+    (`jax.nn.log_softmax`'s arithmetic). When :math:`z_k - m` overflows (logits of ±3.4e38), the
+    term is :math:`y_k z_k - y_k m - y_k \log\sum_j e^{z_j - m}` instead: 0 for a zero label
+    (rather than :math:`0 \times (-\infty)` = NaN) and the exact finite value for a small one.
+    """
+    if not from_logits:
+        # Keras renormalises along the class axis, then clips.
+        return -jnp.sum(
+            y_true * jnp.log(_clip_probabilities(_renormalise(y_pred, axis))), axis=axis
+        )
+    top = jax.lax.stop_gradient(jnp.max(y_pred, axis=axis, keepdims=True))
+    shifted = y_pred - top
+    ok = jnp.isfinite(shifted)
+    shifted = jnp.where(ok, shifted, 0.0)
+    lse = jnp.log(jnp.sum(jnp.where(ok, jnp.exp(shifted), 0.0), axis=axis, keepdims=True))
+    terms = jnp.where(ok, y_true * (shifted - lse), y_true * y_pred - y_true * top - y_true * lse)
+    return -jnp.sum(terms, axis=axis)
 
 
 def categorical_crossentropy(
@@ -326,7 +389,8 @@ def categorical_crossentropy(
     * probabilities: renormalised along ``axis`` (:math:`p \leftarrow p / \sum_k p_k`), then
       clipped to ``[1e-7, 1 - 1e-7]`` (the renormalisation's derivative is computed without
       :math:`1/(\sum_k p_k)^2`, so rows summing to ~1e-20, or to 0, keep a finite gradient where
-      Keras' is NaN);
+      Keras' is NaN; rows summing beyond 4e37 are first scaled by a power of two, where Keras
+      divides by inf or a flushed reciprocal and puts every class on the clip);
     * ``from_logits=True``: :math:`\log p = z - \log\sum_k e^{z_k}` (`jax.nn.log_softmax`);
     * label smoothing spreads over the :math:`K` classes: :math:`y \leftarrow y(1 - ls) + ls/K`.
 
@@ -360,7 +424,7 @@ def categorical_crossentropy(
     axis = _class_axis(y_pred, axis, name)
     y_true = _as_true(y_true, y_pred, name, one_hot=True)
     y_true = _smooth(y_true, label_smoothing, 1.0 / y_pred.shape[axis], name)
-    return -jnp.sum(y_true * _log_probabilities(y_pred, axis, from_logits), axis=axis)
+    return _cross_entropy(y_true, y_pred, axis, from_logits)
 
 
 def sparse_categorical_crossentropy(
@@ -379,6 +443,12 @@ def sparse_categorical_crossentropy(
     give a loss of exactly 0 with a zero gradient. Keras also divides the batch mean by the
     number of *valid* entries; to reproduce that, pass
     ``mask=(y_true != ignore_class)`` to `reduce`.
+
+    Segmentation maps work as they are: labels ``[N, H, W]`` against ``[N, H, W, K]`` give one
+    value per pixel, ``[N, H, W]``. Following Keras exactly, the batch loss is the sum over the
+    valid pixels of the whole batch divided by their number (not a mean of per-image means):
+    ``reduce(values, sample_weight, mask=labels != ignore_class)``, which ``fit`` applies to a
+    loss bound with ``ignore_class``; per-image weights ``[N]`` spread over the pixels.
 
     Labels outside ``[0, K)`` raise a ``ValueError`` when called eagerly; under ``jit`` they cannot
     be checked and give 0 (as Keras' JAX backend does, through ``one_hot``).
@@ -415,11 +485,21 @@ def sparse_categorical_crossentropy(
         labels = jnp.where(valid, labels, 0)
         # Neutral predictions for ignored entries keep their (discarded) loss and gradient finite.
         y_pred = jnp.where(jnp.expand_dims(valid, axis), y_pred, 1.0)
-    one_hot = jax.nn.one_hot(labels, num_classes, dtype=y_pred.dtype, axis=axis)
-    loss = -jnp.sum(one_hot * _log_probabilities(y_pred, axis, from_logits), axis=axis)
-    if valid is not None:
-        loss = jnp.where(valid, loss, 0.0)
-    return loss
+    # Out-of-range ids (possible only under jit) give 0, as Keras' one_hot-based loss does.
+    in_range = (labels >= 0) & (labels < num_classes)
+    valid = in_range if valid is None else valid & in_range
+    index = jnp.expand_dims(jnp.where(in_range, labels, 0), axis)
+    if from_logits:
+        # -log p_y = log Σ_k e^(z_k - m) - (z_y - m): a gather, not a one-hot product, so a
+        # logit 6.8e38 below the top (z_k - m = -inf) meets no 0 label (0 · -inf = NaN).
+        top = jax.lax.stop_gradient(jnp.max(y_pred, axis=axis, keepdims=True))
+        shifted = y_pred - top
+        lse = jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+        loss = lse - jnp.take_along_axis(shifted, index, axis=axis)
+    else:
+        log_p = jnp.log(_clip_probabilities(_renormalise(y_pred, axis)))
+        loss = -jnp.take_along_axis(log_p, index, axis=axis)
+    return jnp.where(valid, jnp.squeeze(loss, axis), 0.0)
 
 
 def poisson(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
@@ -591,29 +671,64 @@ def mean_squared_logarithmic_error(
     return _mean_last(jnp.square(diff), axis, name)
 
 
-def _l2_normalize(x: Array, axis: int) -> Array:
-    # Keras: x * min(rsqrt(sum x²), 1/ε), i.e. the norm is floored at ε. The where keeps the
-    # gradient finite for an all-zero vector (rsqrt(0) = inf would give inf * 0 = NaN).
-    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-    big = sq > EPSILON**2
-    inv_norm = jnp.where(big, jax.lax.rsqrt(jnp.where(big, sq, 1.0)), 1.0 / EPSILON)
-    return x * inv_norm
+def _l2_normalize(x: Array, axis: tuple[int, ...]) -> Array:
+    r"""Keras' ``normalize``, :math:`x / \max(\|x\|, \epsilon)`, finite for any finite ``x``.
+
+    The vector is first scaled by its largest magnitude :math:`m` (the result does not depend on
+    :math:`m`, so :math:`m` is held constant for the gradient): :math:`\sum x^2` overflows for
+    :math:`|x| > 1.8\cdot10^{19}` and underflows for subnormals, :math:`\sum (x/m)^2 \in [1, D]`
+    never does. Where :math:`\|x\| \le \epsilon` (an all-zero vector included) the result is
+    :math:`x/\epsilon`, and the discarded branch is fed safe values (no NaN gradient).
+    """
+    m = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=axis, keepdims=True))
+    # Below 1e-30 the norm is at most sqrt(D)·1e-30 < ε: the x/ε branch, and 1/m would overflow.
+    scalable = m >= 1e-30
+    m_safe = jnp.where(scalable, m, 1.0)
+    # x/m in two steps of 1/sqrt(m): XLA:CPU divides as x·(1/m), and 1/m is subnormal (flushed
+    # to 0) for m > 8.5e37.
+    r = jax.lax.rsqrt(m_safe)
+    xs = (x * r) * r
+    ss = jnp.sum(jnp.square(xs), axis=axis, keepdims=True)  # ~1 or more where scalable
+    ns = jnp.sqrt(jnp.where(scalable, ss, 1.0))  # sqrt'(0) = inf must not meet a 0 cotangent
+    big = scalable & (m_safe * ns > EPSILON)
+    return jnp.where(big, xs / jnp.where(big, ns, 1.0), x / EPSILON)
 
 
-def cosine_similarity(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
+def _feature_axes(y_pred: Array, axis, loss: str) -> tuple[int, ...]:
+    """``axis`` (an int, a tuple of ints, or ``None`` for every axis but the batch axis) as a
+    sorted tuple of non-batch axes."""
+    if axis is None:
+        return tuple(range(1, y_pred.ndim))
+    if isinstance(axis, tuple | list):
+        if not axis:
+            raise ValueError(f"{loss}: axis must name at least one axis, got {axis!r}")
+        axes = tuple(_class_axis(y_pred, a, loss) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{loss}: axis={tuple(axis)} names an axis twice")
+        return tuple(sorted(axes))
+    return (_class_axis(y_pred, axis, loss),)
+
+
+def cosine_similarity(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int | tuple = -1) -> Array:
     r"""Cosine-similarity **loss**, :math:`-\cos(y, \hat y) = -\dfrac{y \cdot \hat y}{\|y\|\,\|\hat
     y\|}` along ``axis``: -1 for parallel vectors, 0 for orthogonal ones, +1 for opposite ones.
 
     Keras 3 returns the *negative* cosine so that minimising the loss maximises similarity; norms
-    are floored at :math:`\epsilon = 10^{-7}`, so a zero vector gives 0. Optax's
-    `optax.losses.cosine_similarity(predictions, targets)` returns **+cos** (the opposite sign)
-    and `optax.losses.cosine_distance` returns :math:`1 - \cos` (= this loss + 1). PyTorch's
+    are floored at :math:`\epsilon = 10^{-7}`, so a zero vector gives 0. ``axis`` may be any
+    non-batch axis or a tuple of them (``axis=(1, 2, 3)`` compares whole ``[H, W, C]`` maps), as
+    Keras' ``normalize`` and ``sum`` take them; the batch axis 0 is refused (fnn returns one value
+    per example; Keras would mix the examples). Each vector is scaled by its largest entry before
+    the norm, so inputs up to ±3.4e38 and down to subnormals give the exact cosine and a finite
+    gradient (Keras' :math:`\sum x^2` overflows beyond ~1.8e19: loss 0, gradient NaN).
+
+    Optax's `optax.losses.cosine_similarity(predictions, targets)` returns **+cos** (the opposite
+    sign) and `optax.losses.cosine_distance` returns :math:`1 - \cos` (= this loss + 1). PyTorch's
     ``CosineSimilarity`` returns +cos.
 
     Args:
         y_true: targets, shape of ``y_pred``.
         y_pred: predictions, ``[N, ..., D]``.
-        axis: the axis along which the vectors lie.
+        axis: the axis (or axes) along which the vectors lie; not 0.
 
     Returns:
         ``y_pred.shape`` without ``axis``: ``[N]`` for ``[N, D]``.
@@ -623,21 +738,30 @@ def cosine_similarity(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -
         >>> cosine_similarity(y_true=jnp.array([[0.0, 1.0], [1.0, 1.0], [1.0, 1.0]]),
         ...                   y_pred=jnp.array([[1.0, 0.0], [1.0, 1.0], [-1.0, -1.0]])).round(4)
         Array([-0., -1.,  1.], dtype=float32)
+        >>> maps = jnp.ones((2, 4, 4, 3))
+        >>> cosine_similarity(y_true=maps, y_pred=2 * maps, axis=(1, 2, 3)).round(4)
+        Array([-1., -1.], dtype=float32)
     """
     name = "cosine_similarity"
     y_pred = _as_pred(y_pred, name)
-    axis = _class_axis(y_pred, axis, name)
+    if axis is None:
+        raise TypeError(f"{name}: axis must be an int or a tuple of ints, got None")
+    axes = _feature_axes(y_pred, axis, name)
     y_true = _as_true(y_true, y_pred, name)
-    return -jnp.sum(_l2_normalize(y_true, axis) * _l2_normalize(y_pred, axis), axis=axis)
+    return -jnp.sum(_l2_normalize(y_true, axes) * _l2_normalize(y_pred, axes), axis=axes)
 
 
 def huber(*, y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0, axis: int = -1) -> Array:
     r"""Huber loss, averaged over ``axis``: with :math:`e = \hat y - y`,
     :math:`\tfrac12 e^2` for :math:`|e| \le \delta`, else :math:`\delta|e| - \tfrac12\delta^2`.
 
-    Quadratic (MSE-like) near zero, linear (MAE-like) for large errors. Same as Keras 3 and
-    `optax.losses.huber_loss` (elementwise) and PyTorch's ``HuberLoss``; PyTorch's
-    ``SmoothL1Loss`` is this divided by :math:`\delta`.
+    Quadratic (MSE-like) near zero, linear (MAE-like) for large errors. Same values as Keras 3,
+    `optax.losses.huber_loss` (elementwise) and PyTorch's ``HuberLoss``; the smooth L1 loss
+    (PyTorch's ``SmoothL1Loss(beta)``, `smooth_l1`) is this divided by :math:`\delta = \beta`.
+    Computed as :math:`\tfrac12 q^2 + \delta(|e| - q)` with :math:`q = \min(|e|, \delta)`
+    (no ``where``): the gradient :math:`\mathrm{clip}(e, -\delta, \delta)` stays finite for
+    any finite input, where Keras' ``where`` form gives NaN once :math:`e^2` or :math:`e`
+    overflows.
 
     Args:
         y_true: targets, shape of ``y_pred``.
@@ -661,10 +785,17 @@ def huber(*, y_true: ArrayLike, y_pred: ArrayLike, delta: float = 1.0, axis: int
     y_pred = _as_pred(y_pred, name)
     y_true = _as_true(y_true, y_pred, name)
     _check_option(delta, "delta", name, low=0, low_open=True)
-    d = jnp.asarray(delta, y_pred.dtype)
-    err = jnp.abs(y_pred - y_true)
-    values = jnp.where(err <= d, 0.5 * jnp.square(err), d * err - 0.5 * jnp.square(d))
-    return _mean_last(values, axis, name)
+    return _mean_last(_huber_elementwise(jnp.abs(y_pred - y_true), delta, y_pred.dtype), axis, name)
+
+
+def _huber_elementwise(err: Array, delta, dtype) -> Array:
+    r""":math:`\tfrac12 q^2 + \delta(|e| - q)` with :math:`q = \min(|e|, \delta)`: Huber without a
+    ``where``, so no branch's overflow (:math:`e^2` beyond 1.8e19, or :math:`|e|` = inf when
+    :math:`\hat y - y` overflows) can reach the gradient, which stays :math:`\mathrm{clip}(e,
+    -\delta, \delta)`."""
+    d = jnp.asarray(delta, dtype)
+    q = jnp.minimum(err, d)
+    return 0.5 * jnp.square(q) + d * (err - q)
 
 
 def log_cosh(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
@@ -672,9 +803,11 @@ def log_cosh(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
     ``logcosh``.
 
     :math:`\approx e^2/2` for small errors and :math:`|e| - \log 2` for large ones; computed as
-    :math:`e + \mathrm{softplus}(-2e) - \log 2`, which never overflows (``cosh`` would for
-    :math:`|e| > 89`). Same as Keras 3 and `optax.losses.log_cosh` (elementwise), including the
-    formula's absolute error of ~1e-7 near :math:`e = 0` (``log 2`` cancels).
+    :math:`|e| + \mathrm{softplus}(-2|e|) - \log 2`, which never overflows (``cosh`` would for
+    :math:`|e| > 89`; Keras' and Optax's :math:`e + \mathrm{softplus}(-2e) - \log 2` does for
+    :math:`e < -1.7\cdot10^{38}`, where the answer :math:`|e| - \log 2` is finite). Otherwise
+    the same as Keras 3 and `optax.losses.log_cosh` (elementwise), including the formula's
+    absolute error of ~1e-7 near :math:`e = 0` (``log 2`` cancels).
 
     Args:
         y_true: targets, shape of ``y_pred``.
@@ -692,7 +825,7 @@ def log_cosh(*, y_true: ArrayLike, y_pred: ArrayLike, axis: int = -1) -> Array:
     name = "log_cosh"
     y_pred = _as_pred(y_pred, name)
     y_true = _as_true(y_true, y_pred, name)
-    e = y_pred - y_true
+    e = jnp.abs(y_pred - y_true)
     values = e + jnp.logaddexp(-2.0 * e, 0.0) - jnp.log(2.0).astype(e.dtype)
     return _mean_last(values, axis, name)
 
@@ -841,6 +974,582 @@ def multiclass_svm(
 
 
 # ---------------------------------------------------------------------------------------------
+# Focal, segmentation, sequence and metric-learning losses (Keras 3), and two more margins.
+
+
+def _focal_power(base: Array, gamma) -> Array:
+    """``base ** gamma`` with ``0 ** 0 = 1`` and, for ``gamma = 0``, a zero (not NaN) gradient
+    (``jnp.power``'s derivative ``γ·x^(γ-1)`` is ``0·inf`` there)."""
+    if _concrete(gamma) and float(gamma) == 0.0:
+        return jnp.ones_like(base)
+    g = jnp.asarray(gamma, base.dtype)
+    return jnp.where(g == 0, 1.0, jnp.power(jnp.where(g == 0, 1.0, base), g))
+
+
+def binary_focal_crossentropy(
+    *,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    apply_class_balancing: bool = False,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Array:
+    r"""Binary focal cross-entropy (Lin et al.'s focal loss), averaged over ``axis``:
+    :math:`(1 - p_t)^\gamma \cdot \mathrm{BCE}(y, p)` with :math:`p_t = y p + (1 - y)(1 - p)`,
+    times :math:`\alpha_t = y\alpha + (1 - y)(1 - \alpha)` when ``apply_class_balancing``.
+
+    The factor :math:`(1 - p_t)^\gamma` down-weights the easy, well-classified entries (dense
+    detection, where background dominates); :math:`\gamma = 0` without balancing is
+    `binary_crossentropy`. Keras 3 numerics, reproduced exactly: labels are smoothed first
+    (:math:`y \leftarrow y(1 - ls) + 0.5\,ls`), ``from_logits`` applies a sigmoid and then the
+    *probability* path (BCE of :math:`p` clipped to ``[1e-7, 1 - 1e-7]``, so each entry costs at
+    most :math:`16.1`, unlike `binary_crossentropy`'s log-sigmoid), and :math:`p_t` uses the
+    unclipped :math:`p`. Optax's `optax.losses.sigmoid_focal_loss(logits, labels, alpha, gamma)`
+    is the same loss from logits with log-sigmoid (no clip), elementwise, with ``alpha=None``
+    meaning no balancing; torchvision's ``sigmoid_focal_loss`` likewise. The gradient at
+    :math:`p_t = 1` is infinite for :math:`0 < \gamma < 1` (as :math:`x^\gamma` at 0).
+
+    Args:
+        y_true: targets in [0, 1], shape of ``y_pred``.
+        y_pred: probabilities in [0, 1] (or logits with ``from_logits=True``), ``[N]`` or
+            ``[N, ..., D]``.
+        apply_class_balancing: weight positives by :math:`\alpha`, negatives by :math:`1-\alpha`.
+        alpha: :math:`\alpha \in [0, 1]` (used only with ``apply_class_balancing``).
+        gamma: focusing parameter :math:`\gamma \ge 0`.
+        from_logits: ``y_pred`` holds logits.
+        label_smoothing: :math:`ls \in [0, 1]`.
+        axis: the axis averaged over (ignored for rank-1 inputs).
+
+    Returns:
+        ``[N]`` for ``[N]`` or ``[N, D]`` inputs; ``y_pred.shape`` without ``axis`` otherwise.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> y, p = jnp.array([[0.0, 1.0], [0.0, 0.0]]), jnp.array([[0.6, 0.4], [0.4, 0.6]])
+        >>> np.asarray(binary_focal_crossentropy(y_true=y, y_pred=p, gamma=2.0)).round(3)
+        array([0.33 , 0.206], dtype=float32)
+
+    References:
+        Lin et al., `Focal Loss for Dense Object Detection <https://arxiv.org/abs/1708.02002>`_,
+        2017; Keras 3, ``keras.losses.binary_focal_crossentropy``
+    """
+    name = "binary_focal_crossentropy"
+    y_pred = _as_pred(y_pred, name)
+    y_true = _as_true(y_true, y_pred, name)
+    _check_option(alpha, "alpha", name, low=0, high=1)
+    _check_option(gamma, "gamma", name, low=0)
+    y_true = _smooth(y_true, label_smoothing, 0.5, name)
+    p = jax.nn.sigmoid(y_pred) if from_logits else y_pred
+    clipped = _clip_probabilities(p)
+    bce = -(y_true * jnp.log(clipped) + (1.0 - y_true) * jnp.log(1.0 - clipped))
+    p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
+    focal = _focal_power(1.0 - p_t, gamma) * bce
+    if apply_class_balancing:
+        a = jnp.asarray(alpha, y_pred.dtype)
+        focal = (y_true * a + (1.0 - y_true) * (1.0 - a)) * focal
+    return _mean_last(focal, axis, name)
+
+
+def categorical_focal_crossentropy(
+    *,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    alpha=0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Array:
+    r"""Categorical focal cross-entropy, :math:`-\sum_k \alpha_k (1 - p_k)^\gamma\, y_k \log p_k`
+    along ``axis`` (one-hot labels).
+
+    Keras 3 numerics, reproduced exactly: labels smoothed over the :math:`K` classes, logits
+    through a softmax (then the probability path: so, unlike `categorical_crossentropy`'s
+    log-softmax, each class costs at most :math:`16.1\alpha_k`), probabilities renormalised along
+    ``axis`` and clipped to ``[1e-7, 1 - 1e-7]``; the factor uses the clipped :math:`p`.
+    :math:`\alpha` is a scalar or one weight per class (e.g. inverse class frequencies), laid
+    along ``axis`` (Keras broadcasts a list against the last axis only). Where Keras divides an
+    all-zero row by 0 (NaN), every class sits at the clip here, as in `categorical_crossentropy`.
+    Optax and PyTorch have no categorical focal loss.
+
+    Args:
+        y_true: one-hot (or soft) labels, shape of ``y_pred``.
+        y_pred: probabilities (or logits), ``[N, ..., K]``.
+        alpha: a float, or ``K`` floats, each >= 0.
+        gamma: focusing parameter :math:`\gamma \ge 0`; 0 with ``alpha=1`` is
+            `categorical_crossentropy` (probability path).
+        from_logits: ``y_pred`` holds logits.
+        label_smoothing: :math:`ls \in [0, 1]`.
+        axis: class axis (not 0).
+
+    Returns:
+        ``y_pred.shape`` without ``axis``: ``[N]`` for ``[N, K]``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> y = jnp.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        >>> p = jnp.array([[0.05, 0.9, 0.05], [0.1, 0.85, 0.05]])
+        >>> np.asarray(categorical_focal_crossentropy(y_true=y, y_pred=p)).round(4)
+        array([3.000e-04, 6.759e-01], dtype=float32)
+
+    References:
+        Lin et al., `Focal Loss for Dense Object Detection <https://arxiv.org/abs/1708.02002>`_,
+        2017; Keras 3, ``keras.losses.categorical_focal_crossentropy``
+    """
+    name = "categorical_focal_crossentropy"
+    y_pred = _as_pred(y_pred, name)
+    axis = _class_axis(y_pred, axis, name)
+    y_true = _as_true(y_true, y_pred, name, one_hot=True)
+    _check_option(gamma, "gamma", name, low=0)
+    num_classes = y_pred.shape[axis]
+    if _concrete(alpha):
+        a = np.asarray(alpha, np.float64)
+        if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != num_classes):
+            raise ValueError(
+                f"{name}: alpha must be a float or {num_classes} floats (one per class of "
+                f"y_pred's shape {y_pred.shape}, axis {axis}), got shape {a.shape}"
+            )
+        if np.any(np.isnan(a)) or np.any(a < 0):
+            raise ValueError(f"{name}: alpha must be >= 0, got {alpha!r}")
+    alpha = jnp.asarray(alpha, y_pred.dtype)
+    if alpha.ndim == 1:
+        alpha = alpha.reshape((-1,) + (1,) * (y_pred.ndim - 1 - axis))
+    y_true = _smooth(y_true, label_smoothing, 1.0 / num_classes, name)
+    p = jax.nn.softmax(y_pred, axis=axis) if from_logits else y_pred
+    p = _clip_probabilities(_renormalise(p, axis))
+    per_class = alpha * _focal_power(1.0 - p, gamma) * (-y_true * jnp.log(p))
+    return jnp.sum(per_class, axis=axis)
+
+
+def _overlap_sums(y_true: Array, y_pred: Array, axes: tuple[int, ...]):
+    return (
+        jnp.sum(y_true * y_pred, axis=axes),
+        jnp.sum(y_true * (1.0 - y_pred), axis=axes),
+        jnp.sum(y_pred * (1.0 - y_true), axis=axes),
+    )
+
+
+def dice(*, y_true: ArrayLike, y_pred: ArrayLike, axis=None) -> Array:
+    r"""Dice loss, :math:`1 - \dfrac{2\sum y\hat y}{\sum y + \sum \hat y + \epsilon}` over
+    ``axis``, with :math:`\epsilon = 10^{-7}` (Keras 3).
+
+    One minus the (soft) Dice coefficient :math:`2|A \cap B| / (|A| + |B|)` of a predicted mask
+    :math:`\hat y \in [0, 1]` and a target mask: a segmentation loss that does not care how much
+    background there is. ``axis=None`` (the default) sums over every axis but the batch axis, so
+    each example (a ``[H, W, C]`` mask) gets its own value. Keras' ``axis=None`` sums over the
+    batch too and returns one number for the whole batch (its "global" Dice): pass both arrays
+    reshaped to ``[1, -1]`` for that. Keras' ``dice(..., axis=(1, 2, 3))`` is this function's
+    default on ``[N, H, W, C]``. Per-class Dice over ``[N, H, W, K]`` one-hot masks is
+    ``axis=(1, 2)`` (gives ``[N, K]``). Neither Optax nor PyTorch has a Dice loss.
+
+    Args:
+        y_true: target mask (0/1 or soft), shape of ``y_pred``.
+        y_pred: predicted mask in [0, 1] (e.g. a sigmoid output), ``[N, ...]``.
+        axis: ``None``, a non-batch axis, or a tuple of them.
+
+    Returns:
+        ``y_pred.shape`` without ``axis``: ``[N]`` with the default.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> y = jnp.array([[[[1.0], [1.0]], [[0.0], [0.0]]], [[[1.0], [1.0]], [[0.0], [0.0]]]])
+        >>> p = jnp.array([[[[0.0], [1.0]], [[0.0], [1.0]]], [[[0.4], [0.0]], [[0.0], [0.9]]]])
+        >>> np.asarray(dice(y_true=y, y_pred=p)).round(4)
+        array([0.5   , 0.7576], dtype=float32)
+
+    References:
+        Milletari et al., `V-Net <https://arxiv.org/abs/1606.04797>`_, 2016; Keras 3,
+        ``keras.losses.dice``
+    """
+    name = "dice"
+    y_pred = _as_pred(y_pred, name)
+    axes = _feature_axes(y_pred, axis, name)
+    y_true = _as_true(y_true, y_pred, name)
+    intersection = jnp.sum(y_true * y_pred, axis=axes)
+    total = jnp.sum(y_true, axis=axes) + jnp.sum(y_pred, axis=axes)
+    return 1.0 - 2.0 * intersection / (total + EPSILON)
+
+
+def tversky(
+    *, y_true: ArrayLike, y_pred: ArrayLike, alpha: float = 0.5, beta: float = 0.5, axis=None
+) -> Array:
+    r"""Tversky loss as Keras 3 computes it:
+    :math:`1 - \dfrac{\sum y\hat y}{\sum y\hat y + \alpha\sum y(1-\hat y) + \beta\sum \hat y(1-y)
+    + \epsilon}` over ``axis``, :math:`\epsilon = 10^{-7}`.
+
+    A Dice loss with separate weights on the two kinds of error; :math:`\alpha = \beta = 0.5` is
+    `dice`. **Which weight is which:** in Keras' code (and here) :math:`\alpha` multiplies
+    :math:`\sum y(1 - \hat y)`, the *false negatives* (target pixels the prediction misses), and
+    :math:`\beta` the *false positives*, although Keras' docstring says the opposite; Salehi et
+    al. write :math:`\alpha` on the false positives. For the paper's convention swap them
+    (``alpha=β_paper, beta=α_paper``); a test pins Keras' arithmetic. ``axis`` as in `dice`
+    (default: every axis but the batch axis; Keras' default also sums over the batch).
+
+    Args:
+        y_true: target mask, shape of ``y_pred``.
+        y_pred: predicted mask in [0, 1], ``[N, ...]``.
+        alpha: weight :math:`\ge 0` of the false negatives :math:`\sum y(1-\hat y)`.
+        beta: weight :math:`\ge 0` of the false positives :math:`\sum \hat y(1-y)`.
+        axis: ``None``, a non-batch axis, or a tuple of them.
+
+    Returns:
+        ``y_pred.shape`` without ``axis``: ``[N]`` with the default.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> y, p = jnp.array([[1.0, 1.0, 0.0, 0.0]]), jnp.array([[1.0, 0.0, 1.0, 0.0]])
+        >>> np.asarray(tversky(y_true=y, y_pred=p, alpha=0.7, beta=0.3)).round(4)  # 1 - 1/2
+        array([0.5], dtype=float32)
+        >>> missed_one = jnp.array([[1.0, 0.0, 0.0, 0.0]])  # 1 - 1 / (1 + 0.7 · 1 missed)
+        >>> np.asarray(tversky(y_true=y, y_pred=missed_one, alpha=0.7, beta=0.3)).round(4)
+        array([0.4118], dtype=float32)
+
+    References:
+        Salehi et al., `Tversky loss function for image segmentation
+        <https://arxiv.org/abs/1706.05721>`_, 2017; Keras 3, ``keras.losses.tversky``
+    """
+    name = "tversky"
+    y_pred = _as_pred(y_pred, name)
+    axes = _feature_axes(y_pred, axis, name)
+    y_true = _as_true(y_true, y_pred, name)
+    _check_option(alpha, "alpha", name, low=0)
+    _check_option(beta, "beta", name, low=0)
+    tp, missed, spurious = _overlap_sums(y_true, y_pred, axes)
+    a, b = jnp.asarray(alpha, y_pred.dtype), jnp.asarray(beta, y_pred.dtype)
+    return 1.0 - tp / (tp + a * missed + b * spurious + EPSILON)
+
+
+def _int_labels(y_true, expected_shape, loss: str, what: str = "y_true") -> Array:
+    y_true = jnp.asarray(y_true)
+    if not jnp.issubdtype(y_true.dtype, jnp.integer):
+        raise TypeError(
+            f"{loss}: {what} must be integer class ids of shape {expected_shape}, got dtype "
+            f"{y_true.dtype} with shape {y_true.shape}; cast them with .astype(jnp.int32)"
+        )
+    if y_true.shape == tuple(expected_shape) + (1,):
+        y_true = y_true[..., 0]
+    if y_true.shape != tuple(expected_shape):
+        raise ValueError(
+            f"{loss}: {what} must have shape {tuple(expected_shape)}, got {what}.shape="
+            f"{y_true.shape}"
+        )
+    return y_true
+
+
+CTC_LOG_FLOOR = -1e30
+"""`ctc` raises log-probabilities below this to it (only logit spreads beyond 1e30 reach it)."""
+
+
+def ctc(*, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
+    r"""Connectionist temporal classification loss, :math:`-\log \sum_{\pi \in
+    \mathcal{B}^{-1}(y)} \prod_t p_t(\pi_t)`: the negative log-probability of the label sequence
+    :math:`y`, summed over every frame-by-frame path :math:`\pi` (blanks and repeats) that
+    collapses to it (merge repeats, then drop blanks).
+
+    Keras 3's ``keras.losses.ctc``: ``y_true`` holds the labels of each sequence, right-padded
+    with 0, which is also the blank class (so real classes are ``1 .. K-1``); the label length is
+    the number of non-zero entries and every frame of ``y_pred`` is used. ``y_pred`` holds logits
+    (a log-softmax is applied). The forward recursion is `optax.ctc_loss` (Keras' JAX backend
+    runs the same algorithm), so a label that cannot fit in :math:`T` frames costs about
+    :math:`10^5` (Optax's ``log_epsilon``) rather than inf. Called eagerly, labels outside
+    ``[0, K)`` and a 0 before the end of a label are errors (Keras would silently read a zero in
+    the middle as the end of the label). Log-probabilities below :data:`CTC_LOG_FLOOR` (-1e30,
+    reached only by logit spreads beyond 1e30) are raised to it, so value and gradient stay
+    finite (:math:`0 \cdot (-\infty)` otherwise). PyTorch's ``CTCLoss`` takes log-probabilities
+    ``[T, N, K]`` and explicit lengths, and divides by the label length by default.
+
+    Args:
+        y_true: integer labels ``[N, L]`` right-padded with 0.
+        y_pred: logits ``[N, T, K]`` (class 0 is the blank).
+
+    Returns:
+        ``[N]``: one negative log-likelihood per sequence.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> # Two frames, uniform over {blank, 1}: of the 4 paths, "1 1", "1 _" and "_ 1" give "1".
+        >>> ctc(y_true=jnp.array([[1, 0]]), y_pred=jnp.zeros((1, 2, 2))).round(4)
+        Array([0.2877], dtype=float32)
+
+    References:
+        Graves et al., `Connectionist Temporal Classification
+        <https://www.cs.toronto.edu/~graves/icml_2006.pdf>`_, ICML 2006; Keras 3,
+        ``keras.losses.ctc``
+    """
+    name = "ctc"
+    y_pred = _as_pred(y_pred, name)
+    if y_pred.ndim != 3:
+        raise ValueError(
+            f"{name}: y_pred must be logits of shape [batch, frames, classes], got shape "
+            f"{y_pred.shape}"
+        )
+    batch, frames, num_classes = y_pred.shape
+    y_true = jnp.asarray(y_true)
+    if y_true.ndim != 2:
+        raise ValueError(
+            f"{name}: y_true must be integer labels of shape [batch, max_label_length] "
+            f"([{batch}, L]), right-padded with 0, got shape {y_true.shape}"
+        )
+    labels = _int_labels(y_true, (batch, y_true.shape[1]), name)
+    _check_label_range(labels, num_classes, name)
+    if not isinstance(labels, jax.core.Tracer):
+        values = np.asarray(labels)
+        padding = values == 0
+        inner = padding[:, :-1] & ~padding[:, 1:]
+        if inner.any():
+            row = int(np.argwhere(inner)[0, 0])
+            raise ValueError(
+                f"{name}: y_true row {row} is {values[row].tolist()}: 0 is the blank and the "
+                "padding, so it may only come after the last label (right-padding)"
+            )
+    length = jnp.sum(labels != 0, axis=-1)
+    label_paddings = (jnp.arange(labels.shape[1])[None, :] >= length[:, None]).astype(y_pred.dtype)
+    logprobs = jnp.maximum(jax.nn.log_softmax(y_pred, axis=-1), CTC_LOG_FLOOR)
+    return optax.ctc_loss(
+        logprobs, jnp.zeros((batch, frames), y_pred.dtype), labels, label_paddings, blank_id=0
+    )
+
+
+def circle(
+    *,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    ref_labels: ArrayLike | None = None,
+    ref_embeddings: ArrayLike | None = None,
+    remove_diagonal: bool = True,
+    gamma: float = 80.0,
+    margin: float = 0.4,
+) -> Array:
+    r"""Circle loss (Sun et al. 2020) for metric learning, Keras 3's ``keras.losses.circle``.
+
+    With cosine similarities :math:`s_{ij} = \min(e_i \cdot r_j, 1)` between the L2-normalised
+    embeddings :math:`e_i` (``y_pred``) and the references :math:`r_j` (the batch itself by
+    default), positives :math:`P_i` (same label; :math:`j \ne i` with ``remove_diagonal``) and
+    negatives :math:`N_i` (other labels), margin :math:`m` and scale :math:`\gamma`:
+
+    .. math::
+        L_i = \mathrm{softplus}\Big(\log\sum_{j \in P_i} e^{-\gamma\,[1 + m - s_{ij}]_+
+        (s_{ij} - 1 + m)} + \log\sum_{j \in N_i} e^{\gamma\,[s_{ij} + m]_+ (s_{ij} - m)}\Big).
+
+    (Keras writes it with distances :math:`d = 1 - s`; the same numbers.) An anchor without a
+    positive (or without a negative) gets exactly 0 with a zero gradient. Keras also masks such
+    zeros out of its mean (it divides by the number of values > 0): pass
+    ``mask=values > 0`` to `reduce` for that. The loss couples the examples of a batch, so its
+    value depends on the batch composition. Optax and PyTorch have no Circle loss.
+
+    Args:
+        y_true: integer labels ``[N]`` (or ``[N, 1]``).
+        y_pred: L2-normalised embeddings ``[N, D]`` (e.g. after
+            ``x / jnp.linalg.norm(x, axis=-1, keepdims=True)``; not normalised here, as Keras).
+        ref_labels: labels ``[M]`` of ``ref_embeddings`` (give both or neither).
+        ref_embeddings: reference embeddings ``[M, D]``; default: the batch.
+        remove_diagonal: drop :math:`j = i` from the positives.
+        gamma: scale :math:`\gamma > 0`.
+        margin: relaxation :math:`m \ge 0`.
+
+    Returns:
+        ``[N]``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> e = jnp.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+        >>> np.asarray(circle(y_true=jnp.array([0, 0, 1, 1]), y_pred=e, gamma=1.0)).round(4)
+        array([0.9718, 1.0435, 1.0435, 0.9718], dtype=float32)
+
+    References:
+        Sun et al., `Circle Loss: A Unified Perspective of Pair Similarity Optimization
+        <https://arxiv.org/abs/2002.10857>`_, CVPR 2020
+    """
+    name = "circle"
+    y_pred = _as_pred(y_pred, name)
+    if y_pred.ndim != 2:
+        raise ValueError(
+            f"{name}: y_pred must be embeddings of shape [batch, dim], got shape {y_pred.shape}"
+        )
+    labels = _int_labels(y_true, y_pred.shape[:1], name)
+    if (ref_labels is None) != (ref_embeddings is None):
+        raise ValueError(
+            f"{name}: give ref_labels and ref_embeddings together (or neither, to compare the "
+            f"batch with itself); got ref_labels={'None' if ref_labels is None else 'an array'} "
+            f"and ref_embeddings={'None' if ref_embeddings is None else 'an array'}"
+        )
+    if ref_embeddings is None:
+        refs, ref_ids = y_pred, labels
+    else:
+        refs = jnp.asarray(ref_embeddings).astype(y_pred.dtype)
+        if refs.ndim != 2 or refs.shape[1] != y_pred.shape[1]:
+            raise ValueError(
+                f"{name}: ref_embeddings must have shape [M, {y_pred.shape[1]}] (y_pred's "
+                f"dim), got {refs.shape}"
+            )
+        ref_ids = _int_labels(ref_labels, refs.shape[:1], name, "ref_labels")
+    _check_option(gamma, "gamma", name, low=0, low_open=True)
+    _check_option(margin, "margin", name, low=0)
+    g, m = jnp.asarray(gamma, y_pred.dtype), jnp.asarray(margin, y_pred.dtype)
+    distance = jnp.maximum(1.0 - y_pred @ refs.T, 0.0)
+    positive = labels[:, None] == ref_ids[None, :]
+    negative = ~positive
+    if remove_diagonal:
+        positive = positive & ~jnp.eye(*positive.shape, dtype=bool)
+    pos_weight = jnp.maximum((m + distance) * positive, 0.0)
+    neg_weight = jnp.maximum((1.0 + m - distance) * negative, 0.0)
+    pos_logits = -g * pos_weight * (m - distance)
+    neg_logits = g * neg_weight * (1.0 - m - distance)
+    # Keras fills the left-out pairs with -inf; a large finite fill gives the same sums (exp of
+    # it is 0) and, for an anchor with no positive, a loss of exactly 0 without a NaN gradient.
+    fill = jnp.asarray(-1e30, y_pred.dtype)
+    p_loss = jax.nn.logsumexp(jnp.where(positive, pos_logits, fill), axis=1)
+    n_loss = jax.nn.logsumexp(jnp.where(negative, neg_logits, fill), axis=1)
+    return jax.nn.softplus(p_loss + n_loss)
+
+
+def categorical_generalized_cross_entropy(
+    *, y_true: ArrayLike, y_pred: ArrayLike, q: float = 0.5, axis: int = -1
+) -> Array:
+    r"""Generalized cross-entropy (Zhang & Sabuncu 2018), :math:`\dfrac{1 - p_{y}^{\,q}}{q}` with
+    :math:`p_y` the predicted probability of the true class (integer labels).
+
+    A noise-robust loss between cross-entropy (:math:`q \to 0`: :math:`-\log p_y`) and MAE
+    (:math:`q = 1`: :math:`1 - p_y`). Keras 3 numerics (no clipping: :math:`p_y = 0` costs
+    :math:`1/q`), except that :math:`p_y` below the smallest normal float32 (1.2e-38) is raised
+    to it for the gradient :math:`-p_y^{q-1}`, which is then finite (Keras': :math:`-\infty` at
+    :math:`p_y = 0`, a NaN once multiplied by a zero softmax derivative). ``q`` in ``(0, 1)``
+    (the Keras class's default 0.5; Keras' function has no default). Unlike Keras, labels out
+    of range are an error (eagerly) and float labels are refused. Optax and PyTorch have no
+    such loss.
+
+    Args:
+        y_true: integer class ids ``[N]`` (or ``[N, 1]``).
+        y_pred: probabilities ``[N, ..., K]``.
+        q: :math:`q \in (0, 1)`.
+        axis: class axis.
+
+    Returns:
+        ``y_pred.shape`` without ``axis``: ``[N]`` for ``[N, K]``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> categorical_generalized_cross_entropy(
+        ...     y_true=jnp.array([1]), y_pred=jnp.array([[0.75, 0.25]]), q=0.5)
+        Array([1.], dtype=float32)
+
+    References:
+        Zhang & Sabuncu, `Generalized Cross Entropy Loss for Training Deep Neural Networks with
+        Noisy Labels <https://arxiv.org/abs/1805.07836>`_, NeurIPS 2018
+    """
+    name = "categorical_generalized_cross_entropy"
+    y_pred = _as_pred(y_pred, name)
+    axis = _class_axis(y_pred, axis, name)
+    labels = _sparse_labels(y_true, y_pred, axis, name)
+    num_classes = y_pred.shape[axis]
+    _check_label_range(labels, num_classes, name)
+    if _concrete(q) and not 0.0 < float(q) < 1.0:
+        raise ValueError(f"{name}: q must be in (0, 1), got {q!r}")
+    one_hot = jax.nn.one_hot(labels, num_classes, dtype=y_pred.dtype, axis=axis)
+    p = jnp.sum(y_pred * one_hot, axis=axis)
+    # Below the smallest normal float (XLA:CPU flushes subnormals to 0) p is raised to it in the
+    # value only: p^q changes by < 1e-26 and the gradient -p^(q-1) stays finite (-inf at p = 0).
+    tiny = jnp.finfo(p.dtype).tiny
+    p = p + jax.lax.stop_gradient(jnp.maximum(p, tiny) - p)
+    qq = jnp.asarray(q, y_pred.dtype)
+    return (1.0 - jnp.power(p, qq)) / qq
+
+
+def multiclass_hinge(
+    *, y_true: ArrayLike, y_pred: ArrayLike, margin: float = 1.0, axis: int = -1
+) -> Array:
+    r"""Crammer–Singer multiclass hinge loss,
+    :math:`L_i = \max\big(0,\ \max_{j \ne y_i} (f_j - f_{y_i} + \Delta)\big)
+    = \max_j (f_j + \Delta[j \ne y_i]) - f_{y_i}`, with integer labels.
+
+    Only the *worst* wrong class counts, where the slide's `multiclass_svm` (Weston–Watkins)
+    sums the violations of every wrong class; the two agree when at most one class violates the
+    margin. With :math:`\Delta = 1` this is `optax.losses.multiclass_hinge_loss(scores, labels)`
+    (which has no margin option). Keras' `categorical_hinge` is the one-hot analogue but takes
+    its max over :math:`(1 - y)\hat y` *including the true class as 0*, so it differs when every
+    wrong score is negative. The gradient is finite for any finite scores (the value overflows
+    only where :math:`f_j - f_{y_i}` does).
+
+    Args:
+        y_true: integer class ids ``[N]`` (or ``[N, 1]``).
+        y_pred: scores ``[N, K]`` (or ``[N, ..., K]``).
+        margin: :math:`\Delta \ge 0`.
+        axis: class axis.
+
+    Returns:
+        ``y_pred.shape`` without ``axis``: ``[N]`` for ``[N, K]``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> scores = jnp.array([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]])
+        >>> np.asarray(multiclass_hinge(y_true=jnp.array([0, 1, 2]), y_pred=scores)).round(2)
+        array([2.9, 0. , 6.6], dtype=float32)
+
+    References:
+        Crammer & Singer, `On the Algorithmic Implementation of Multiclass Kernel-based
+        Vector Machines <https://jmlr.org/papers/v2/crammer01a.html>`_, JMLR 2001
+    """
+    name = "multiclass_hinge"
+    y_pred = _as_pred(y_pred, name)
+    axis = _class_axis(y_pred, axis, name)
+    _check_option(margin, "margin", name, low=0)
+    labels = _sparse_labels(y_true, y_pred, axis, name)
+    num_classes = y_pred.shape[axis]
+    _check_label_range(labels, num_classes, name)
+    one_hot = jax.nn.one_hot(labels, num_classes, dtype=y_pred.dtype, axis=axis)
+    true_score = jnp.sum(one_hot * y_pred, axis=axis, keepdims=True)
+    gaps = jnp.where(one_hot > 0, 0.0, y_pred - true_score + jnp.asarray(margin, y_pred.dtype))
+    return jnp.max(gaps, axis=axis)
+
+
+def smooth_l1(*, y_true: ArrayLike, y_pred: ArrayLike, beta: float = 1.0, axis: int = -1) -> Array:
+    r"""Smooth L1 loss (Fast R-CNN's box regression loss), averaged over ``axis``: with
+    :math:`e = \hat y - y`, :math:`\tfrac{1}{2\beta} e^2` for :math:`|e| < \beta`, else
+    :math:`|e| - \tfrac12\beta`.
+
+    It is the Huber loss divided by its threshold: ``smooth_l1(beta=b) == huber(delta=b) / b``,
+    so the two coincide at :math:`\beta = \delta = 1` (Fast R-CNN's setting); the linear part
+    has slope 1 whatever :math:`\beta`, where Huber's has slope :math:`\delta`.
+    :math:`\beta = 0` is the plain L1 loss (`mean_absolute_error`). Same as PyTorch's
+    ``SmoothL1Loss(beta=...)`` (elementwise, before its reduction) and torchvision's box
+    regression; Keras has none (use `huber`), Optax has ``huber_loss`` only. Value and gradient
+    are computed without a ``where`` (finite gradient :math:`\mathrm{clip}(e/\beta, -1, 1)` for
+    any finite input).
+
+    Args:
+        y_true: targets, shape of ``y_pred``.
+        y_pred: predictions (e.g. box offsets ``[N, 4]``), ``[N]`` or ``[N, ..., D]``.
+        beta: :math:`\beta \ge 0`, where quadratic turns linear.
+        axis: the axis averaged over.
+
+    Returns:
+        Per-example values, ``[N]`` for ``[N]`` or ``[N, D]`` inputs.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> smooth_l1(y_true=jnp.array([[0.0, 0.0]]), y_pred=jnp.array([[0.5, 3.0]]))
+        Array([1.3125], dtype=float32)
+        >>> smooth_l1(y_true=jnp.array([[0.0, 0.0]]), y_pred=jnp.array([[0.5, 3.0]]), beta=0.5)
+        Array([1.5], dtype=float32)
+
+    References:
+        Girshick, `Fast R-CNN <https://arxiv.org/abs/1504.08083>`_, ICCV 2015
+    """
+    name = "smooth_l1"
+    y_pred = _as_pred(y_pred, name)
+    y_true = _as_true(y_true, y_pred, name)
+    _check_option(beta, "beta", name, low=0)
+    b = jnp.asarray(beta, y_pred.dtype)
+    err = jnp.abs(y_pred - y_true)
+    q = jnp.minimum(err, b)
+    quadratic = jnp.where(b > 0, 0.5 * jnp.square(q) / jnp.where(b > 0, b, 1.0), 0.0)
+    return _mean_last(quadratic + (err - q), axis, name)
+
+
+# ---------------------------------------------------------------------------------------------
 # Keras' compile-level rank alignment (explicit, opt-in).
 
 
@@ -943,6 +1652,10 @@ def reduce(
     Returns:
         A scalar (or ``values.shape`` for ``"none"``).
 
+    Raises:
+        ValueError: ``values`` is empty (any reduction but ``"none"``), a weight or mask does
+            not fit, or the reduction is unknown.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> values = jnp.array([1.0, 2.0, 3.0, 4.0])
@@ -966,6 +1679,12 @@ def reduce(
     key = {"weighted_mean": "mean_with_sample_weight"}.get(key.lower(), key.lower())
     if key not in REDUCTIONS:
         raise unknown_name_error("reduction", reduction, REDUCTIONS + ("weighted_mean",))
+    if values.size == 0 and key != "none" and values.ndim > 0:
+        raise ValueError(
+            f"reduce: values is empty (shape {values.shape}), so reduction={key!r} has nothing "
+            "to reduce (a mean would be 0/0); check that the batch is not empty, or use "
+            "reduction='none'"
+        )
     weight = None
     if sample_weight is not None:
         weight = _broadcast_weight(
@@ -983,7 +1702,7 @@ def reduce(
             m_weight = m.astype(values.dtype)
         weight = m_weight if weight is None else weight * m_weight
     weighted = values if weight is None else values * weight
-    if key == "none" or values.ndim == 0 or values.size == 0:
+    if key == "none" or values.ndim == 0:
         return weighted
     total = jnp.sum(weighted)
     if key == "sum":
@@ -1119,6 +1838,15 @@ _LOSSES: dict[str, Callable] = {
     "squared_hinge": squared_hinge,
     "categorical_hinge": categorical_hinge,
     "multiclass_svm": multiclass_svm,
+    "binary_focal_crossentropy": binary_focal_crossentropy,
+    "categorical_focal_crossentropy": categorical_focal_crossentropy,
+    "categorical_generalized_cross_entropy": categorical_generalized_cross_entropy,
+    "dice": dice,
+    "tversky": tversky,
+    "circle": circle,
+    "ctc": ctc,
+    "multiclass_hinge": multiclass_hinge,
+    "smooth_l1": smooth_l1,
 }
 
 # Keras' short aliases (keras.losses.ALL_OBJECTS_DICT and keras._legacy.losses), Keras class
@@ -1146,11 +1874,18 @@ _ALIASES = {
     "categoricalhinge": "categorical_hinge",
     "multiclass_svm_loss": "multiclass_svm",
     "svm": "multiclass_svm",
+    "binaryfocalcrossentropy": "binary_focal_crossentropy",
+    "categoricalfocalcrossentropy": "categorical_focal_crossentropy",
+    "categoricalgeneralizedcrossentropy": "categorical_generalized_cross_entropy",
+    "multiclass_hinge_loss": "multiclass_hinge",
+    "crammer_singer": "multiclass_hinge",
+    "smooth_l1_loss": "smooth_l1",
+    "smoothl1loss": "smooth_l1",
 }
 # "Did you mean" suggestions and the "Known" list use the function names and Keras' short aliases.
 _SUGGESTED = tuple(_LOSSES) + (
     "bce", "kld", "kullback_leibler_divergence", "mse", "mae", "mape", "msle", "logcosh",
-    "huber_loss", "svm",
+    "huber_loss", "svm", "multiclass_hinge_loss", "smooth_l1_loss",
 )  # fmt: skip
 _LOSSES.update({alias: _LOSSES[target] for alias, target in _ALIASES.items()})
 
@@ -1158,10 +1893,15 @@ _LOSSES.update({alias: _LOSSES[target] for alias, target in _ALIASES.items()})
 def get(name_or_callable: str | Callable, **options) -> Callable:
     """Look up a loss by its Keras identifier (``compile(loss="sparse_categorical_crossentropy")``).
 
-    Accepts the function names of this module, Keras' aliases (``mse``, ``mae``, ``mape``,
-    ``msle``, ``kld``, ``kullback_leibler_divergence``, ``bce``, ``logcosh``), Keras class names
-    (``"MeanSquaredError"``, ``"CategoricalCrossentropy"``, ...; case-insensitive) and
-    ``multiclass_svm`` (alias ``svm``). A callable passes through unchanged.
+    Accepts every identifier of Keras 3's ``keras.losses.get``: the function names
+    (``"binary_focal_crossentropy"``, ``"dice"``, ``"tversky"``, ``"circle"``, ``"ctc"``,
+    ``"categorical_generalized_cross_entropy"``, ...), the aliases (``mse``, ``mae``, ``mape``,
+    ``msle``, ``kld``, ``bce``; legacy ``kullback_leibler_divergence``, ``logcosh``) and the
+    class names (``"MeanSquaredError"``, ``"CTC"``, ``"BinaryFocalCrossentropy"``, ...;
+    case-insensitive, so an option such as ``from_logits`` goes in ``**options``). Also fnn's own:
+    ``multiclass_svm`` (alias ``svm``), ``multiclass_hinge`` (aliases
+    ``multiclass_hinge_loss``, ``crammer_singer``) and ``smooth_l1`` (``smooth_l1_loss``).
+    A callable passes through unchanged.
 
     Args:
         name_or_callable: identifier or callable ``fn(*, y_true, y_pred, **options)``.

@@ -10,6 +10,7 @@ extreme logits, eager == jit == vmap and no recompilation. Every bad-input error
 """
 
 import functools
+import itertools
 import math
 import os
 
@@ -22,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from jax.test_util import check_grads
-from strategies import moderate_f32
+from strategies import FLOAT32_MAX, extreme_f32, f32_arrays, moderate_f32, unit_f32
 
 from fnn import activations
 from fnn import losses as L
@@ -145,6 +146,107 @@ def np_multiclass_svm(ids, f, margin=1.0):
     return out
 
 
+def _sigmoid(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+def np_binary_focal(
+    y, p, from_logits=False, gamma=2.0, alpha=0.25, apply_class_balancing=False, ls=0.0
+):
+    # Lin et al.'s focal factor on Keras' clipped BCE (from logits: a sigmoid, then the clip).
+    y = y * (1 - ls) + 0.5 * ls
+    if from_logits:
+        p = _sigmoid(p)
+    pc = np.clip(p, EPS, HI)
+    bce = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
+    p_t = y * p + (1 - y) * (1 - p)
+    out = (1 - p_t) ** gamma * bce
+    if apply_class_balancing:
+        out = (y * alpha + (1 - y) * (1 - alpha)) * out
+    return _mean_last(out)
+
+
+def np_categorical_focal(y, p, from_logits=False, alpha=0.25, gamma=2.0, ls=0.0):
+    y = y * (1 - ls) + ls / y.shape[-1]
+    if from_logits:
+        p = np.exp(_log_softmax(p))
+    p = np.clip(p / p.sum(-1, keepdims=True), EPS, HI)
+    return (np.asarray(alpha) * (1 - p) ** gamma * -y * np.log(p)).sum(-1)
+
+
+def _non_batch(a):
+    return tuple(range(1, a.ndim))
+
+
+def np_dice(y, p):
+    ax = _non_batch(y)
+    return 1 - 2 * (y * p).sum(ax) / (y.sum(ax) + p.sum(ax) + EPS)
+
+
+def np_tversky(y, p, alpha=0.5, beta=0.5):
+    # Keras' arithmetic: alpha weighs the missed target Σ y(1 - p), beta the spurious Σ p(1 - y).
+    ax = _non_batch(y)
+    tp = (y * p).sum(ax)
+    return 1 - tp / (tp + alpha * (y * (1 - p)).sum(ax) + beta * (p * (1 - y)).sum(ax) + EPS)
+
+
+def np_generalized_ce(ids, p, q=0.5):
+    p_y = p[np.arange(len(ids)), ids]
+    return (1 - p_y**q) / q
+
+
+def np_multiclass_hinge(ids, f, margin=1.0):
+    # Crammer & Singer: only the worst wrong class, max(0, max_{j≠y} f_j - f_y + Δ).
+    out = np.zeros(len(ids))
+    for i, yi in enumerate(ids):
+        worst = max(f[i, j] for j in range(f.shape[1]) if j != yi)
+        out[i] = max(0.0, worst - f[i, yi] + margin)
+    return out
+
+
+def np_smooth_l1(y, p, beta=1.0):
+    e = np.abs(p - y)
+    return _mean_last(np.where(e < beta, 0.5 * e**2 / beta, e - 0.5 * beta))
+
+
+def np_circle(ids, e, gamma=80.0, margin=0.4, remove_diagonal=True):
+    # Sun et al. 2020, in similarities s (Keras clamps s <= 1 through d = max(1 - s, 0)).
+    out = np.zeros(len(ids))
+    s_all = np.minimum(e @ e.T, 1.0)
+    for i in range(len(ids)):
+        pos = [j for j in range(len(ids)) if ids[j] == ids[i] and not (remove_diagonal and j == i)]
+        neg = [j for j in range(len(ids)) if ids[j] != ids[i]]
+        if not pos or not neg:
+            continue  # log Σ over nothing = -inf, softplus(-inf) = 0
+        s = s_all[i]
+        lp = np.logaddexp.reduce(
+            [-gamma * max(1 + margin - s[j], 0) * (s[j] - 1 + margin) for j in pos]
+        )
+        ln = np.logaddexp.reduce([gamma * max(s[j] + margin, 0) * (s[j] - margin) for j in neg])
+        out[i] = np.logaddexp(0.0, lp + ln)
+    return out
+
+
+def _collapse(path):
+    merged = [c for t, c in enumerate(path) if t == 0 or c != path[t - 1]]
+    return [c for c in merged if c != 0]
+
+
+def np_ctc(labels, logits):
+    # Brute force over every path of T frames: -log Σ_{π collapsing to y} Π_t p_t(π_t).
+    out = np.zeros(len(labels))
+    for b in range(len(labels)):
+        target = [int(c) for c in labels[b] if c != 0]
+        logp = _log_softmax(logits[b])
+        frames, classes = logp.shape
+        total = 0.0
+        for path in itertools.product(range(classes), repeat=frames):
+            if _collapse(list(path)) == target:
+                total += np.exp(sum(logp[t, c] for t, c in enumerate(path)))
+        out[b] = -np.log(total)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Data makers: (rng) -> (y_true, y_pred) in float32 (int32 for class ids).
 
@@ -159,6 +261,12 @@ def d_binary(rng, shape=(N, K)):
 
 def d_binary_soft(rng, shape=(N, K)):
     return _f32(rng.random(shape), rng.uniform(0.02, 0.98, shape))
+
+
+def d_logits_focal(rng, shape=(N, K)):
+    return _f32(
+        (rng.random(shape) > 0.5).astype(np.float64), np.clip(rng.normal(0, 3, shape), -6, 6)
+    )
 
 
 def d_logits_binary(rng, shape=(N, K)):
@@ -197,6 +305,38 @@ def d_distribution(rng):
 
 def d_pm1(rng):
     return _f32(np.sign(rng.normal(size=(N, K))), rng.normal(0, 2, (N, K)))
+
+
+def d_mask(rng):
+    return _f32((rng.random((N, 3, 3, 2)) > 0.5).astype(np.float64), rng.random((N, 3, 3, 2)))
+
+
+def d_embeddings(rng):
+    e = rng.normal(size=(N, 4))
+    return rng.integers(0, 3, N).astype(np.int32), _f32(
+        e / np.linalg.norm(e, axis=1, keepdims=True)
+    )[0]
+
+
+CTC_FRAMES, CTC_CLASSES, CTC_LABELS = 5, 3, 3
+
+
+def d_ctc(rng):
+    # Right-padded labels of length 0..3 over classes 1..K-1 (0 is the blank), 5 frames: every
+    # label fits (the worst, "1 1 1", needs 5 frames: 1 _ 1 _ 1).
+    labels = np.zeros((N, CTC_LABELS), np.int32)
+    for b in range(N):
+        n = rng.integers(0, CTC_LABELS + 1)
+        labels[b, :n] = rng.integers(1, CTC_CLASSES, n)
+    return labels, _f32(rng.normal(0, 2, (N, CTC_FRAMES, CTC_CLASSES)))[0]
+
+
+def d_maps_regression(rng):
+    return _f32(rng.normal(0, 2, (N, 3, 4, 2)), rng.normal(0, 2, (N, 3, 4, 2)))
+
+
+def np_cosine_maps(y, p):
+    return np_cosine_similarity(y.reshape(len(y), -1), p.reshape(len(p), -1))
 
 
 # id -> (fnn loss, options, float64 oracle, data maker)
@@ -294,12 +434,100 @@ CASES = {
     ),
 }
 
+CASES.update(
+    {
+        "bfce": (L.binary_focal_crossentropy, {}, np_binary_focal, d_binary),
+        "bfce_soft_gamma0": (
+            L.binary_focal_crossentropy,
+            {"gamma": 0.0},
+            functools.partial(np_binary_focal, gamma=0.0),
+            d_binary_soft,
+        ),
+        "bfce_logits_balanced": (
+            L.binary_focal_crossentropy,
+            {"from_logits": True, "apply_class_balancing": True, "alpha": 0.3, "gamma": 1.5},
+            functools.partial(
+                np_binary_focal, from_logits=True, apply_class_balancing=True, alpha=0.3, gamma=1.5
+            ),
+            d_logits_focal,
+        ),
+        "bfce_smooth": (
+            L.binary_focal_crossentropy,
+            {"label_smoothing": 0.2},
+            functools.partial(np_binary_focal, ls=0.2),
+            d_binary,
+        ),
+        "cfce": (L.categorical_focal_crossentropy, {}, np_categorical_focal, d_onehot_prob),
+        "cfce_logits_alpha": (
+            L.categorical_focal_crossentropy,
+            {"from_logits": True, "alpha": [0.1, 0.2, 0.3, 0.4, 0.5], "gamma": 1.0},
+            functools.partial(
+                np_categorical_focal, from_logits=True, alpha=[0.1, 0.2, 0.3, 0.4, 0.5], gamma=1.0
+            ),
+            d_onehot_logits,
+        ),
+        "cfce_smooth": (
+            L.categorical_focal_crossentropy,
+            {"label_smoothing": 0.1},
+            functools.partial(np_categorical_focal, ls=0.1),
+            d_onehot_prob,
+        ),
+        "dice": (L.dice, {"axis": (1, 2, 3)}, np_dice, d_mask),
+        "tversky": (
+            L.tversky,
+            {"alpha": 0.7, "beta": 0.3, "axis": (1, 2, 3)},
+            functools.partial(np_tversky, alpha=0.7, beta=0.3),
+            d_mask,
+        ),
+        "circle": (L.circle, {}, np_circle, d_embeddings),
+        "circle_options": (
+            L.circle,
+            {"gamma": 4.0, "margin": 0.25, "remove_diagonal": False},
+            functools.partial(np_circle, gamma=4.0, margin=0.25, remove_diagonal=False),
+            d_embeddings,
+        ),
+        "ctc": (L.ctc, {}, np_ctc, d_ctc),
+        "gce": (
+            L.categorical_generalized_cross_entropy,
+            {"q": 0.7},
+            functools.partial(np_generalized_ce, q=0.7),
+            d_sparse_prob,
+        ),
+        "multiclass_hinge": (L.multiclass_hinge, {}, np_multiclass_hinge, d_sparse_logits),
+        "multiclass_hinge_margin": (
+            L.multiclass_hinge,
+            {"margin": 2.5},
+            functools.partial(np_multiclass_hinge, margin=2.5),
+            d_sparse_logits,
+        ),
+        "smooth_l1": (L.smooth_l1, {}, np_smooth_l1, d_regression),
+        "smooth_l1_beta": (
+            L.smooth_l1,
+            {"beta": 0.3},
+            functools.partial(np_smooth_l1, beta=0.3),
+            d_regression,
+        ),
+        "cosine_maps": (
+            L.cosine_similarity,
+            {"axis": (1, 2, 3)},
+            np_cosine_maps,
+            d_maps_regression,
+        ),
+    }
+)
+
 # One jitted function per case, reused by every test (compile once).
 _JITTED = {c: jax.jit(functools.partial(fn, **kw)) for c, (fn, kw, _, _) in CASES.items()}
 
 
 def _call(case, y_true, y_pred):
     return _JITTED[case](y_true=y_true, y_pred=y_pred)
+
+
+# Keras' focal loss from logits takes log(1 - sigmoid(z)) of a float32 sigmoid, whose last-bit
+# error is 3e-4 of 1 - p at z ~ 8 (30% at z ~ 15): its cases draw |z| <= 6, with this tolerance.
+# The Keras cross-check (the same float32 arithmetic) holds to 1e-6 at any z.
+_ORACLE_RTOL = {"bfce_logits_balanced": 5e-5}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -313,7 +541,7 @@ def test_matches_float64_oracle(case):
             y_pred.astype(np.float64),
         )
         assert got.shape == want.shape == (N,)
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(got, want, rtol=_ORACLE_RTOL.get(case, 2e-5), atol=2e-6)
 
 
 @given(seed=st.integers(0, 2**32 - 1))
@@ -325,7 +553,11 @@ def test_matches_float64_oracle_on_random_draws(seed):
             y_pred.astype(np.float64),
         )
         np.testing.assert_allclose(
-            _call(case, y_true, y_pred), want, rtol=5e-5, atol=5e-6, err_msg=case
+            _call(case, y_true, y_pred),
+            want,
+            rtol=max(5e-5, _ORACLE_RTOL.get(case, 0)),
+            atol=5e-6,
+            err_msg=case,
         )
 
 
@@ -384,6 +616,15 @@ def test_categorical_crossentropy_renormalises_along_the_class_axis():
         np.testing.assert_allclose(
             L.categorical_crossentropy(y_true=y, y_pred=p * scale), [-math.log(0.6)], rtol=1e-6
         )
+    # Rows whose sum overflows float32 are renormalised exactly (Keras: p/inf = 0, the clip).
+    big = np.float32(FLOAT32_MAX)
+    for row, want in (
+        ([big, big, 0.0], math.log(2)),
+        ([big, big / 2, big / 4], math.log(1.75)),
+        ([1.5e38, 0.5e38, 0.0], math.log(4 / 3)),  # a finite sum whose reciprocal is subnormal
+    ):
+        got = L.categorical_crossentropy(y_true=y[:, [1, 0, 2]], y_pred=jnp.array([row]))
+        assert float(got[0]) == pytest.approx(want, rel=1e-6), row
     # An all-zero row would be 0/0 = NaN in Keras; here every class sits at the clip.
     zero_row = L.categorical_crossentropy(y_true=y, y_pred=jnp.zeros((1, 3)))
     assert float(zero_row[0]) == pytest.approx(-math.log(EPS), rel=1e-6)
@@ -580,7 +821,12 @@ def test_multiclass_svm_gradient():
     np.testing.assert_array_equal(g, [[-2.0, 1.0, 0.0, 1.0]])
 
 
-@pytest.mark.parametrize("case", ["poisson", "kld", "msle", "cosine", "log_cosh", "mape", "cce"])
+@pytest.mark.parametrize(
+    "case",
+    ["poisson", "kld", "msle", "cosine", "log_cosh", "mape", "cce"]
+    + ["bfce_logits_balanced", "cfce_logits_alpha", "dice", "tversky", "circle_options", "ctc"]
+    + ["gce", "smooth_l1_beta", "cosine_maps"],
+)
 def test_gradients_match_finite_differences(case):
     fn, kw, _, make = CASES[case]
     y_true, y_pred = make(np.random.default_rng(9))
@@ -670,6 +916,13 @@ _cce_logits = jax.jit(functools.partial(L.categorical_crossentropy, from_logits=
 _cce = jax.jit(L.categorical_crossentropy)
 _svm = jax.jit(L.multiclass_svm)
 _huber = jax.jit(L.huber)
+_bce = jax.jit(L.binary_crossentropy)
+_bfce = jax.jit(L.binary_focal_crossentropy)
+_dice = jax.jit(L.dice)
+_tversky = jax.jit(L.tversky)
+_cs = jax.jit(L.multiclass_hinge)
+_ctc = jax.jit(L.ctc)
+_gce = jax.jit(L.categorical_generalized_cross_entropy, static_argnames="q")
 _hinge = jax.jit(L.hinge)
 _symmetric = {
     n: jax.jit(f)
@@ -679,6 +932,7 @@ _symmetric = {
         ("huber", L.huber),
         ("log_cosh", L.log_cosh),
         ("cosine", L.cosine_similarity),
+        ("smooth_l1", L.smooth_l1),
     ]
 }
 
@@ -1016,8 +1270,19 @@ DENSE_LOSSES = [
     L.hinge,
     L.squared_hinge,
     L.categorical_hinge,
+    L.binary_focal_crossentropy,
+    L.categorical_focal_crossentropy,
+    L.dice,
+    L.tversky,
+    L.smooth_l1,
 ]
-ALL_LOSSES = DENSE_LOSSES + [L.sparse_categorical_crossentropy, L.multiclass_svm]
+SPARSE_LOSSES = [
+    L.sparse_categorical_crossentropy,
+    L.multiclass_svm,
+    L.multiclass_hinge,
+    L.categorical_generalized_cross_entropy,
+]
+ALL_LOSSES = DENSE_LOSSES + SPARSE_LOSSES
 
 
 @pytest.mark.parametrize("fn", DENSE_LOSSES, ids=lambda f: f.__name__)
@@ -1051,7 +1316,7 @@ def test_align_ranks_is_keras_compile_level_alignment():
 
 @pytest.mark.parametrize("fn", ALL_LOSSES, ids=lambda f: f.__name__)
 def test_integer_predictions_are_a_type_error(fn):
-    y = np.zeros((4,), np.int32) if fn in ALL_LOSSES[-2:] else np.zeros((4, 3), np.float32)
+    y = np.zeros((4,), np.int32) if fn in SPARSE_LOSSES else np.zeros((4, 3), np.float32)
     with pytest.raises(
         TypeError,
         match=r"y_pred must be a floating array .* got dtype int32 "
@@ -1060,7 +1325,7 @@ def test_integer_predictions_are_a_type_error(fn):
         fn(y_true=y, y_pred=np.ones((4, 3), np.int32))
 
 
-@pytest.mark.parametrize("fn", ALL_LOSSES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", ALL_LOSSES + [L.ctc, L.circle], ids=lambda f: f.__name__)
 def test_scalar_predictions_cannot_be_a_batch(fn):
     with pytest.raises(
         ValueError,
@@ -1079,11 +1344,14 @@ def test_scalar_predictions_cannot_be_a_batch(fn):
         L.cosine_similarity,
         L.categorical_hinge,
         L.multiclass_svm,
+        L.multiclass_hinge,
+        L.categorical_generalized_cross_entropy,
+        L.categorical_focal_crossentropy,
     ],
     ids=lambda f: f.__name__,
 )
 def test_class_axis_losses_need_a_batch_and_a_class_axis(fn):
-    sparse = fn in (L.sparse_categorical_crossentropy, L.multiclass_svm)
+    sparse = fn in SPARSE_LOSSES
     with pytest.raises(
         ValueError,
         match=r"y_pred must have a batch axis and a class axis, "
@@ -1105,7 +1373,9 @@ def test_class_axis_losses_need_a_batch_and_a_class_axis(fn):
 
 
 @pytest.mark.parametrize(
-    "fn", [L.categorical_crossentropy, L.categorical_hinge], ids=lambda f: f.__name__
+    "fn",
+    [L.categorical_crossentropy, L.categorical_hinge, L.categorical_focal_crossentropy],
+    ids=lambda f: f.__name__,
 )
 def test_integer_labels_where_one_hot_is_expected(fn):
     p = np.full((4, 3), 1 / 3, np.float32)
@@ -1121,9 +1391,7 @@ def test_integer_labels_where_one_hot_is_expected(fn):
     fn(y_true=np.eye(3, dtype=np.int32)[[0, 1, 2, 0]], y_pred=p)
 
 
-@pytest.mark.parametrize(
-    "fn", [L.sparse_categorical_crossentropy, L.multiclass_svm], ids=lambda f: f.__name__
-)
+@pytest.mark.parametrize("fn", SPARSE_LOSSES, ids=lambda f: f.__name__)
 def test_sparse_losses_reject_float_and_one_hot_labels(fn):
     p = np.full((4, 3), 1 / 3, np.float32)
     with pytest.raises(
@@ -1181,6 +1449,581 @@ def test_option_values_are_checked():
 
 
 # ---------------------------------------------------------------------------------------------
+# The losses added for segmentation, detection, sequences and metric learning (issues 15, 17).
+
+
+def test_focal_losses_reduce_to_crossentropy_at_gamma_0():
+    y, p = d_binary_soft(np.random.default_rng(0))
+    np.testing.assert_allclose(
+        L.binary_focal_crossentropy(y_true=y, y_pred=p, gamma=0.0),
+        L.binary_crossentropy(y_true=y, y_pred=p),
+        rtol=1e-6,
+    )
+    y, p = d_onehot_prob(np.random.default_rng(1))
+    np.testing.assert_allclose(
+        L.categorical_focal_crossentropy(y_true=y, y_pred=p, gamma=0.0, alpha=1.0),
+        L.categorical_crossentropy(y_true=y, y_pred=p),
+        rtol=1e-6,
+    )
+    # Keras' focal loss from logits goes through sigmoid + the 1e-7 clip: capped at 16.1 where
+    # binary_crossentropy's log-sigmoid keeps growing.
+    big = L.binary_focal_crossentropy(
+        y_true=np.ones((1, 1), np.float32), y_pred=np.full((1, 1), -50.0, np.float32),
+        from_logits=True, gamma=0.0,
+    )  # fmt: skip
+    assert float(big[0]) == pytest.approx(-math.log(EPS), rel=1e-6)
+
+
+def test_binary_focal_equals_optax_sigmoid_focal_loss_inside_the_clip():
+    # Optax: log-sigmoid cross-entropy times (1 - p_t)^γ, alpha_t when alpha is given; the same
+    # numbers wherever sigmoid(z) stays inside Keras' [1e-7, 1 - 1e-7] clip (|z| < 15).
+    y, z = d_logits_focal(np.random.default_rng(2))
+    np.testing.assert_allclose(
+        L.binary_focal_crossentropy(y_true=y, y_pred=z, from_logits=True, gamma=2.0),
+        optax.losses.sigmoid_focal_loss(z, y, alpha=None, gamma=2.0).mean(-1),
+        rtol=5e-5,
+    )
+    np.testing.assert_allclose(
+        L.binary_focal_crossentropy(
+            y_true=y, y_pred=z, from_logits=True, apply_class_balancing=True, alpha=0.25
+        ),
+        optax.losses.sigmoid_focal_loss(z, y, alpha=0.25, gamma=2.0).mean(-1),
+        rtol=5e-5,
+    )
+
+
+@given(any_probs, any_probs, st.floats(0, 5, width=32))
+def test_focal_factor_only_down_weights(y, p, gamma):
+    bce = np.asarray(_bce(y_true=y, y_pred=p))
+    focal = np.asarray(_bfce(y_true=y, y_pred=p, gamma=gamma))
+    assert np.all(focal >= 0) and np.all(focal <= bce * (1 + 1e-6) + 1e-7)
+
+
+@given(any_probs, any_probs)
+def test_dice_and_tversky_bounds_and_identities(y, p):
+    y = (y > 0.5).astype(np.float32)
+    d = np.asarray(_dice(y_true=y, y_pred=p))
+    assert np.all(d >= -1e-6) and np.all(d <= 1 + 1e-6)
+    # Tversky with α = β = ½ is Dice (up to where ε sits: 2ε in Dice's denominator vs ε).
+    t = np.asarray(_tversky(y_true=y, y_pred=p, alpha=0.5, beta=0.5))
+    np.testing.assert_allclose(t, d, atol=1e-5)
+    perfect = np.asarray(_dice(y_true=y, y_pred=y))
+    assert np.all(perfect[y.sum(-1) > 0] < 1e-6)  # a mask matches itself
+    assert np.all(perfect[y.sum(-1) == 0] == 1.0)  # two empty masks: 1 - 0/ε, as in Keras
+
+
+def test_tversky_alpha_weighs_missed_target_pixels_as_keras_computes():
+    y = np.array([[1.0, 1.0, 0.0, 0.0]], np.float32)
+    missed = np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)  # one target pixel missed: 1 FN
+    spurious = np.array([[1.0, 1.0, 1.0, 0.0]], np.float32)  # one extra pixel: 1 FP
+    # 1 - TP / (TP + α FN + β FP): α acts on the missed pixel, β on the spurious one.
+    assert float(L.tversky(y_true=y, y_pred=missed, alpha=0.9, beta=0.1)[0]) == pytest.approx(
+        1 - 1 / 1.9, rel=1e-6
+    )
+    assert float(L.tversky(y_true=y, y_pred=spurious, alpha=0.9, beta=0.1)[0]) == pytest.approx(
+        1 - 2 / 2.1, abs=1e-6
+    )
+
+
+def test_dice_axis_default_is_per_example_and_tuples_work():
+    y, p = d_mask(np.random.default_rng(3))
+    np.testing.assert_array_equal(
+        L.dice(y_true=y, y_pred=p), L.dice(y_true=y, y_pred=p, axis=(1, 2, 3))
+    )
+    per_class = L.dice(y_true=y, y_pred=p, axis=(1, 2))
+    assert per_class.shape == (N, 2)
+    want = np.stack([np_dice(y[..., k].astype(np.float64), p[..., k]) for k in range(2)], -1)
+    np.testing.assert_allclose(per_class, want, rtol=1e-5)
+    # Keras' axis=None (the whole batch at once) is the default on the [1, -1] reshape.
+    whole = L.dice(y_true=y.reshape(1, -1), y_pred=p.reshape(1, -1))
+    np.testing.assert_allclose(
+        whole, [np_dice(y.reshape(1, -1), p.reshape(1, -1).astype(np.float64))[0]], rtol=1e-5
+    )
+
+
+def test_smooth_l1_is_huber_over_beta():
+    y, p = d_regression(np.random.default_rng(4))
+    for beta in (0.1, 1.0, 3.0):
+        np.testing.assert_allclose(
+            L.smooth_l1(y_true=y, y_pred=p, beta=beta),
+            optax.losses.huber_loss(p, y, delta=beta).mean(-1) / beta,
+            rtol=1e-5,
+        )
+        np.testing.assert_allclose(
+            L.smooth_l1(y_true=y, y_pred=p, beta=beta),
+            L.huber(y_true=y, y_pred=p, delta=beta) / beta,
+            rtol=1e-5,
+        )
+    np.testing.assert_allclose(  # beta = 0: plain L1
+        L.smooth_l1(y_true=y, y_pred=p, beta=0.0),
+        L.mean_absolute_error(y_true=y, y_pred=p),
+        rtol=1e-6,
+    )
+    g = jax.grad(lambda v: L.smooth_l1(y_true=y, y_pred=v, beta=0.5).sum())(p)
+    np.testing.assert_allclose(g, np.clip((p - y) / 0.5, -1, 1) / K, rtol=1e-5, atol=1e-6)
+
+
+def test_multiclass_hinge_equals_optax_and_bounds_the_slide_svm():
+    ids, s = d_sparse_logits(np.random.default_rng(5))
+    cs = L.multiclass_hinge(y_true=ids, y_pred=s)
+    np.testing.assert_allclose(cs, optax.losses.multiclass_hinge_loss(s, ids), rtol=1e-6, atol=1e-6)
+    ww = L.multiclass_svm(y_true=ids, y_pred=s)
+    assert np.all(np.asarray(cs) <= np.asarray(ww) + 1e-5)
+    two_violations = jnp.array([[0.0, 0.5, 0.5]])  # the slide sums 1.5 + 1.5, Crammer-Singer 1.5
+    assert float(L.multiclass_hinge(y_true=jnp.array([0]), y_pred=two_violations)[0]) == 1.5
+    # Keras' categorical_hinge differs when every wrong score is negative (its max includes 0).
+    neg = jnp.array([[0.5, -2.0, -3.0]])
+    assert float(L.multiclass_hinge(y_true=jnp.array([0]), y_pred=neg)[0]) == 0.0
+    assert float(L.categorical_hinge(y_true=jnp.array([[1.0, 0, 0]]), y_pred=neg)[0]) == 0.5
+    g = jax.grad(lambda v: L.multiclass_hinge(y_true=np.array([0]), y_pred=v).sum())(
+        jnp.array([[1.0, 0.5, -3.0, 0.9]])
+    )
+    np.testing.assert_array_equal(g, [[-1.0, 0.0, 0.0, 1.0]])  # only the worst wrong class
+
+
+@given(logits, labels, st.floats(0, 5, width=32))
+def test_multiclass_hinge_zero_exactly_when_the_margin_holds(f, ids, margin):
+    loss = np.asarray(_cs(y_true=ids, y_pred=f, margin=margin))
+    wrong = np.where(np.eye(K, dtype=bool)[ids], -np.inf, f)
+    gap = f[np.arange(N), ids].astype(np.float64) - wrong.max(-1) - margin
+    assert np.all(loss >= 0)
+    assert np.all(loss[gap >= 1e-4] == 0) and np.all(loss[gap <= -1e-4] > 0)
+    np.testing.assert_allclose(loss, np.maximum(-gap, 0), rtol=1e-5, atol=1e-4)
+
+
+@given(hnp.arrays(np.float32, (N, K), elements=st.floats(2**-10, 1, width=32)), labels)
+def test_generalized_ce_is_bounded_by_crossentropy_and_one_over_q(p, ids):
+    p = p / p.sum(-1, keepdims=True)
+    for q in (0.1, 0.5, 0.9):
+        gce = np.asarray(_gce(y_true=ids, y_pred=p, q=q), np.float64)
+        ce = -np.log(p[np.arange(N), ids].astype(np.float64))
+        assert np.all(gce >= -1e-6) and np.all(gce <= 1 / q + 1e-6)
+        assert np.all(gce <= ce * (1 + 1e-5) + 1e-6)  # (1 - p^q)/q <= -log p
+
+
+def test_generalized_ce_between_crossentropy_and_mae():
+    ids, p = d_sparse_prob(np.random.default_rng(6))
+    p_y = p[np.arange(N), ids].astype(np.float64)
+    np.testing.assert_allclose(  # q -> 0: -log p_y
+        L.categorical_generalized_cross_entropy(y_true=ids, y_pred=p, q=1e-4),
+        -np.log(p_y),
+        rtol=1e-3,
+    )
+    np.testing.assert_allclose(  # q -> 1: 1 - p_y (MAE on the true class)
+        L.categorical_generalized_cross_entropy(y_true=ids, y_pred=p, q=0.9999),
+        1 - p_y,
+        rtol=1e-3,
+        atol=1e-5,
+    )
+    # p_y = 0: value 1/q, gradient finite (Keras': -inf).
+    zero = np.array([[1.0, 0.0]], np.float32)
+    v, g = jax.value_and_grad(
+        lambda q: L.categorical_generalized_cross_entropy(
+            y_true=np.array([1]), y_pred=q, q=0.5
+        ).sum()
+    )(zero)
+    assert float(v) == 2.0 and np.isfinite(np.asarray(g)).all() and float(g[0, 1]) < -1e18
+
+
+def test_ctc_equals_optax_ctc_loss():
+    labels, z = d_ctc(np.random.default_rng(7))
+    paddings = (labels == 0).astype(np.float32)  # right-padded: padding exactly where 0
+    np.testing.assert_allclose(
+        L.ctc(y_true=labels, y_pred=z),
+        optax.ctc_loss(z, np.zeros(z.shape[:2], np.float32), labels, paddings),
+        rtol=1e-6,
+    )
+
+
+@given(
+    hnp.arrays(np.float32, (N, CTC_FRAMES, CTC_CLASSES), elements=moderate_f32),
+    hnp.arrays(np.float32, (N, CTC_FRAMES, 1), elements=st.floats(-100, 100, width=32)),
+)
+def test_ctc_is_shift_invariant_per_frame_and_a_negative_log_probability(z, shift):
+    labels, _ = d_ctc(np.random.default_rng(8))
+    loss = np.asarray(_ctc(y_true=labels, y_pred=z))
+    assert np.all(loss >= -1e-5)  # -log of a probability
+    np.testing.assert_allclose(_ctc(y_true=labels, y_pred=z + shift), loss, rtol=1e-4, atol=1e-3)
+
+
+def test_ctc_of_an_impossible_label_is_large_not_inf():
+    # Three labels "1 1 1" need 5 frames; with 2 frames the probability is 0: Optax's log(0)
+    # stand-in (-1e5) gives a large finite loss.
+    loss = L.ctc(y_true=np.array([[1, 1, 1]]), y_pred=np.zeros((1, 2, 3), np.float32))
+    assert 1e4 < float(loss[0]) < 1e6
+
+
+def test_circle_masks_anchors_without_pairs_and_permutes_with_the_batch():
+    ids, e = d_embeddings(np.random.default_rng(9))
+    ids[0] = 7  # a class of its own: no positive
+    loss = np.asarray(L.circle(y_true=ids, y_pred=e))
+    assert loss[0] == 0.0 and np.all(loss[1:][np.bincount(ids)[ids[1:]] > 1] > 0)
+    g = jax.grad(lambda v: L.circle(y_true=ids, y_pred=v).sum())(e)
+    assert np.isfinite(np.asarray(g)).all()
+    perm = np.random.default_rng(10).permutation(N)
+    np.testing.assert_allclose(L.circle(y_true=ids[perm], y_pred=e[perm]), loss[perm], rtol=1e-5)
+    # Explicit references equal to the batch give the batch's own loss.
+    np.testing.assert_allclose(
+        L.circle(y_true=ids, y_pred=e, ref_labels=ids, ref_embeddings=e), loss, rtol=1e-6
+    )
+
+
+def test_cosine_over_axis_tuples_is_the_cosine_of_the_flattened_maps():
+    y, p = d_maps_regression(np.random.default_rng(11))
+    np.testing.assert_allclose(
+        L.cosine_similarity(y_true=y, y_pred=p, axis=(1, 2, 3)),
+        L.cosine_similarity(y_true=y.reshape(N, -1), y_pred=p.reshape(N, -1)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    per_row = L.cosine_similarity(y_true=y, y_pred=p, axis=(3, 2))  # order does not matter
+    assert per_row.shape == (N, 3)
+    np.testing.assert_allclose(
+        per_row, np_cosine_similarity(y.reshape(N, 3, -1), p.reshape(N, 3, -1).astype(np.float64)),
+        rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Segmentation maps: pixel-wise sparse cross-entropy with ignore_class (Keras' masked mean).
+
+VOID = 255
+
+
+def _segmentation_batch(rng, from_logits=True):
+    labels = rng.integers(0, K, (3, 4, 5)).astype(np.int32)
+    labels[rng.random(labels.shape) < 0.3] = VOID
+    labels[2] = VOID  # one image entirely void
+    z = rng.normal(0, 3, (3, 4, 5, K)).astype(np.float32)
+    return labels, (z if from_logits else np.asarray(jax.nn.softmax(z), np.float32))
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_pixelwise_sparse_crossentropy_on_maps_with_ignore_class(from_logits):
+    labels, z = _segmentation_batch(np.random.default_rng(12), from_logits)
+    per_pixel = L.sparse_categorical_crossentropy(
+        y_true=labels, y_pred=z, from_logits=from_logits, ignore_class=VOID
+    )
+    assert per_pixel.shape == (3, 4, 5)
+    want = np_sparse_categorical_crossentropy(
+        labels.reshape(-1), z.reshape(-1, K).astype(np.float64), from_logits, ignore_class=VOID
+    ).reshape(3, 4, 5)
+    np.testing.assert_allclose(per_pixel, want, rtol=2e-5, atol=2e-6)
+    valid = labels != VOID
+    # Keras' value: the sum over valid pixels divided by their number over the whole batch.
+    keras_mean = want[valid].sum() / valid.sum()
+    assert float(L.reduce(per_pixel, mask=valid)) == pytest.approx(keras_mean, rel=1e-5)
+    w = np.array([1.0, 2.0, 0.5], np.float32)  # per-image weights broadcast over the pixels
+    assert float(L.reduce(per_pixel, w, mask=valid)) == pytest.approx(
+        (want * w[:, None, None])[valid].sum() / valid.sum(), rel=1e-5
+    )
+    g = jax.grad(
+        lambda v: L.reduce(
+            L.sparse_categorical_crossentropy(
+                y_true=labels, y_pred=v, from_logits=from_logits, ignore_class=VOID
+            ),
+            mask=valid,
+        )
+    )(z)
+    assert np.isfinite(np.asarray(g)).all()
+    assert np.all(np.asarray(g)[~valid] == 0)  # void pixels teach nothing
+    # [N, H, W, 1] labels (Keras accepts them) give the same maps.
+    np.testing.assert_array_equal(
+        L.sparse_categorical_crossentropy(
+            y_true=labels[..., None], y_pred=z, from_logits=from_logits, ignore_class=VOID
+        ),
+        per_pixel,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Numerics at the edge of float32: every registered loss, value and gradient finite.
+
+_S = (3, 4)
+_any = f32_arrays(_S, extreme_f32())
+_half = f32_arrays(_S, extreme_f32(FLOAT32_MAX / 2))  # differences of two stay finite
+_eighth = f32_arrays(_S, extreme_f32(FLOAT32_MAX / 8))  # soft labels sum to up to 4
+_probs = f32_arrays(_S, unit_f32())
+_ids = hnp.arrays(np.int32, (3,), elements=st.integers(0, 3))
+_binary01 = hnp.arrays(np.float32, _S, elements=st.sampled_from([0.0, 1.0]))
+_one_hot = _ids.map(lambda i: np.eye(4, dtype=np.float32)[i])
+_nonneg = f32_arrays(_S, extreme_f32(1e30).map(abs))
+_CTC_FIXED = np.array([[1, 2, 0], [2, 2, 1], [0, 0, 0]], np.int32)  # all fit in 6 frames
+
+# function -> list of (options, strategy of (y_true, y_pred)), inside the domain where the
+# mathematical value is a finite float32 (e.g. MSE needs |ŷ - y| < 1.8e19).
+FINITE_DOMAINS = {
+    L.binary_crossentropy: [
+        ({}, st.tuples(_probs, _any)),
+        ({"from_logits": True, "label_smoothing": 0.1}, st.tuples(_probs, _any)),
+    ],
+    L.categorical_crossentropy: [
+        ({}, st.tuples(_one_hot, _any)),
+        ({"from_logits": True}, st.tuples(_one_hot, _half)),
+        ({"from_logits": True, "label_smoothing": 0.2}, st.tuples(_probs, _eighth)),
+    ],
+    L.sparse_categorical_crossentropy: [
+        ({}, st.tuples(_ids, _any)),
+        ({"from_logits": True}, st.tuples(_ids, _half)),
+        ({"from_logits": True, "ignore_class": 0}, st.tuples(_ids, _half)),
+    ],
+    L.poisson: [({}, st.tuples(_nonneg, f32_arrays(_S, extreme_f32(FLOAT32_MAX / 2).map(abs))))],
+    L.kl_divergence: [({}, st.tuples(_any, _any))],
+    L.mean_squared_error: [({}, st.tuples(*[f32_arrays(_S, extreme_f32(9e18))] * 2))],
+    L.mean_absolute_error: [({}, st.tuples(_half, _half))],
+    L.mean_absolute_percentage_error: [({}, st.tuples(*[f32_arrays(_S, extreme_f32(1e28))] * 2))],
+    L.mean_squared_logarithmic_error: [({}, st.tuples(_any, _any))],
+    L.cosine_similarity: [({}, st.tuples(_any, _any)), ({"axis": (1,)}, st.tuples(_any, _any))],
+    L.huber: [({}, st.tuples(_half, _half)), ({"delta": 1e-30}, st.tuples(_half, _half))],
+    L.log_cosh: [({}, st.tuples(_half, _half))],
+    L.hinge: [({}, st.tuples(_binary01, _any))],
+    L.squared_hinge: [({}, st.tuples(_binary01, f32_arrays(_S, extreme_f32(1e19))))],
+    L.categorical_hinge: [({}, st.tuples(_one_hot, _half))],
+    L.multiclass_svm: [({}, st.tuples(_ids, _eighth))],
+    L.multiclass_hinge: [({}, st.tuples(_ids, _half))],
+    L.smooth_l1: [({}, st.tuples(_half, _half)), ({"beta": 1e-30}, st.tuples(_half, _half))],
+    L.binary_focal_crossentropy: [
+        ({}, st.tuples(_probs, _probs)),
+        ({"gamma": 0.0, "apply_class_balancing": True}, st.tuples(_probs, _probs)),
+        ({"from_logits": True}, st.tuples(_probs, _any)),
+    ],
+    L.categorical_focal_crossentropy: [
+        ({}, st.tuples(_one_hot, _any)),
+        ({"from_logits": True, "gamma": 0.0}, st.tuples(_one_hot, _any)),
+    ],
+    L.categorical_generalized_cross_entropy: [({"q": 0.3}, st.tuples(_ids, _probs))],
+    L.dice: [({}, st.tuples(_probs, _probs))],
+    L.tversky: [({"alpha": 0.9, "beta": 0.1}, st.tuples(_probs, _probs))],
+    L.circle: [({}, st.tuples(_ids, f32_arrays(_S, extreme_f32(1.0))))],
+    L.ctc: [
+        ({}, st.tuples(st.just(_CTC_FIXED), f32_arrays((3, 6, 3), extreme_f32()))),
+    ],
+}
+_DOMAIN_CASES = [
+    pytest.param(fn, kw, strategy, id=f"{fn.__name__}-{i}")
+    for fn, entries in FINITE_DOMAINS.items()
+    for i, (kw, strategy) in enumerate(entries)
+]
+
+
+def test_every_registered_loss_has_a_finite_domain_test():
+    registered = {fn for fn in L._LOSSES.values()}
+    assert registered == set(FINITE_DOMAINS), registered ^ set(FINITE_DOMAINS)
+
+
+@functools.cache
+def _values_and_grad(fn, frozen_kw):
+    """Per-example values (their batch sum may overflow: that is not the loss's doing) and the
+    gradient of their sum, in one compiled program."""
+    kw = dict(frozen_kw)
+
+    def values_and_grad(p, y):
+        values, vjp = jax.vjp(lambda q: fn(y_true=y, y_pred=q, **kw), p)
+        return values, vjp(jnp.ones_like(values))[0]
+
+    return jax.jit(values_and_grad)
+
+
+@pytest.mark.parametrize(("fn", "kw", "strategy"), _DOMAIN_CASES)
+@given(data=st.data())
+def test_value_and_gradient_finite_for_extreme_float32_inputs(fn, kw, strategy, data):
+    y_true, y_pred = data.draw(strategy)
+    values, grad = _values_and_grad(fn, tuple(sorted(kw.items())))(y_pred, y_true)
+    assert np.isfinite(np.asarray(values)).all(), (fn.__name__, kw, y_true, y_pred, values)
+    assert np.isfinite(np.asarray(grad)).all(), (fn.__name__, kw, y_true, y_pred, grad)
+
+
+M32 = np.float32(FLOAT32_MAX)
+
+
+def test_crossentropy_from_the_largest_logits_is_exact():
+    z = np.array([[M32, -M32, 0.0]], np.float32)
+    for label, want in ((0, 0.0), (2, float(M32))):  # -log p = logsumexp(z) - z_y
+        y = np.eye(3, dtype=np.float32)[[label]]
+        v, g = jax.value_and_grad(
+            lambda q, y=y: L.categorical_crossentropy(y_true=y, y_pred=q, from_logits=True).sum()
+        )(z)
+        assert float(v) == want
+        np.testing.assert_allclose(g, np.asarray(jax.nn.softmax(z)) - y, atol=1e-7)
+        s = L.sparse_categorical_crossentropy(y_true=np.array([label]), y_pred=z, from_logits=True)
+        assert float(s[0]) == want
+    # Smoothed labels 0.1/3 on logits 6.8e38 and 3.4e38 below the top: 0.1/3 · 3 · 3.4e38, finite.
+    smoothed = L.categorical_crossentropy(
+        y_true=np.array([[1.0, 0.0, 0.0]], np.float32),
+        y_pred=z,
+        from_logits=True,
+        label_smoothing=0.1,
+    )
+    assert float(smoothed[0]) == pytest.approx(0.1 / 3 * 3 * float(M32), rel=1e-5)
+
+
+def test_gradients_stay_finite_where_only_the_value_overflows():
+    # ŷ - y overflows to inf here (the value is not a float32), but these gradients are bounded.
+    y, p = np.full((1, 2), -M32), np.full((1, 2), M32)
+    for fn, want in (
+        (L.huber, 0.5), (L.smooth_l1, 0.5), (L.log_cosh, 0.5), (L.mean_absolute_error, 0.5),
+    ):  # fmt: skip
+        g = jax.grad(lambda q, fn=fn: fn(y_true=y, y_pred=q).sum())(p)
+        np.testing.assert_allclose(g, want, err_msg=fn.__name__)
+    g = jax.grad(lambda q: L.multiclass_hinge(y_true=np.array([0]), y_pred=q).sum())(
+        np.array([[-M32, M32]])
+    )
+    np.testing.assert_array_equal(g, [[-1.0, 1.0]])
+
+
+def test_large_and_tiny_inputs_give_exact_values():
+    # log cosh(e) = |e| - log 2 for large |e| (Keras' e + softplus(-2e) overflows for e < 0).
+    v = L.log_cosh(y_true=np.zeros((1, 1), np.float32), y_pred=np.full((1, 1), -1e38, np.float32))
+    assert float(v[0]) == pytest.approx(1e38, rel=1e-6)
+    # The mean of two large values whose sum overflows.
+    v = L.mean_absolute_error(
+        y_true=np.zeros((1, 2), np.float32), y_pred=np.full((1, 2), 3e38, np.float32)
+    )
+    assert float(v[0]) == pytest.approx(3e38, rel=1e-6)
+    # Cosine of huge vectors (sum of squares overflows) and small ones: the float64 cosine, not 0.
+    a = np.array([[3.0, 4.0]])
+    for scale in (5e37, 1e20, 1e-5):
+        got = L.cosine_similarity(
+            y_true=a.astype(np.float32), y_pred=(a[:, ::-1] * scale).astype(np.float32)
+        )
+        assert float(got[0]) == pytest.approx(-24 / 25, rel=1e-6), scale
+    # Below Keras' norm floor ε = 1e-7 the vector is divided by ε: -(0.6, 0.8)·(4, 3)·1e-30/ε.
+    for scale in (1e-30, 2e-38):
+        got = L.cosine_similarity(
+            y_true=a.astype(np.float32), y_pred=(a[:, ::-1] * scale).astype(np.float32)
+        )
+        assert float(got[0]) == pytest.approx(-4.8 * scale / EPS, rel=1e-5), scale
+    g = jax.grad(lambda q: L.cosine_similarity(y_true=a.astype(np.float32), y_pred=q).sum())(
+        np.float32(5e37) * np.array([[4.0, 3.0]], np.float32)
+    )
+    assert np.isfinite(np.asarray(g)).all()
+    # Huber's gradient at large errors is δ·sign(e).
+    g = jax.grad(lambda q: L.huber(y_true=np.zeros((1, 1), np.float32), y_pred=q, delta=2.0).sum())(
+        np.full((1, 1), 3e38, np.float32)
+    )
+    assert float(g[0, 0]) == 2.0
+
+
+def test_reduce_of_an_empty_array_is_a_clear_error():
+    for reduction in ("sum_over_batch_size", "sum", "mean_with_sample_weight"):
+        with pytest.raises(ValueError, match=r"reduce: values is empty \(shape \(0,\)\)"):
+            L.reduce(np.zeros(0, np.float32), reduction=reduction)
+    with pytest.raises(ValueError, match=r"values is empty \(shape \(0, 3\)\)"):
+        jax.jit(L.reduce)(np.zeros((0, 3), np.float32))
+    assert L.reduce(np.zeros(0, np.float32), reduction="none").shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input of the new losses.
+
+
+def test_new_loss_options_are_checked():
+    y, p = d_binary(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError, match=r"binary_focal_crossentropy: alpha must be in \[0, 1\], got 1.5"
+    ):
+        L.binary_focal_crossentropy(y_true=y, y_pred=p, alpha=1.5)
+    with pytest.raises(ValueError, match="binary_focal_crossentropy: gamma must be >= 0, got -1"):
+        L.binary_focal_crossentropy(y_true=y, y_pred=p, gamma=-1)
+    oh = np.eye(K, dtype=np.float32)[np.zeros(N, int)]
+    with pytest.raises(ValueError, match=r"alpha must be a float or 5 floats .* got shape \(3,\)"):
+        L.categorical_focal_crossentropy(y_true=oh, y_pred=p, alpha=[0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"categorical_focal_crossentropy: alpha must be >= 0"):
+        L.categorical_focal_crossentropy(y_true=oh, y_pred=p, alpha=-0.5)
+    with pytest.raises(ValueError, match="tversky: beta must be >= 0, got -0.1"):
+        L.tversky(y_true=y, y_pred=p, beta=-0.1)
+    with pytest.raises(ValueError, match=r"q must be in \(0, 1\), got 1.0"):
+        L.categorical_generalized_cross_entropy(y_true=np.zeros(N, np.int32), y_pred=p, q=1.0)
+    with pytest.raises(ValueError, match="smooth_l1: beta must be >= 0, got -1"):
+        L.smooth_l1(y_true=y, y_pred=p, beta=-1)
+    with pytest.raises(ValueError, match="multiclass_hinge: margin must be >= 0, got -1"):
+        L.multiclass_hinge(y_true=np.zeros(N, np.int32), y_pred=p, margin=-1)
+    ids, e = d_embeddings(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="circle: gamma must be > 0, got 0"):
+        L.circle(y_true=ids, y_pred=e, gamma=0)
+    with pytest.raises(ValueError, match="circle: margin must be >= 0, got -0.4"):
+        L.circle(y_true=ids, y_pred=e, margin=-0.4)
+
+
+def test_feature_axes_are_checked():
+    y, p = d_mask(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError, match=r"dice: axis=0 is the batch axis of y_pred \(shape \(6, 3, 3, 2\)\)"
+    ):
+        L.dice(y_true=y, y_pred=p, axis=(0, 1))
+    with pytest.raises(ValueError, match=r"tversky: axis=\(1, -3\) names an axis twice"):
+        L.tversky(y_true=y, y_pred=p, axis=(1, -3))
+    with pytest.raises(
+        ValueError, match=r"axis=4 is out of range for y_pred of shape \(6, 3, 3, 2\)"
+    ):
+        L.cosine_similarity(y_true=y, y_pred=p, axis=(1, 4))
+    with pytest.raises(ValueError, match=r"dice: axis must name at least one axis, got \(\)"):
+        L.dice(y_true=y, y_pred=p, axis=())
+    with pytest.raises(
+        TypeError, match="cosine_similarity: axis must be an int or a tuple of ints, got None"
+    ):
+        L.cosine_similarity(y_true=y, y_pred=p, axis=None)
+    with pytest.raises(
+        ValueError, match=r"y_true.shape=\(6, 3, 3\) and y_pred.shape=\(6, 3, 3, 2\)"
+    ):
+        L.dice(y_true=y[..., 0], y_pred=p)
+
+
+def test_ctc_bad_input():
+    labels, z = d_ctc(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError,
+        match=r"ctc: y_pred must be logits of shape \[batch, frames, classes\], got shape \(6, 15\)",
+    ):
+        L.ctc(y_true=labels, y_pred=z.reshape(N, -1))
+    with pytest.raises(
+        ValueError,
+        match=r"ctc: y_true must be integer labels of shape \[batch, max_label_length\] \(\[6, L\]\).* got shape \(6,\)",
+    ):
+        L.ctc(y_true=labels[:, 0], y_pred=z)
+    with pytest.raises(
+        ValueError, match=r"ctc: y_true must have shape \(5, 3\), got y_true.shape=\(6, 3\)"
+    ):
+        L.ctc(y_true=labels, y_pred=z[:5])
+    with pytest.raises(
+        TypeError, match=r"ctc: y_true must be integer class ids .* got dtype float32"
+    ):
+        L.ctc(y_true=labels.astype(np.float32), y_pred=z)
+    with pytest.raises(ValueError, match=r"ctc: y_true holds class ids outside \[0, 3\) .* e.g. 3"):
+        L.ctc(y_true=np.array([[1, 3, 0]] * N), y_pred=z)
+    with pytest.raises(
+        ValueError, match=r"ctc: y_true row 1 is \[1, 0, 2\]: 0 is the blank and the padding"
+    ):
+        L.ctc(y_true=np.array([[1, 2, 0], [1, 0, 2]] + [[1, 0, 0]] * 4), y_pred=z)
+
+
+def test_circle_bad_input():
+    ids, e = d_embeddings(np.random.default_rng(0))
+    with pytest.raises(
+        ValueError,
+        match=r"circle: y_pred must be embeddings of shape \[batch, dim\], got shape \(6, 2, 2\)",
+    ):
+        L.circle(y_true=ids, y_pred=e.reshape(N, 2, 2))
+    with pytest.raises(
+        ValueError, match=r"circle: y_true must have shape \(6,\), got y_true.shape=\(5,\)"
+    ):
+        L.circle(y_true=ids[:5], y_pred=e)
+    with pytest.raises(TypeError, match="circle: y_true must be integer class ids"):
+        L.circle(y_true=ids.astype(np.float32), y_pred=e)
+    with pytest.raises(ValueError, match="give ref_labels and ref_embeddings together"):
+        L.circle(y_true=ids, y_pred=e, ref_embeddings=e)
+    with pytest.raises(
+        ValueError, match=r"ref_embeddings must have shape \[M, 4\] \(y_pred's dim\), got \(6, 3\)"
+    ):
+        L.circle(y_true=ids, y_pred=e, ref_labels=ids, ref_embeddings=e[:, :3])
+    with pytest.raises(
+        ValueError, match=r"ref_labels must have shape \(6,\), got ref_labels.shape=\(2,\)"
+    ):
+        L.circle(y_true=ids, y_pred=e, ref_labels=ids[:2], ref_embeddings=e)
+    assert L.circle(y_true=ids[:, None], y_pred=e).shape == (N,)  # [N, 1] labels as Keras
+
+
+# ---------------------------------------------------------------------------------------------
 # Optional: against Keras 3 itself (runs where keras is installed, e.g. /work/venv-peers).
 
 _KERAS_PAIRS = {
@@ -1211,6 +2054,20 @@ _KERAS_PAIRS = {
     "hinge_01": "hinge",
     "squared_hinge": "squared_hinge",
     "categorical_hinge": "categorical_hinge",
+    "bfce": "binary_focal_crossentropy",
+    "bfce_soft_gamma0": "binary_focal_crossentropy",
+    "bfce_logits_balanced": "binary_focal_crossentropy",
+    "bfce_smooth": "binary_focal_crossentropy",
+    "cfce": "categorical_focal_crossentropy",
+    "cfce_logits_alpha": "categorical_focal_crossentropy",
+    "cfce_smooth": "categorical_focal_crossentropy",
+    "dice": "dice",
+    "tversky": "tversky",
+    "circle": "circle",
+    "circle_options": "circle",
+    "ctc": "ctc",
+    "gce": "categorical_generalized_cross_entropy",
+    "cosine_maps": "cosine_similarity",
 }
 
 
@@ -1265,6 +2122,126 @@ def test_align_ranks_matches_keras_loss_objects(keras):
     ours = L.binary_crossentropy(**dict(zip(("y_true", "y_pred"), L.align_ranks(y, p))))
     theirs = keras.losses.BinaryCrossentropy(reduction="none")(y, p)
     np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-6)
+
+
+# Keras 3.15's identifiers (keras.losses.ALL_OBJECTS_DICT without the base classes): README's
+# "all Keras 3 losses" is this list.
+KERAS_3_IDENTIFIERS = {
+    "binary_crossentropy": L.binary_crossentropy, "BinaryCrossentropy": L.binary_crossentropy,
+    "bce": L.binary_crossentropy, "BCE": L.binary_crossentropy,
+    "binary_focal_crossentropy": L.binary_focal_crossentropy,
+    "BinaryFocalCrossentropy": L.binary_focal_crossentropy,
+    "categorical_crossentropy": L.categorical_crossentropy,
+    "CategoricalCrossentropy": L.categorical_crossentropy,
+    "categorical_focal_crossentropy": L.categorical_focal_crossentropy,
+    "CategoricalFocalCrossentropy": L.categorical_focal_crossentropy,
+    "sparse_categorical_crossentropy": L.sparse_categorical_crossentropy,
+    "SparseCategoricalCrossentropy": L.sparse_categorical_crossentropy,
+    "kl_divergence": L.kl_divergence, "KLDivergence": L.kl_divergence,
+    "kld": L.kl_divergence, "KLD": L.kl_divergence,
+    "poisson": L.poisson, "Poisson": L.poisson,
+    "mean_squared_error": L.mean_squared_error, "MeanSquaredError": L.mean_squared_error,
+    "mse": L.mean_squared_error, "MSE": L.mean_squared_error,
+    "mean_absolute_error": L.mean_absolute_error, "MeanAbsoluteError": L.mean_absolute_error,
+    "mae": L.mean_absolute_error, "MAE": L.mean_absolute_error,
+    "mean_absolute_percentage_error": L.mean_absolute_percentage_error,
+    "MeanAbsolutePercentageError": L.mean_absolute_percentage_error,
+    "mape": L.mean_absolute_percentage_error, "MAPE": L.mean_absolute_percentage_error,
+    "mean_squared_logarithmic_error": L.mean_squared_logarithmic_error,
+    "MeanSquaredLogarithmicError": L.mean_squared_logarithmic_error,
+    "msle": L.mean_squared_logarithmic_error, "MSLE": L.mean_squared_logarithmic_error,
+    "cosine_similarity": L.cosine_similarity, "CosineSimilarity": L.cosine_similarity,
+    "log_cosh": L.log_cosh, "LogCosh": L.log_cosh,
+    "huber": L.huber, "Huber": L.huber,
+    "hinge": L.hinge, "Hinge": L.hinge,
+    "squared_hinge": L.squared_hinge, "SquaredHinge": L.squared_hinge,
+    "categorical_hinge": L.categorical_hinge, "CategoricalHinge": L.categorical_hinge,
+    "dice": L.dice, "Dice": L.dice,
+    "tversky": L.tversky, "Tversky": L.tversky,
+    "circle": L.circle, "Circle": L.circle,
+    "ctc": L.ctc, "CTC": L.ctc,
+    # Exported by keras.losses but not in ALL_OBJECTS_DICT (keras.losses.get does not know it):
+    "categorical_generalized_cross_entropy": L.categorical_generalized_cross_entropy,
+    "CategoricalGeneralizedCrossEntropy": L.categorical_generalized_cross_entropy,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(KERAS_3_IDENTIFIERS))
+def test_every_keras_3_loss_identifier_resolves(name):
+    assert L.get(name) is KERAS_3_IDENTIFIERS[name]
+
+
+@pytest.mark.crosscheck
+def test_keras_identifier_list_is_complete(keras):
+    from keras.src.losses import ALL_OBJECTS_DICT
+
+    names = set(ALL_OBJECTS_DICT) - {"Loss", "LossFunctionWrapper"}
+    exported = {n for n in dir(keras.losses) if n[0] != "_"} - {
+        "Loss", "get", "serialize", "deserialize",
+    }  # fmt: skip
+    assert names | exported <= set(KERAS_3_IDENTIFIERS), (names | exported) - set(
+        KERAS_3_IDENTIFIERS
+    )
+
+
+@pytest.mark.crosscheck
+def test_segmentation_maps_match_keras_masked_mean(keras):
+    labels, z = _segmentation_batch(np.random.default_rng(13))
+    w = np.array([1.0, 2.0, 0.5], np.float32)
+    per_pixel = L.sparse_categorical_crossentropy(
+        y_true=labels, y_pred=z, from_logits=True, ignore_class=VOID
+    )
+    for reduction in ("sum_over_batch_size", "sum", "none"):
+        keras_loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=VOID, reduction=reduction
+        )
+        np.testing.assert_allclose(
+            L.reduce(per_pixel, w, reduction, mask=labels != VOID),
+            # Keras needs the per-image weights spelled out per pixel; fnn takes the [N] prefix.
+            np.asarray(
+                keras_loss(labels, z, sample_weight=np.broadcast_to(w[:, None, None], labels.shape))
+            ),
+            rtol=2e-6,
+            atol=1e-7,
+            err_msg=reduction,
+        )
+
+
+@pytest.mark.crosscheck
+def test_circle_and_ctc_loss_objects_match_reduce(keras):
+    ids, e = d_embeddings(np.random.default_rng(14))
+    ids[0] = 9  # no positive: Keras masks its zero out of the mean
+    values = L.circle(y_true=ids, y_pred=e)
+    np.testing.assert_allclose(
+        L.reduce(values, mask=values > 0), np.asarray(keras.losses.Circle()(ids, e)), rtol=1e-6
+    )
+    labels, z = d_ctc(np.random.default_rng(15))
+    np.testing.assert_allclose(
+        L.reduce(L.ctc(y_true=labels, y_pred=z)),
+        np.asarray(keras.losses.CTC()(labels, z)),
+        rtol=1e-6,
+    )
+    # Keras' Dice/Tversky default (axis=None) is one value for the whole batch: the [1, -1] form.
+    y, p = d_mask(np.random.default_rng(16))
+    np.testing.assert_allclose(
+        L.dice(y_true=y.reshape(1, -1), y_pred=p.reshape(1, -1))[0],
+        np.asarray(keras.losses.dice(y, p)),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.crosscheck
+def test_extreme_inputs_where_keras_is_not_finite(keras):
+    # The float32 edge cases fixed here (issue 16) are NaN or inf in Keras 3 itself.
+    z = np.array([[FLOAT32_MAX, -FLOAT32_MAX, 0.0]], np.float32)
+    y = np.array([[1.0, 0.0, 0.0]], np.float32)
+    assert not np.isfinite(
+        np.asarray(keras.losses.categorical_crossentropy(y, z, from_logits=True))
+    ).all()
+    assert float(L.categorical_crossentropy(y_true=y, y_pred=z, from_logits=True)[0]) == 0.0
+    e = np.full((1, 1), -3e38, np.float32)  # Keras' e + softplus(-2e): -2e overflows
+    assert not np.isfinite(np.asarray(keras.losses.log_cosh(np.zeros_like(e), e))).all()
+    assert np.isfinite(np.asarray(L.log_cosh(y_true=np.zeros_like(e), y_pred=e))).all()
 
 
 def test_docstring_examples_run():
