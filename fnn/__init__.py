@@ -32,6 +32,7 @@ _SUBMODULES = (
     "optimizers",
     "parallel",
     "plot",
+    "landscape",
     "pool",
     "precision",
     "pretrained",
