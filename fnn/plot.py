@@ -391,6 +391,7 @@ def trajectories(
     title="Optimizer trajectories",
     xlabel="θ₁ (parameter 1)",
     ylabel="θ₂ (parameter 2)",
+    colors: Mapping | None = None,
     ax=None,
     dpi=100,
 ):
@@ -408,6 +409,7 @@ def trajectories(
       xlim, ylim: the window; default: the paths' range plus a margin.
       levels: number of contour levels.
       title, xlabel, ylabel: figure title and axis labels.
+      colors: optional optimizer name → matplotlib colour (the same colours across panels).
       ax: draw into this ``Axes`` instead of a new figure (for panels of several problems).
       dpi: resolution of the saved image.
 
@@ -437,6 +439,8 @@ def trajectories(
         arrays[name] = p
     every = np.concatenate(list(arrays.values()))
     finite = every[np.all(np.isfinite(every), axis=1)]
+    if finite.size == 0 and (xlim is None or ylim is None):
+        raise ValueError("every position in paths is NaN or infinite; pass xlim and ylim")
 
     def window(lim, column):
         if lim is not None:
@@ -458,7 +462,7 @@ def trajectories(
     ax.contour(xs, ys, zs, levels=lv, cmap="Greys", linewidths=0.6, alpha=0.8)
     cmap = _qualitative(len(arrays))
     for i, (name, p) in enumerate(arrays.items()):
-        color = cmap[i]
+        color = cmap[i] if colors is None or name not in colors else colors[name]
         ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.6, label=str(name))
         ax.plot(*p[0], "o", color=color, ms=6, mec="k", mew=0.6)
         ax.plot(*p[-1], "X", color=color, ms=8, mec="k", mew=0.6)
