@@ -641,7 +641,8 @@ def landscape_1d(
     twin.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=2 if len(named) > 1 else 1)
+    # Below the axes: the curves fill the plot, a legend inside would hide them.
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=2)
     ax.set_title(title)
     return _save(fig, path, dpi)
 

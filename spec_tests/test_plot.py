@@ -202,6 +202,13 @@ def test_landscape_1d_twin_axes(tmp_path):
         "loss (small batch)",
         "loss (large batch)",
     ]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [
+        "loss (small batch)",
+        "loss (large batch)",
+        "accuracy (small batch)",
+        "accuracy (large batch)",
+    ]
 
 
 def test_landscape_contour_log_levels_and_3d(tmp_path):
