@@ -17,6 +17,7 @@ batches, so a 2-D grid costs one compilation and then only the forward passes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -250,6 +251,52 @@ def _stack(directions):
     return jax.tree.map(lambda *ds: jnp.stack(ds), *directions)
 
 
+def _shift(origin, stacked, c):
+    def one(o, d):
+        if not _is_float(o):
+            return o
+        return o + jnp.tensordot(c.astype(d.dtype), d, axes=1).astype(o.dtype)
+
+    return jax.tree.map(one, origin, stacked)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "loss_fn", "points_per_batch"))
+def _program(
+    params,
+    rest,
+    dparams,
+    drest,
+    coefficients,
+    xb,
+    yb,
+    wb,
+    n,
+    *,
+    graphdef,
+    loss_fn,
+    points_per_batch,
+):
+    # Module level, so a second grid of the same model, data shape and loss reuses the program.
+    def at(c):
+        p = _shift(params, dparams, c)
+        r = rest if drest is None else _shift(rest, drest, c)
+
+        def body(carry, batch):
+            x, y, w = batch
+            out = nnx.merge(graphdef, p, r)(x)
+            per_example = loss_fn(y_true=y, y_pred=out)
+            return (
+                carry[0] + jnp.sum(w * per_example.astype(jnp.float32)),
+                carry[1] + jnp.sum(w * _correct(y, out)),
+            ), None
+
+        zero = jnp.zeros((), jnp.float32)
+        (total_loss, total_correct), _ = jax.lax.scan(body, (zero, zero), (xb, yb, wb))
+        return total_loss / n, total_correct / n
+
+    return jax.lax.map(at, coefficients, batch_size=points_per_batch)
+
+
 def _evaluate(
     graphdef,
     params,
@@ -275,35 +322,6 @@ def _evaluate(
     dparams = _stack(param_directions)
     drest = None if rest_directions is None else _stack(rest_directions)
 
-    def shift(origin, stacked, c):
-        def one(o, d):
-            if not _is_float(o):
-                return o
-            return o + jnp.tensordot(c.astype(d.dtype), d, axes=1).astype(o.dtype)
-
-        return jax.tree.map(one, origin, stacked)
-
-    @jax.jit
-    def program(params, rest, dparams, drest, coefficients, xb, yb, wb):
-        def at(c):
-            p = shift(params, dparams, c)
-            r = rest if drest is None else shift(rest, drest, c)
-
-            def body(carry, batch):
-                x, y, w = batch
-                out = nnx.merge(graphdef, p, r)(x)
-                per_example = loss_fn(y_true=y, y_pred=out)
-                return (
-                    carry[0] + jnp.sum(w * per_example.astype(jnp.float32)),
-                    carry[1] + jnp.sum(w * _correct(y, out)),
-                ), None
-
-            zero = jnp.zeros((), jnp.float32)
-            (total_loss, total_correct), _ = jax.lax.scan(body, (zero, zero), (xb, yb, wb))
-            return total_loss / n, total_correct / n
-
-        return jax.lax.map(at, coefficients, batch_size=points_per_batch)
-
     coefficients = np.asarray(coefficients, np.float32)
     chunks = np.split(coefficients, rows)
     if progress:
@@ -314,7 +332,15 @@ def _evaluate(
     data_args = (jnp.asarray(xb), jnp.asarray(yb), jnp.asarray(wb))
     losses, accuracies = [], []
     for chunk in chunks:
-        lo, acc = program(*args, jnp.asarray(chunk), *data_args)
+        lo, acc = _program(
+            *args,
+            jnp.asarray(chunk),
+            *data_args,
+            jnp.float32(n),
+            graphdef=graphdef,
+            loss_fn=loss_fn,
+            points_per_batch=int(points_per_batch),
+        )
         losses.append(np.asarray(lo))
         accuracies.append(np.asarray(acc))
     return np.concatenate(losses), np.concatenate(accuracies)
@@ -523,9 +549,10 @@ def surface(
     """
     graphdef, params, rest = inference_split(model)
     if not isinstance(directions, (tuple, list)) or len(directions) != 2:
+        length = len(directions) if hasattr(directions, "__len__") else "?"
         raise ValueError(
-            f"directions must be a pair (delta, eta) of parameter-shaped pytrees, got "
-            f"{type(directions).__name__} of length {len(directions) if hasattr(directions, '__len__') else '?'}"  # noqa: E501
+            "directions must be a pair (delta, eta) of parameter-shaped pytrees, got "
+            f"{type(directions).__name__} of length {length}"
         )
     for k, d in enumerate(directions):
         _check_like(d, params, f"directions[{k}]", "the model's parameters")

@@ -260,6 +260,9 @@ def test_surface_compiles_once_for_all_rows():
     s = ls.surface(model, _data(n=5), ds, steps=4, loss=counting_loss, batch_size=2)
     assert s.loss.shape == (4, 4) and np.all(np.isfinite(s.loss))
     assert len(traces) == 1
+    # A second grid of the same model, shapes and loss reuses the compiled program.
+    ls.surface(model, _data(n=5, seed=1), ds[::-1], steps=4, loss=counting_loss, batch_size=2)
+    assert len(traces) == 1
 
 
 def test_points_per_batch_gives_the_same_grid():
