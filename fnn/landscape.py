@@ -13,6 +13,10 @@ accuracy the fraction whose largest output is the label (top-1; ``NaN`` for one-
 Every grid is computed by one compiled program per shape: ``lax.map`` over the grid points (in
 groups of ``points_per_batch`` evaluated under ``vmap``), inside it a ``lax.scan`` over the data
 batches, so a 2-D grid costs one compilation and then only the forward passes.
+
+Neither Keras, Optax nor PyTorch ships loss landscapes; the reference is the paper's PyTorch code
+(``net_plotter.py``), whose filters are the *first* axis of ``OIHW`` and ``[out, in]`` weights, the
+same output units as the last axis of Flax's ``HWIO`` and ``[in, out]`` kernels used here.
 """
 
 from __future__ import annotations
