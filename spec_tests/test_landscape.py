@@ -265,6 +265,31 @@ def test_surface_compiles_once_for_all_rows():
     assert len(traces) == 1
 
 
+_SCALING = {}
+
+
+@given(
+    alphas=st.lists(st.floats(-1.5, 1.5, width=32), min_size=3, max_size=3),
+    scale=st.floats(0.25, 4.0),
+)
+def test_line_depends_only_on_alpha_times_direction(alphas, scale):
+    # f(alpha; c d) = f(c alpha; d): the curve is a function of the point theta + alpha d only.
+    # One model and data for every example, so the compiled program is reused (no recompile).
+    if not _SCALING:
+        model = _model()
+        _perturb_batch_stats(model, 3)
+        params = ls.inference_split(model)[1]
+        _SCALING.update(
+            model=model, data=_data(n=6), d=ls.random_direction(jax.random.key(4), params)
+        )
+    model, data, d = _SCALING["model"], _SCALING["data"], _SCALING["d"]
+    alphas = np.asarray(alphas, np.float32)
+    scaled = jax.tree.map(lambda v: scale * v, d)
+    a = ls.line(model, data, scaled, alphas=alphas, batch_size=4)
+    b = ls.line(model, data, d, alphas=scale * alphas, batch_size=4)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=2e-4, atol=1e-5)
+
+
 def test_points_per_batch_gives_the_same_grid():
     model = _model()
     _, params, _ = ls.inference_split(model)
