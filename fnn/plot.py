@@ -232,7 +232,7 @@ def accuracy_vs_size(
     xlabel: str = "training images per class",
     ylabel: str = "test accuracy",
     logx: bool = True,
-    title=None,
+    title="Accuracy against training-set size",
     dpi=100,
 ):
     """Accuracy against training-set size, one line per method (the transfer-learning figure).
