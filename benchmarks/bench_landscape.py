@@ -55,7 +55,7 @@ def _peer_row(model, data, ds, xs, y, batch_size):
 
     total = []
     for x in xs:
-        p = jax.tree.map(lambda w, a, b: w + x * a + y * b, params, *ds)
+        p = jax.tree.map(lambda w, a, b, x=x: w + x * a + y * b, params, *ds)
         s = 0.0
         for i in range(0, len(data["label"]), batch_size):
             s += float(
