@@ -98,6 +98,30 @@ def test_filter_normalize_matches_numpy_oracle_on_a_cnn():
     assert kinds == {"kernel", "bias", "scale"}  # conv, dense, BatchNorm scale and offset seen
 
 
+@pytest.mark.crosscheck
+def test_filter_normalize_matches_the_papers_layout_in_pytorch():
+    # Li et al.'s code works on PyTorch weights, where a filter is the FIRST axis (OIHW conv
+    # weights, [out, in] linear weights). Transcribe that rule in torch on the transposed tensors
+    # and compare: the last axis of Flax's HWIO / [in, out] is the same output unit.
+    torch = pytest.importorskip("torch")
+    _, params, _ = ls.inference_split(_model())
+    noise = jax.tree.map(
+        lambda w: jax.random.normal(jax.random.key(w.size + 7), w.shape, w.dtype), params
+    )
+    got = ls.filter_normalize(noise, params)
+    to_torch = {4: (3, 2, 0, 1), 2: (1, 0), 1: (0,)}  # HWIO -> OIHW, [in, out] -> [out, in]
+    for g, d, w in zip(*(jax.tree.leaves(t) for t in (got, noise, params))):
+        axes = to_torch[w.ndim]
+        dt = torch.tensor(np.asarray(d, np.float64).transpose(axes))
+        wt = torch.tensor(np.asarray(w, np.float64).transpose(axes))
+        if dt.dim() <= 1:  # the paper's ignore="biasbn"
+            dt.fill_(0)
+        else:
+            for d_f, w_f in zip(dt, wt):
+                d_f.mul_(w_f.norm() / (d_f.norm() + 1e-10))
+        np.testing.assert_allclose(np.asarray(g).transpose(axes), dt.numpy(), rtol=2e-6, atol=1e-7)
+
+
 @given(
     shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple),
     data=st.data(),
