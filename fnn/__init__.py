@@ -24,6 +24,7 @@ _SUBMODULES = (
     "conv",
     "data",
     "feeding",
+    "landscape",
     "layers",
     "losses",
     "metrics",
