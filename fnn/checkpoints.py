@@ -3,13 +3,16 @@
 `save_checkpoint` and `restore_checkpoint` are what `fnn.trainer.Trainer.save` / ``restore`` and
 `fnn.callbacks.ModelCheckpoint` call; `epochs` and `delete_epochs` are the folder operations the
 callback needs. Typed PRNG keys are stored as their key data (Orbax stores plain arrays) and
-rewrapped on restore. Orbax writes each save to a temporary folder and renames it when
-complete, so a crash never leaves a half-written epoch.
+rewrapped on restore. Every save is written to a temporary folder and renamed into place when
+complete, and a replaced or deleted epoch is renamed away before it is removed, so a process
+killed at any instant never leaves a listed epoch that cannot be restored (`save_checkpoint`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +54,54 @@ def manager(directory, *, create: bool):
     return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
 
 
+_TMP = ".fnn-tmp-"  # a save being written: <_TMP><epoch>-<pid>-<random>
+_OLD = ".fnn-old-"  # a replaced epoch, kept until its replacement is in place
+_DEL = ".fnn-del-"  # an epoch being deleted (renamed first, so it is never listed half-deleted)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process's own leftovers come from a save that raised
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _recover(path: str) -> None:
+    """Finish or undo what a killed save or delete left in ``path``.
+
+    A ``_TMP`` folder of a dead process is an unfinished save: removed. An ``_OLD`` copy whose
+    epoch folder is missing was moved aside by a save killed before its replacement landed: it is
+    moved back; otherwise it is removed. A ``_DEL`` folder is removed.
+    """
+    if not os.path.isdir(path):
+        return
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if name.startswith(_TMP):
+            parts = name[len(_TMP) :].split("-")
+            if len(parts) == 3 and parts[1].isdigit() and _pid_alive(int(parts[1])):
+                continue  # another live process is writing it
+            shutil.rmtree(full, ignore_errors=True)
+        elif name.startswith(_OLD):
+            epoch = name[len(_OLD) :].split("-")[0]
+            target = os.path.join(path, epoch)
+            if epoch.isdigit() and not os.path.exists(target):
+                os.rename(full, target)
+            else:
+                shutil.rmtree(full, ignore_errors=True)
+        elif name.startswith(_DEL):
+            shutil.rmtree(full, ignore_errors=True)
+
+
+def _unique(kind: str, epoch: int) -> str:
+    return f"{kind}{int(epoch)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def save_checkpoint(
     directory,
     state,
@@ -59,9 +110,14 @@ def save_checkpoint(
     weights_only: bool = False,
     metadata: dict | None = None,
 ) -> None:
-    """Save ``state`` with Orbax under ``directory/<epoch>`` (atomic: a temporary folder is renamed).
+    """Save ``state`` with Orbax under ``directory/<epoch>``; it is there when this returns.
 
-    An existing checkpoint of the same ``epoch`` is replaced only after the new one is complete.
+    Every save is written completely into a temporary folder beside the epochs, then renamed to
+    ``<epoch>`` (Orbax's own ``CheckpointManager.save`` silently skips an epoch older than the
+    folder's latest; this never does). An existing ``<epoch>`` is first renamed aside and
+    deleted only once its replacement is in place, so a process killed at any instant leaves
+    the old or the new copy, which the next save, `restore_checkpoint` or `epochs` puts back;
+    leftovers of killed saves are removed then too. One process writes a folder at a time.
 
     Args:
       directory: the checkpoint folder (created if missing).
@@ -69,35 +125,45 @@ def save_checkpoint(
         ``save_weights_only``), otherwise step, optimizer state and learning-rate scale too.
       epoch: the number of completed epochs (the Orbax step).
       metadata: JSON-serialisable extras stored next to the arrays.
+
+    Raises:
+      OSError: the checkpoint could not be written (nothing of the old copy is lost).
     """
     import orbax.checkpoint as ocp
 
+    epoch = int(epoch)
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    path = os.path.abspath(os.fspath(directory))
+    os.makedirs(path, exist_ok=True)
+    _recover(path)
     tree = _checkpoint_tree(state, weights_only)
-    meta = {"epoch": int(epoch), "weights_only": bool(weights_only), **(metadata or {})}
-    with manager(directory, create=True) as mngr:
-        if epoch in mngr.all_steps():
-            # Write the replacement beside the old one first, so a crash never loses both.
-            tmp = os.path.join(os.fspath(directory), f".replacing_{epoch}")
-            with manager(tmp, create=True) as side:
-                side.save(
-                    epoch,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
-                    ),
-                )
-            mngr.delete(epoch)
-            os.replace(
-                os.path.join(tmp, str(epoch)), os.path.join(os.fspath(directory), str(epoch))
-            )
-            os.rmdir(tmp) if not os.listdir(tmp) else None
-            mngr.reload()
-        else:
-            mngr.save(
+    meta = {"epoch": epoch, "weights_only": bool(weights_only), **(metadata or {})}
+    tmp = os.path.join(path, _unique(_TMP, epoch))
+    target = os.path.join(path, str(epoch))
+    try:
+        with manager(tmp, create=True) as side:
+            saved = side.save(
                 epoch,
                 args=ocp.args.Composite(
                     state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
                 ),
             )
+        written = os.path.join(tmp, str(epoch))
+        if not saved or not os.path.isdir(written):
+            raise OSError(f"Orbax did not write epoch {epoch} into {tmp}")
+        old = None
+        if os.path.exists(target):
+            old = os.path.join(path, _unique(_OLD, epoch))
+            os.rename(target, old)  # from here until the next rename, _recover puts it back
+        os.rename(written, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _recover(path)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def restore_checkpoint(directory, state, *, epoch: int | None = None) -> tuple:
@@ -130,6 +196,7 @@ def restore_checkpoint(directory, state, *, epoch: int | None = None) -> tuple:
     path = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"directory: no checkpoint folder at {path}")
+    _recover(path)
     with manager(path, create=False) as mngr:
         steps = mngr.all_steps()
         if not steps:
@@ -158,14 +225,21 @@ def epochs(directory) -> list[int]:
     path = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(path):
         return []
+    _recover(path)
     with manager(path, create=False) as mngr:
         return sorted(mngr.all_steps())
 
 
 def delete_epochs(directory, epochs_to_delete) -> None:
-    """Delete the checkpoints of ``epochs_to_delete`` (those that exist) from ``directory``."""
-    with manager(directory, create=False) as mngr:
-        present = set(mngr.all_steps())
-        for epoch in epochs_to_delete:
-            if epoch in present:
-                mngr.delete(epoch)
+    """Delete the checkpoints of ``epochs_to_delete`` (those that exist) from ``directory``.
+
+    Each epoch folder is renamed away first and then removed, so a kill mid-delete never leaves
+    a listed epoch that cannot be restored.
+    """
+    path = os.path.abspath(os.fspath(directory))
+    for epoch in epochs_to_delete:
+        target = os.path.join(path, str(int(epoch)))
+        if os.path.isdir(target):
+            doomed = os.path.join(path, _unique(_DEL, epoch))
+            os.rename(target, doomed)
+            shutil.rmtree(doomed)

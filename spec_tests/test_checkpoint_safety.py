@@ -1,0 +1,202 @@
+"""Issue 16, "Checkpoints and the training loop": no save is skipped, no epoch is lost.
+
+The faulty cases are made here: another run's later epochs in the folder, a save of an epoch
+older than the latest, and a process killed at every file operation of a re-save (simulated by
+making the n-th rename or tree removal raise, the tree removal after deleting part of the tree,
+and every later one fail too, as in a dead process).
+"""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from fnn import callbacks as cb
+from fnn import checkpoints
+from fnn.steps import TrainState
+from fnn.train import compile as fnn_compile
+
+
+def _mse(*, y_true, y_pred):
+    return jnp.mean((y_pred - y_true) ** 2, axis=-1)
+
+
+@pytest.fixture
+def data():
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    return x, x[:, :1] * 2.0
+
+
+def _trainer(seed=0):
+    return fnn_compile(
+        nnx.Linear(3, 1, rngs=nnx.Rngs(seed)), optimizer=optax.sgd(0.1), loss=_mse, devices=1
+    )
+
+
+def _kernel(state):
+    return np.asarray(state.params["kernel"].get_value())
+
+
+def _restored_kernel(folder, epoch=None):
+    blank = TrainState.create(nnx.Linear(3, 1, rngs=nnx.Rngs(99)), optax.sgd(0.1))
+    state, meta = checkpoints.restore_checkpoint(folder, blank, epoch=epoch)
+    return _kernel(state), meta
+
+
+def test_saving_an_epoch_older_than_the_latest_writes_it(tmp_path):
+    """Orbax's CheckpointManager.save returns False (writes nothing) for a step older than its
+    latest; Trainer.save must write it (or raise), never return having written nothing."""
+    other, mine = _trainer(1), _trainer(2)
+    other.save(tmp_path, epoch=3)
+    mine.save(tmp_path, epoch=1)
+    assert checkpoints.epochs(tmp_path) == [1, 3]
+    np.testing.assert_array_equal(_restored_kernel(tmp_path, 1)[0], _kernel(mine.state))
+    np.testing.assert_array_equal(_restored_kernel(tmp_path, 3)[0], _kernel(other.state))
+
+
+def test_overwrite_never_deletes_before_the_new_epoch_is_written(tmp_path, data):
+    """Another run's epochs 2 and 3 (its epoch 1 pruned by max_to_keep); a new run with
+    overwrite=True must end with its own epoch 1, not an empty folder."""
+    other = _trainer(1)
+    other.save(tmp_path, epoch=2)
+    other.save(tmp_path, epoch=3)
+    mine = _trainer(2)
+    mine.fit(*data, batch_size=8, epochs=1, verbose=0,
+             callbacks=[cb.ModelCheckpoint(tmp_path, overwrite=True)])  # fmt: skip
+    assert checkpoints.epochs(tmp_path) == [1]
+    np.testing.assert_array_equal(_restored_kernel(tmp_path)[0], _kernel(mine.state))
+
+
+class _Killed(BaseException):
+    """The simulated SIGKILL: not an Exception, so no handler of the code under test catches it."""
+
+
+def _arm(monkeypatch, kill_at):
+    """Make the ``kill_at``-th rename / file or tree removal (anywhere: fnn, Orbax, shutil) the
+    last file operation of the process."""
+    real = {"rename": os.rename, "replace": os.replace, "rmtree": shutil.rmtree,
+            "unlink": os.unlink, "remove": os.remove}  # fmt: skip
+    calls = {"n": 0, "dead": False}
+
+    def tick():
+        if calls["dead"]:
+            raise _Killed
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            calls["dead"] = True
+            return True
+        return False
+
+    def rename(*a, **k):
+        if tick():
+            raise _Killed
+        return real["rename"](*a, **k)
+
+    def replace(*a, **k):
+        if tick():
+            raise _Killed
+        return real["replace"](*a, **k)
+
+    def unlink(*a, **k):
+        if tick():
+            raise _Killed
+        return real["unlink"](*a, **k)
+
+    def remove(*a, **k):
+        if tick():
+            raise _Killed
+        return real["remove"](*a, **k)
+
+    def rmtree(path, *a, **k):
+        if tick():  # killed half-way through: part of the array data is gone
+            for root, _, files in os.walk(path, topdown=False):
+                if files:
+                    real["remove"](os.path.join(root, files[0]))
+                    break
+            raise _Killed
+        return real["rmtree"](path, *a, **k)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(os, "remove", remove)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    return calls
+
+
+def test_resaving_an_epoch_survives_a_kill_at_every_file_operation(tmp_path, monkeypatch):
+    old, new = _trainer(1), _trainer(2)
+    old_k, new_k = _kernel(old.state), _kernel(new.state)
+    kill_at, outcomes = 1, set()
+    while True:
+        folder = tmp_path / f"run{kill_at}"
+        old.save(folder, epoch=1)
+        old.save(folder, epoch=2)
+        with monkeypatch.context() as patch:
+            calls = _arm(patch, kill_at)
+            try:
+                new.save(folder, epoch=2)
+                finished = True
+            except _Killed:
+                finished = False
+            ran = calls["n"]
+        # After the kill: epoch 2 is listed and restorable, as the old or the new copy.
+        assert checkpoints.epochs(folder) == [1, 2], (kill_at, os.listdir(folder))
+        kernel, meta = _restored_kernel(folder)
+        assert meta["epoch"] == 2
+        same_old, same_new = np.array_equal(kernel, old_k), np.array_equal(kernel, new_k)
+        assert same_old or same_new, kill_at
+        outcomes.add("new" if same_new else "old")
+        np.testing.assert_array_equal(_restored_kernel(folder, 1)[0], old_k)
+        # Leftovers of the killed save are gone after the next save: only epoch folders remain.
+        new.save(folder, epoch=3)
+        assert sorted(os.listdir(folder)) == ["1", "2", "3"], (kill_at, os.listdir(folder))
+        if finished and ran < kill_at:
+            break
+        kill_at += 1
+    assert outcomes == {"old", "new"}  # kills landed both before and after the switch
+    assert kill_at > 3
+
+
+def test_a_kill_while_deleting_an_epoch_never_leaves_it_listed(tmp_path, monkeypatch):
+    """max_to_keep and overwrite delete epochs: a kill at any point of a delete must not leave a
+    listed epoch that cannot be restored."""
+    t = _trainer(1)
+    kill_at = 1
+    while True:
+        folder = tmp_path / f"run{kill_at}"
+        for epoch in (1, 2):
+            t.save(folder, epoch=epoch)
+        with monkeypatch.context() as patch:
+            calls = _arm(patch, kill_at)
+            try:
+                checkpoints.delete_epochs(folder, [1])
+                finished = True
+            except _Killed:
+                finished = False
+            ran = calls["n"]
+        listed = checkpoints.epochs(folder)
+        for epoch in listed:
+            np.testing.assert_array_equal(_restored_kernel(folder, epoch)[0], _kernel(t.state))
+        assert 2 in listed
+        assert sorted(os.listdir(folder)) == [str(e) for e in listed], os.listdir(folder)
+        if finished and ran < kill_at:
+            break
+        kill_at += 1
+    assert kill_at > 3
+
+
+def test_stale_temporary_folders_are_ignored_and_cleaned(tmp_path):
+    t = _trainer(1)
+    t.save(tmp_path, epoch=1)
+    junk = [".fnn-tmp-5-999999999-deadbeef", ".fnn-del-1-999999999-deadbeef"]
+    for name in junk:
+        os.makedirs(tmp_path / name / "state")
+    assert checkpoints.epochs(tmp_path) == [1]
+    assert sorted(os.listdir(tmp_path)) == ["1"]
+    jax.block_until_ready(_restored_kernel(tmp_path)[0])
