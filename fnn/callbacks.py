@@ -103,12 +103,15 @@ class History(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop with an error when the training loss (or gradient) becomes NaN or infinite.
+    """Stop with an error when the training loss, gradient or parameters become NaN or infinite.
 
-    The compiled loop records the first step whose loss or gradient norm is not finite; at the
-    end of the epoch (and whenever a progress bar reads the logs) this callback raises a
-    ``FloatingPointError`` naming that step. It runs before every other ``on_epoch_end``, so a
-    `ModelCheckpoint` never writes the broken state: the last good checkpoint stays intact.
+    The compiled loop records the first step whose loss, gradient norm or updated parameters
+    (their norm) are not finite, and while this callback is on it leaves the state unchanged
+    from that step to the end of the epoch; at the end of the epoch (and whenever a progress
+    bar reads the logs) this callback raises a ``FloatingPointError`` naming that step.
+    ``trainer.state`` and ``trainer.model`` then hold the state after the last good step, so
+    ``evaluate`` and ``predict`` keep working. It runs before every other ``on_epoch_end``, so
+    a `ModelCheckpoint` never writes a non-finite state: the last good checkpoint stays intact.
     Keras' ``TerminateOnNaN`` only sets ``stop_training``, after the batch; fnn raises because a
     silent stop is easy to miss. ``fit`` adds it unless ``compile(..., terminate_on_nan=False)``.
 
@@ -121,10 +124,10 @@ class TerminateOnNaN(Callback):
         if step is not None:
             where = f" (epoch {epoch + 1})" if epoch is not None else ""
             raise FloatingPointError(
-                f"non-finite loss or gradient at step {step}{where}: training stopped; the "
-                f"model weights are not updated and checkpoints written before this epoch are "
-                f"intact. Lower the learning rate, clip gradients (optax.clip_by_global_norm) or "
-                f"check the inputs"
+                f"non-finite loss, gradient or parameters at step {step}{where}: training "
+                f"stopped; the trainer and model hold the state before that step and "
+                f"checkpoints written before this epoch are intact. Lower the learning rate, "
+                f"clip gradients (optax.clip_by_global_norm) or check the inputs"
             )
 
     def on_train_batch_end(self, batch, logs=None):

@@ -373,10 +373,18 @@ def _accumulate_train(acc, stats, step, names):
     new["param_norm"] = stats["param_norm"]
     if "learning_rate" in acc:
         new["learning_rate"] = stats["learning_rate"]
-    bad = ~(jnp.isfinite(stats["_loss"]) & jnp.isfinite(stats["grad_norm"]))
     first = acc["nonfinite_step"] == NO_BAD_STEP
-    new["nonfinite_step"] = jnp.where(bad & first, step, acc["nonfinite_step"])
+    new["nonfinite_step"] = jnp.where(_nonfinite(stats) & first, step, acc["nonfinite_step"])
     return new
+
+
+def _nonfinite(stats) -> jax.Array:
+    """The step's loss, gradient norm or updated parameters (their norm) are NaN or infinite."""
+    return ~(
+        jnp.isfinite(stats["_loss"])
+        & jnp.isfinite(stats["grad_norm"])
+        & jnp.isfinite(stats["param_norm"])
+    )
 
 
 def _log_value(v):
@@ -401,13 +409,18 @@ def read_accumulator(acc) -> tuple[dict[str, float], int | None]:
     return logs, bad
 
 
-def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_stats=True):
+def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_stats=True,
+                keep_last_finite: bool = False):  # fmt: skip
     """The un-jitted program running ``k`` steps on batches stacked ``[k, B, ...]``.
 
     ``kind``: ``"train"`` ``(state, acc, batches, key) -> (state, acc)``, ``"eval"``
     ``(state, acc, batches, key) -> acc`` or ``"predict"`` ``(state, batches) -> [k, B, ...]``.
     ``k > 1`` is one `jax.lax.scan` (Keras' ``steps_per_execution``); the program depends only
-    on ``k``, the batch shape and the model, never on the dataset.
+    on ``k``, the batch shape and the model, never on the dataset. With ``keep_last_finite``
+    (`fnn.callbacks.TerminateOnNaN` on), a step whose loss, gradient norm or updated
+    parameters are not finite, and every later step of the epoch, leaves the state unchanged
+    (one select per state array and step, fused with the update): the state stays at the last
+    good step.
     """
     names = objective.names
 
@@ -423,8 +436,12 @@ def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_s
             def one(carry, batch):
                 state, acc = carry
                 step = state.step
-                state, stats = core(state, parallel.constrain_batch(batch, mesh), key)
-                return (state, _accumulate_train(acc, stats, step, names)), None
+                new, stats = core(state, parallel.constrain_batch(batch, mesh), key)
+                acc = _accumulate_train(acc, stats, step, names)
+                if keep_last_finite:
+                    good = acc["nonfinite_step"] == NO_BAD_STEP
+                    new = jax.tree.map(lambda n, o: jnp.where(good, n, o), new, state)
+                return (new, acc), None
 
             return scan(one, (state, acc), batches)[0]
 

@@ -135,9 +135,11 @@ class Trainer:
         shuffle_key, self._step_key = jax.random.split(jax.random.key(self.seed))
         self.feeder = feeding.Feeder(self.mesh, shuffle_key, jit=self._jit, call=self._call)
         self._runners: dict = {}
+        self._runner_keeps: dict = {}  # the keep_last_finite each train runner was built with
         self.stop_training = False
         self.history: History | None = None
         self.nonfinite_step: int | None = None
+        self._keep_last_finite = False  # a TerminateOnNaN runs: bad steps leave the state as is
         self._initial_epoch = 0
         self._stream_iterator = None  # the streaming input being read (its position is saved)
         self._iterator_state = None  # a restored stream position, used by the next fit
@@ -226,6 +228,11 @@ class Trainer:
     def _runner(self, kind: str, k: int, batch_size: int):
         """The compiled ``k``-step program of ``kind`` (`fnn.steps.make_runner`), built once."""
         key = (kind, k, batch_size)
+        if kind == "train" and self._runner_keeps.get(key, self._keep_last_finite) != (
+            self._keep_last_finite
+        ):
+            del self._runners[key]  # TerminateOnNaN was added or removed: rebuild
+        self._runner_keeps[key] = self._keep_last_finite
         if key not in self._runners:
             run = steps_lib.make_runner(
                 kind,
@@ -233,6 +240,7 @@ class Trainer:
                 k=k,
                 mesh=self.mesh,
                 update_batch_stats=self.update_batch_stats,
+                keep_last_finite=self._keep_last_finite,
             )
             donate = {"train": (0, 1), "eval": (1,), "predict": ()}[kind]
             self._runners[key] = self._jit(run, donate_argnums=donate)
@@ -340,20 +348,32 @@ class Trainer:
         self.stop_training = False
         self.nonfinite_step = None
         self._initial_epoch = int(initial_epoch)
+        self._keep_last_finite = any(
+            isinstance(c, callbacks_lib.TerminateOnNaN) for c in cbs.callbacks
+        )
         return self._run_epochs(cbs, feed, val_feed, range(initial_epoch, epochs), val_freq)
 
     def _run_epochs(self, cbs, feed, val_feed, epoch_range, val_freq) -> History:
         """The slides' loop: train an epoch, validate, let the callbacks look, repeat."""
-        cbs.on_train_begin()
-        for epoch in epoch_range:
-            cbs.on_epoch_begin(epoch)
-            logs = self._logs(self._train_epoch(feed, cbs, epoch))  # the host waits here
-            if val_feed is not None and (epoch + 1) in val_freq:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_feed(val_feed).items()})
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        cbs.on_train_end()
+        try:
+            cbs.on_train_begin()
+            for epoch in epoch_range:
+                cbs.on_epoch_begin(epoch)
+                logs = self._logs(self._train_epoch(feed, cbs, epoch))  # the host waits here
+                if val_feed is not None and (epoch + 1) in val_freq:
+                    logs.update({f"val_{k}": v for k, v in self._evaluate_feed(val_feed).items()})
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+            cbs.on_train_end()
+        except BaseException:
+            # A callback's error (TerminateOnNaN: the state is the last good step's) leaves the
+            # model at the state reached, so evaluate and predict keep working.
+            try:
+                self._sync_model()
+            except Exception:  # noqa: BLE001, S110 - the original error matters more
+                pass
+            raise
         self._sync_model()
         self.history = cbs.history
         return cbs.history

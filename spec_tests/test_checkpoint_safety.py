@@ -200,3 +200,29 @@ def test_stale_temporary_folders_are_ignored_and_cleaned(tmp_path):
     assert checkpoints.epochs(tmp_path) == [1]
     assert sorted(os.listdir(tmp_path)) == ["1"]
     jax.block_until_ready(_restored_kernel(tmp_path)[0])
+
+
+# ---- TerminateOnNaN leaves the last good step ------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_terminate_on_nan_keeps_the_last_good_step(data, tmp_path, k):
+    """The learning rate turns infinite at optimizer count 3: loss and gradient of step 3 are
+    finite, only the parameters after its update are not. Training stops naming step 3, the
+    trainer and its model hold the state after steps 0-2 exactly, evaluate and predict work, and
+    no checkpoint is written."""
+    poisoned = optax.sgd(lambda count: jnp.where(count >= 3, jnp.inf, 0.01))
+    t = fnn_compile(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), optimizer=poisoned, loss=_mse,
+                    devices=1, steps_per_execution=k)  # fmt: skip
+    ref = fnn_compile(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), optimizer=poisoned, loss=_mse,
+                      devices=1)  # fmt: skip
+    ref.fit(*data, batch_size=8, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0)  # 0-2
+    with pytest.raises(FloatingPointError, match=r"parameters at step 3 \(epoch 1\)"):
+        t.fit(*data, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[cb.ModelCheckpoint(tmp_path / "ckpt")])  # fmt: skip
+    assert int(t.state.step) == 3
+    np.testing.assert_array_equal(_kernel(t.state), _kernel(ref.state))
+    np.testing.assert_array_equal(np.asarray(t.model.kernel.get_value()), _kernel(ref.state))
+    assert checkpoints.epochs(tmp_path / "ckpt") == []
+    assert np.isfinite(t.evaluate(*data, batch_size=8, verbose=0))
+    assert np.isfinite(t.predict(data[0], batch_size=8, verbose=0)).all()
