@@ -11,6 +11,13 @@ batch because its logs are already on the host.
 Hooks: ``on_train_begin/end``, ``on_epoch_begin/end``, ``on_train_batch_end``,
 ``on_test_begin/end``, ``on_predict_begin/end``. A callback stops training with
 ``self.trainer.stop_training = True``.
+
+State: a callback whose decisions depend on past epochs (`EarlyStopping`, `ReduceLROnPlateau`,
+`ModelCheckpoint`'s best value, `CSVLogger`'s file position) returns it from ``get_state()``;
+`fnn.trainer.Trainer.save` (and so `ModelCheckpoint`) stores it in the checkpoint's JSON metadata
+and `fnn.trainer.Trainer.restore` hands it, by class and position, to the callbacks of the next
+``fit`` (``set_state``, applied at ``on_train_begin``), so a resumed run repeats an uninterrupted
+one bit for bit. Keras keeps no callback state in its checkpoints.
 """
 
 from __future__ import annotations
@@ -56,6 +63,20 @@ class Callback:
 
     def set_trainer(self, trainer) -> None:
         self.trainer = trainer
+
+    def get_state(self) -> dict | None:
+        """JSON-serialisable state saved with checkpoints; ``None`` (the default): none."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Take a state from `get_state`; applied at the next ``on_train_begin``."""
+        self._restored_state = dict(state)
+
+    def _take_restored(self) -> dict | None:
+        """The state given to `set_state` since the last ``on_train_begin``, once."""
+        state = getattr(self, "_restored_state", None)
+        self._restored_state = None
+        return state
 
     def on_train_begin(self, logs=None): ...
 
@@ -216,6 +237,20 @@ class EarlyStopping(Callback):
         self.best_weights = None
         self.best_epoch = None
         self.stopped_epoch = None
+        restored = self._take_restored()
+        if restored:
+            self.wait, self.best, self.best_epoch = (
+                restored["wait"],
+                restored["best"],
+                restored["best_epoch"],
+            )
+            if self.restore_best_weights and self.best_epoch is not None:
+                # The best epoch's weights are not in the checkpoint: the next improvement
+                # records new ones; until then the end of training keeps the current weights.
+                self.best_weights = None
+
+    def get_state(self) -> dict:
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch}
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
@@ -297,7 +332,13 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
         self.max_to_keep = max_to_keep
 
+    def get_state(self) -> dict:
+        return {"best": self.best}
+
     def on_train_begin(self, logs=None):
+        restored = self._take_restored()
+        if restored:
+            self.best = restored["best"]
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise FileExistsError(f"ModelCheckpoint: {self.directory!r} exists and is not a folder")
         self._stale = []
@@ -403,8 +444,18 @@ class ReduceLROnPlateau(Callback):
         self.cooldown = int(cooldown)
         self.min_lr = float(min_lr)
 
+    def get_state(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
     def on_train_begin(self, logs=None):
         self.best, self.wait, self.cooldown_counter = None, 0, 0
+        restored = self._take_restored()
+        if restored:
+            self.best, self.wait, self.cooldown_counter = (
+                restored["best"],
+                restored["wait"],
+                restored["cooldown_counter"],
+            )
         if self.min_lr > 0:
             self.trainer.learning_rate  # noqa: B018 - raises early when the rate cannot be read
 
@@ -455,11 +506,27 @@ class CSVLogger(Callback):
         folder = os.path.dirname(os.path.abspath(self.filename))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"CSVLogger: folder {folder!r} of filename does not exist")
+        restored = self._take_restored()
+        self._keys = None
+        if restored and restored["keys"] is not None and os.path.exists(self.filename):
+            # Resuming: drop the rows written after the checkpoint, continue below the rest.
+            with open(self.filename, "r+b") as f:
+                f.truncate(min(restored["position"], os.path.getsize(self.filename)))
+            self._file = open(self.filename, "a", newline="")  # noqa: SIM115
+            self._keys = list(restored["keys"])
+            self._writer = csv.writer(self._file, delimiter=self.separator)
+            return
         self._has_header = (
             self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         )
         self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
-        self._keys = None
+
+    def get_state(self) -> dict | None:
+        """The file's length after the last row and the columns (resume continues there)."""
+        if getattr(self, "_file", None) is None or self._file.closed:
+            return None
+        self._file.flush()
+        return {"position": self._file.tell(), "keys": self._keys}
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -473,6 +540,7 @@ class CSVLogger(Callback):
 
     def on_train_end(self, logs=None):
         self._file.close()
+        self._file = None
 
 
 def _fmt(logs) -> str:
@@ -567,8 +635,9 @@ class _EpochLine(ProgressBar):
 class CallbackList:
     """Runs hooks in order; built by ``fit``/``evaluate``/``predict``.
 
-    `TerminateOnNaN` always runs first, then History, the user's callbacks, then the progress
-    display.
+    `TerminateOnNaN` always runs first, then History, the user's callbacks (every
+    `ModelCheckpoint` after the others, so a checkpoint holds the state they set at the epoch's
+    end), then the progress display.
     """
 
     def __init__(
@@ -615,10 +684,33 @@ class CallbackList:
                 cb.epochs = epochs if cb.epochs is None else cb.epochs
                 cb.steps = steps if cb.steps is None else cb.steps
                 cb.default_names = tuple(shown)
+        # Checkpoints last: they save the state the other callbacks left at the epoch's end.
+        saves = [cb for cb in rest if isinstance(cb, ModelCheckpoint)]
+        rest = [cb for cb in rest if not isinstance(cb, ModelCheckpoint)] + saves
         self.callbacks = nan + ([history] if history else []) + rest + display
         self.history = history
         for cb in self.callbacks:
             cb.set_trainer(trainer)
+
+    def states(self) -> dict:
+        """``{"<class>#<i>": state}`` of the callbacks that have one (`Callback.get_state`)."""
+        out, seen = {}, {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            i = seen[name] = seen.get(name, -1) + 1
+            state = cb.get_state()
+            if state is not None:
+                out[f"{name}#{i}"] = state
+        return out
+
+    def set_states(self, states: dict) -> None:
+        """Give each callback the state saved for its class and position (`states`)."""
+        seen = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            i = seen[name] = seen.get(name, -1) + 1
+            if f"{name}#{i}" in states:
+                cb.set_state(states[f"{name}#{i}"])
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):

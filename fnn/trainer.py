@@ -143,6 +143,8 @@ class Trainer:
         self._initial_epoch = 0
         self._stream_iterator = None  # the streaming input being read (its position is saved)
         self._iterator_state = None  # a restored stream position, used by the next fit
+        self._callbacks = None  # the running fit's CallbackList (their states are saved)
+        self._callback_states: dict = {}  # restored callback states, used by the next fit
 
     # -- learning rate ------------------------------------------------------------------------
 
@@ -191,18 +193,30 @@ class Trainer:
         nnx.update(self.model, *jax.tree.map(jnp.copy, (self.state.params, self.state.model_state)))
 
     def save(self, directory, *, epoch: int, weights_only: bool = False) -> None:
-        """Write the state to ``directory/<epoch>`` with Orbax (`fnn.checkpoints`)."""
+        """Write the state to ``directory/<epoch>`` with Orbax (`fnn.checkpoints`).
+
+        The epoch is written (or an error raised) even when the folder holds later epochs, and
+        an existing copy of ``epoch`` is replaced atomically. The metadata keeps the streaming
+        input's position and the states of the current (or last) ``fit``'s callbacks
+        (`fnn.callbacks.Callback.get_state`).
+        """
         meta = {"seed": self.seed}
         iterator = self._stream_iterator
         if iterator is not None and hasattr(iterator, "get_state"):
             # The streaming input's position: a resumed fit continues with the next batch.
             meta["iterator_state"] = base64.b64encode(iterator.get_state()).decode("ascii")
+        if self._callbacks is not None:  # the running (or last) fit's callbacks' states
+            meta["callbacks"] = self._callbacks.states()
         checkpoints.save_checkpoint(
             directory, self.state, epoch=epoch, weights_only=weights_only, metadata=meta
         )
 
     def restore(self, directory, *, epoch: int | None = None) -> int:
         """Load a checkpoint (the latest by default); returns the epoch to resume ``fit`` from.
+
+        The next ``fit`` gives the saved callback states to its callbacks of the same class and
+        position (`fnn.callbacks.Callback.set_state`), so the resumed run repeats an
+        uninterrupted one.
 
         Examples:
           ``trainer.fit(x, y, epochs=4, initial_epoch=trainer.restore("ckpt"))``
@@ -211,6 +225,7 @@ class Trainer:
         self.state = parallel.replicate(state, self.mesh)
         if meta.get("iterator_state"):
             self._iterator_state = base64.b64decode(meta["iterator_state"])
+        self._callback_states = meta.get("callbacks") or {}  # for the next fit's callbacks
         self._sync_model()
         return int(meta["epoch"])
 
@@ -351,6 +366,9 @@ class Trainer:
         self._keep_last_finite = any(
             isinstance(c, callbacks_lib.TerminateOnNaN) for c in cbs.callbacks
         )
+        cbs.set_states(self._callback_states)
+        self._callback_states = {}
+        self._callbacks = cbs
         return self._run_epochs(cbs, feed, val_feed, range(initial_epoch, epochs), val_freq)
 
     def _run_epochs(self, cbs, feed, val_feed, epoch_range, val_freq) -> History:

@@ -226,3 +226,50 @@ def test_terminate_on_nan_keeps_the_last_good_step(data, tmp_path, k):
     assert checkpoints.epochs(tmp_path / "ckpt") == []
     assert np.isfinite(t.evaluate(*data, batch_size=8, verbose=0))
     assert np.isfinite(t.predict(data[0], batch_size=8, verbose=0)).all()
+
+
+# ---- Resume with stateful callbacks is bit-identical ----------------------------------------
+
+
+def _resume_callbacks(folder, log):
+    never_better = 1e9  # min_delta: no epoch counts as an improvement after the first
+    return [
+        cb.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, min_delta=never_better),
+        cb.EarlyStopping(monitor="loss", patience=3, min_delta=never_better),
+        cb.LearningRateScheduler(lambda epoch, lr: lr * 0.9),
+        cb.CSVLogger(log, append=True),
+        cb.ModelCheckpoint(folder),
+    ]
+
+
+def _lr_trainer():
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.05)
+    return fnn_compile(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), optimizer=tx, loss=_mse, devices=1)
+
+
+def test_resume_with_every_stateful_callback_is_bit_identical(data, tmp_path):
+    """Uninterrupted: ReduceLROnPlateau halves the rate after epoch 3 (0-based 2), EarlyStopping
+    stops after epoch 4 (0-based 3). Interrupted after 2 epochs and resumed from the checkpoint
+    with fresh callback objects, the run must repeat it: without the callbacks' saved state the
+    plateau counter restarts (no halving) and training runs a fifth epoch."""
+    whole = _lr_trainer()
+    h = whole.fit(*data, batch_size=8, epochs=6, shuffle=False, verbose=0,
+                  callbacks=_resume_callbacks(tmp_path / "a", tmp_path / "a.csv"))  # fmt: skip
+    assert h.epoch == [0, 1, 2, 3]  # the scenario: EarlyStopping stopped it
+    halved = h.history["learning_rate"]
+    assert halved[3] == pytest.approx(halved[2] * 0.9 * 0.5)
+
+    first = _lr_trainer()
+    first.fit(*data, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=_resume_callbacks(tmp_path / "b", tmp_path / "b.csv"))  # fmt: skip
+    with open(tmp_path / "b.csv", "a") as f:
+        f.write("2,a row of an epoch the crash lost\n")  # written after the last checkpoint
+    resumed = _lr_trainer()
+    start = resumed.restore(tmp_path / "b")
+    h2 = resumed.fit(*data, batch_size=8, epochs=6, initial_epoch=start, shuffle=False,
+                     verbose=0, callbacks=_resume_callbacks(tmp_path / "b", tmp_path / "b.csv"))  # fmt: skip
+    assert h2.epoch == [2, 3]
+    for name in ("loss", "learning_rate"):
+        assert h2.history[name] == h.history[name][2:], name
+    np.testing.assert_array_equal(_kernel(resumed.state), _kernel(whole.state))
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
