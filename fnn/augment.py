@@ -18,6 +18,10 @@ Data contract
   only and accept any dtype. Shapes are preserved, except by ``crop``/``smart_resize``.
 * **Value range.** Geometric ops never clip. Colour ops clip to ``value_range`` (Keras' default
   ``(0, 255)``; pass ``(0, 1)`` for images scaled to [0, 1]).
+* **NaN / inf.** Called eagerly on concrete arrays, every op (and `apply_batch`) raises a
+  ``ValueError`` counting the non-finite pixels; under `jax.jit` / `jax.vmap` values are traced
+  and not checked: a NaN pixel stays NaN and spreads to its interpolation neighbours, as in
+  Keras (``fit`` checks its inputs on the host instead).
 * **Geometry (Keras' ``affine_transform``).** Pixel ``(row y, column x)`` has integer
   coordinates; the image centre is ``((H-1)/2, (W-1)/2)``. A transform maps each OUTPUT pixel
   to the INPUT point it samples (inverse mapping): ``x_in = a0 x + a1 y + a2``,
@@ -118,7 +122,20 @@ def _check_image(image, *, name: str = "image", floating: bool = True) -> Array:
             f"{image.dtype}. Convert first, e.g. `{name}.astype(jnp.float32)` (Keras casts "
             "silently; fnn does not, so integer pixels are never interpolated by accident)."
         )
+    _check_finite(image, name)
     return image
+
+
+def _check_finite(images: Array, name: str) -> None:
+    """Concrete floating arrays only (a traced value cannot be inspected: see the module doc)."""
+    if isinstance(images, jax.core.Tracer) or not jnp.issubdtype(images.dtype, jnp.inexact):
+        return
+    bad = int(jnp.size(images) - jnp.count_nonzero(jnp.isfinite(images)))
+    if bad:
+        raise ValueError(
+            f"`{name}` contains {bad} non-finite pixel value{'s' if bad > 1 else ''} (NaN or "
+            f"inf) of {images.size}; augmentation would spread them. Clean the images first."
+        )
 
 
 def _check_batch(images, *, name: str = "images") -> Array:
@@ -128,6 +145,7 @@ def _check_batch(images, *, name: str = "images") -> Array:
             f"`{name}` must be a batch of shape [batch, height, width, channels] (rank 4, NHWC); "
             f"got shape {tuple(images.shape)} (rank {images.ndim})."
         )
+    _check_finite(images, name)
     return images
 
 

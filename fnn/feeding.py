@@ -21,6 +21,7 @@ enter BatchNorm's batch statistics).
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,16 +49,38 @@ def as_array(value, name: str) -> np.ndarray:
         raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from e
     if arr.dtype == object:
         raise TypeError(f"{name}: expected a numeric array, got dtype object")
+    if arr.dtype.kind == "c":
+        raise TypeError(
+            f"{name}: complex values (dtype {arr.dtype}) are not supported; pass real numbers "
+            f"(e.g. np.abs({name}) or {name}.real)"
+        )
+    if arr.dtype.kind in "USa":
+        raise TypeError(
+            f"{name}: expected numbers, got strings (dtype {arr.dtype}); map string labels to "
+            f"class ids first, e.g. classes, ids = np.unique(y, return_inverse=True)"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{name}: expected an array with a leading batch axis, got a scalar")
     return arr
 
 
 def check_finite(arr, name: str) -> None:
-    """`fnn.data.check_finite` (imported lazily: `fnn.data` pulls in Grain)."""
+    """`fnn.data.check_finite` (imported lazily: `fnn.data` pulls in Grain), and for wider floats
+    (float64) a check that the values fit float32, the dtype they are trained in."""
     from fnn import data as data_lib
 
     data_lib.check_finite(arr, name)
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size:
+        biggest = float(np.max(np.abs(arr)))
+        limit = float(np.finfo(np.float32).max)
+        if biggest > limit:
+            raise ValueError(
+                f"{name}: values overflow float32 (the largest magnitude is {biggest:g} > "
+                f"{limit:g}) and would train as inf; rescale them"
+            )
 
 
 def unpack_xy(x, y, name: str = "x"):
@@ -102,18 +125,21 @@ def prepare_arrays(x, y, sample_weight, class_weight, *, name="x"):
 
     named = {f"y[{k!r}]": v for k, v in _label_items(y)} if is_structured(y) else {"y": y}
     data_lib.check_same_length(**{name: x}, **named)
+    if len(x) == 0:
+        raise ValueError(f"{name}: no examples (shape {x.shape}); pass at least one")
     check_finite(x, name)
     for label_name, v in named.items():
         check_finite(v, label_name)
     n = len(x)
     weights = np.ones((n,), np.float32)
     if sample_weight is not None:
-        sw = as_array(sample_weight, "sample_weight").astype(np.float32)
+        sw = as_array(sample_weight, "sample_weight")
         if sw.shape != (n,):
             raise ValueError(
                 f"sample_weight must have shape ({n},) like x's batch axis, got {sw.shape}"
             )
         check_finite(sw, "sample_weight")
+        sw = sw.astype(np.float32)
         if (sw < 0).any():
             raise ValueError(f"sample_weight must be non-negative; got a minimum of {sw.min()}")
         weights = weights * sw
@@ -159,11 +185,28 @@ def class_ids(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y)).astype(np.int64)
 
 
-def class_weights(class_weight, y: np.ndarray) -> np.ndarray:
+def check_class_weight(class_weight) -> None:
+    """``{class index >= 0: finite weight >= 0}``, checked before anything is trained."""
     if not isinstance(class_weight, Mapping):
         raise TypeError(
             f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}"
         )
+    if not class_weight:
+        raise ValueError("class_weight is an empty dict; pass {class index: weight} or None")
+    for c, w in class_weight.items():
+        if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 0:
+            raise ValueError(
+                f"class_weight keys must be class indices (ints >= 0), got {c!r} "
+                f"({type(c).__name__})"
+            )
+        if isinstance(w, bool) or not isinstance(w, numbers.Real):
+            raise TypeError(f"class_weight[{c}] must be a number, got {w!r} ({type(w).__name__})")
+        if not math.isfinite(float(w)) or float(w) < 0:
+            raise ValueError(f"class_weight[{c}] must be finite and >= 0, got {w!r}")
+
+
+def class_weights(class_weight, y: np.ndarray) -> np.ndarray:
+    check_class_weight(class_weight)
     ids = class_ids(y)
     present = np.unique(ids)
     missing = sorted(int(c) for c in present if int(c) not in class_weight)

@@ -451,7 +451,8 @@ def sparse_categorical_crossentropy(
     loss bound with ``ignore_class``; per-image weights ``[N]`` spread over the pixels.
 
     Labels outside ``[0, K)`` raise a ``ValueError`` when called eagerly; under ``jit`` they cannot
-    be checked and give 0 (as Keras' JAX backend does, through ``one_hot``).
+    be checked and give 0 (as Keras' JAX backend does, through ``one_hot``), which is why
+    `fnn.trainer.Trainer.fit` / ``evaluate`` check the labels on the host first.
     `optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)` equals the
     ``from_logits=True`` path; PyTorch's ``CrossEntropyLoss(ignore_index=...)`` is the analogue
     of ``ignore_class``.

@@ -203,6 +203,8 @@ def sparse_categorical_accuracy(*, y_true, y_pred):
 
     For maps (segmentation: labels ``[N, H, W]``, scores ``[N, H, W, K]``) the value of an example
     is its pixel accuracy, the mean over its pixels.
+    Labels outside ``[0, K)`` match no argmax and count as wrong (0), eagerly and under ``jit``
+    alike (`fnn.trainer.Trainer.fit` / ``evaluate`` reject them on the host first).
 
     Args:
       y_true: integer class ids ``[N]`` (or ``[N, 1]``, as Keras accepts).

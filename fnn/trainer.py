@@ -327,6 +327,8 @@ class Trainer:
         epochs = feeding.check_epochs(epochs, initial_epoch)
         if not isinstance(shuffle, bool):
             raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
+        if class_weight is not None:
+            feeding.check_class_weight(class_weight)
         reader = dict(max_queue_size=max_queue_size, workers=workers,
                       use_multiprocessing=use_multiprocessing)  # fmt: skip
         val = dict(validation_data=validation_data, validation_steps=validation_steps,
@@ -483,6 +485,8 @@ class Trainer:
         if x is None or feeding.is_stream(x):
             raise TypeError("x: expected in-memory inputs [N, ...] or a dict with 'image'")
         x = feeding.as_array(x, "x")
+        if len(x) == 0:
+            raise ValueError(f"x: no examples (shape {x.shape}); pass at least one")
         feeding.check_finite(x, "x")
         x = x.astype(np.float32)
         n = len(x)
