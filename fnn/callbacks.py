@@ -68,6 +68,11 @@ class Callback:
         """JSON-serialisable state saved with checkpoints; ``None`` (the default): none."""
         return None
 
+    def get_weights_state(self):
+        """Weights ``(params, model_state)`` of this model to save with the state, or ``None``;
+        restored into ``set_state``'s dict as ``"weights"``."""
+        return None
+
     def set_state(self, state: dict) -> None:
         """Take a state from `get_state`; applied at the next ``on_train_begin``."""
         self._restored_state = dict(state)
@@ -244,13 +249,14 @@ class EarlyStopping(Callback):
                 restored["best"],
                 restored["best_epoch"],
             )
-            if self.restore_best_weights and self.best_epoch is not None:
-                # The best epoch's weights are not in the checkpoint: the next improvement
-                # records new ones; until then the end of training keeps the current weights.
-                self.best_weights = None
+            self.best_weights = restored.get("weights")  # saved as the checkpoint's arrays
 
     def get_state(self) -> dict:
         return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch}
+
+    def get_weights_state(self):
+        """The best epoch's ``(params, model_state)``, saved with checkpoints beside the JSON."""
+        return self.best_weights if self.restore_best_weights else None
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
@@ -692,16 +698,20 @@ class CallbackList:
         for cb in self.callbacks:
             cb.set_trainer(trainer)
 
-    def states(self) -> dict:
-        """``{"<class>#<i>": state}`` of the callbacks that have one (`Callback.get_state`)."""
-        out, seen = {}, {}
+    def states(self) -> tuple[dict, dict]:
+        """``{"<class>#<i>": state}`` of the callbacks that have one (`Callback.get_state`), and
+        ``{"<class>#<i>": (params, model_state)}`` of those with weights to save."""
+        out, weights, seen = {}, {}, {}
         for cb in self.callbacks:
             name = type(cb).__name__
             i = seen[name] = seen.get(name, -1) + 1
             state = cb.get_state()
             if state is not None:
                 out[f"{name}#{i}"] = state
-        return out
+            w = cb.get_weights_state()
+            if w is not None:
+                weights[f"{name}#{i}"] = w
+        return out, weights
 
     def set_states(self, states: dict) -> None:
         """Give each callback the state saved for its class and position (`states`)."""

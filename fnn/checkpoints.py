@@ -109,6 +109,7 @@ def save_checkpoint(
     epoch: int,
     weights_only: bool = False,
     metadata: dict | None = None,
+    extra_weights: dict | None = None,
 ) -> None:
     """Save ``state`` with Orbax under ``directory/<epoch>``; it is there when this returns.
 
@@ -125,6 +126,9 @@ def save_checkpoint(
         ``save_weights_only``), otherwise step, optimizer state and learning-rate scale too.
       epoch: the number of completed epochs (the Orbax step).
       metadata: JSON-serialisable extras stored next to the arrays.
+      extra_weights: ``{name: (params, model_state)}`` more weights of the same model (a
+        callback's, e.g. `fnn.callbacks.EarlyStopping`'s best); `restore_checkpoint` returns
+        them in ``metadata["extra_weights"]``.
 
     Raises:
       OSError: the checkpoint could not be written (nothing of the old copy is lost).
@@ -139,6 +143,11 @@ def save_checkpoint(
     _recover(path)
     tree = _checkpoint_tree(state, weights_only)
     meta = {"epoch": epoch, "weights_only": bool(weights_only), **(metadata or {})}
+    if extra_weights:
+        tree["extra_weights"] = _to_saveable(
+            {k: {"params": p, "model_state": m} for k, (p, m) in extra_weights.items()}
+        )
+        meta["extra_weights"] = sorted(extra_weights)
     tmp = os.path.join(path, _unique(_TMP, epoch))
     target = os.path.join(path, str(epoch))
     try:
@@ -177,7 +186,8 @@ def restore_checkpoint(directory, state, *, epoch: int | None = None) -> tuple:
 
     Returns:
       ``(state, metadata)``; ``metadata["epoch"]`` is the number of completed epochs, the
-      ``initial_epoch`` to resume `Trainer.fit` from.
+      ``initial_epoch`` to resume `Trainer.fit` from; ``metadata["extra_weights"]`` the saved
+      ``{name: (params, model_state)}`` when there are any.
 
     Examples:
       >>> import tempfile, jax.numpy as jnp, optax
@@ -209,6 +219,9 @@ def restore_checkpoint(directory, state, *, epoch: int | None = None) -> tuple:
             )
         meta = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         template = _checkpoint_tree(state, meta.get("weights_only", False))
+        extra = meta.get("extra_weights") or []
+        if extra:
+            template["extra_weights"] = {k: template_weights(state) for k in extra}
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = mngr.restore(
             epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
@@ -216,8 +229,25 @@ def restore_checkpoint(directory, state, *, epoch: int | None = None) -> tuple:
     like = {"params": state.params, "model_state": state.model_state}
     if not meta.get("weights_only", False):
         like.update(step=state.step, opt_state=state.opt_state, lr_scale=state.lr_scale)
+    if extra:
+        weights = restored.pop("extra_weights")
+        meta["extra_weights"] = {
+            k: _weights_pair(_from_saveable(weights[k], like_weights(state))) for k in extra
+        }
     restored = _from_saveable(restored, like)
     return state.replace(**restored), meta
+
+
+def _weights_pair(tree: dict) -> tuple:
+    return tree["params"], tree["model_state"]
+
+
+def like_weights(state) -> dict:
+    return {"params": state.params, "model_state": state.model_state}
+
+
+def template_weights(state) -> dict:
+    return _to_saveable(like_weights(state))
 
 
 def epochs(directory) -> list[int]:

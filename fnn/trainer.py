@@ -205,11 +205,13 @@ class Trainer:
         if iterator is not None and hasattr(iterator, "get_state"):
             # The streaming input's position: a resumed fit continues with the next batch.
             meta["iterator_state"] = base64.b64encode(iterator.get_state()).decode("ascii")
+        extra = None
         if self._callbacks is not None:  # the running (or last) fit's callbacks' states
-            meta["callbacks"] = self._callbacks.states()
+            meta["callbacks"], extra = self._callbacks.states()
         checkpoints.save_checkpoint(
-            directory, self.state, epoch=epoch, weights_only=weights_only, metadata=meta
-        )
+            directory, self.state, epoch=epoch, weights_only=weights_only, metadata=meta,
+            extra_weights=extra,
+        )  # fmt: skip
 
     def restore(self, directory, *, epoch: int | None = None) -> int:
         """Load a checkpoint (the latest by default); returns the epoch to resume ``fit`` from.
@@ -226,6 +228,10 @@ class Trainer:
         if meta.get("iterator_state"):
             self._iterator_state = base64.b64decode(meta["iterator_state"])
         self._callback_states = meta.get("callbacks") or {}  # for the next fit's callbacks
+        for name, weights in (meta.get("extra_weights") or {}).items():
+            self._callback_states.setdefault(name, {})["weights"] = parallel.replicate(
+                weights, self.mesh
+            )
         self._sync_model()
         return int(meta["epoch"])
 

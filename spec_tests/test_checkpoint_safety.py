@@ -235,7 +235,9 @@ def _resume_callbacks(folder, log):
     never_better = 1e9  # min_delta: no epoch counts as an improvement after the first
     return [
         cb.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, min_delta=never_better),
-        cb.EarlyStopping(monitor="loss", patience=3, min_delta=never_better),
+        cb.EarlyStopping(
+            monitor="loss", patience=3, min_delta=never_better, restore_best_weights=True
+        ),  # fmt: skip
         cb.LearningRateScheduler(lambda epoch, lr: lr * 0.9),
         cb.CSVLogger(log, append=True),
         cb.ModelCheckpoint(folder),
