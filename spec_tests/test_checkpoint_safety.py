@@ -275,3 +275,49 @@ def test_resume_with_every_stateful_callback_is_bit_identical(data, tmp_path):
         assert h2.history[name] == h.history[name][2:], name
     np.testing.assert_array_equal(_kernel(resumed.state), _kernel(whole.state))
     assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
+
+
+_CHILD = """
+import sys, optax
+from flax import nnx
+from fnn.steps import TrainState
+from fnn import checkpoints
+folder = sys.argv[1]
+states = [TrainState.create(nnx.Linear(3, 1, rngs=nnx.Rngs(s)), optax.sgd(0.1)) for s in (1, 2)]
+checkpoints.save_checkpoint(folder, states[0], epoch=1)
+checkpoints.save_checkpoint(folder, states[0], epoch=2)
+print("ready", flush=True)
+i = 0
+while True:  # re-save epoch 2, alternating the two states, until killed
+    i += 1
+    checkpoints.save_checkpoint(folder, states[i % 2], epoch=2)
+"""
+
+
+def test_sigkill_during_resaves_leaves_a_restorable_epoch(tmp_path):
+    """A real kill: a child process re-saves epoch 2 in a loop and is SIGKILLed at random
+    instants; every time, epochs 1 and 2 restore (epoch 2 as one of the two states)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    kernels = [_kernel(TrainState.create(nnx.Linear(3, 1, rngs=nnx.Rngs(s)), optax.sgd(0.1)))
+               for s in (1, 2)]  # fmt: skip
+    rng = np.random.default_rng(0)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "JAX_PLATFORMS": "cpu"}
+    for round_ in range(3):
+        folder = tmp_path / f"run{round_}"
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder)],
+                                 stdout=subprocess.PIPE, env=env)  # fmt: skip
+        try:
+            assert child.stdout.readline().strip() == b"ready"
+            time.sleep(rng.uniform(0.05, 1.0))
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        assert checkpoints.epochs(folder) == [1, 2], os.listdir(folder)
+        kernel, _ = _restored_kernel(folder)
+        assert any(np.array_equal(kernel, k) for k in kernels)
+        np.testing.assert_array_equal(_restored_kernel(folder, 1)[0], kernels[0])
+        assert sorted(os.listdir(folder)) == ["1", "2"], os.listdir(folder)
