@@ -129,6 +129,7 @@ def _arm(monkeypatch, kill_at):
     return calls
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # kills in __del__
 def test_resaving_an_epoch_survives_a_kill_at_every_file_operation(tmp_path, monkeypatch):
     old, new = _trainer(1), _trainer(2)
     old_k, new_k = _kernel(old.state), _kernel(new.state)
@@ -163,6 +164,7 @@ def test_resaving_an_epoch_survives_a_kill_at_every_file_operation(tmp_path, mon
     assert kill_at > 3
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # kills in __del__
 def test_a_kill_while_deleting_an_epoch_never_leaves_it_listed(tmp_path, monkeypatch):
     """max_to_keep and overwrite delete epochs: a kill at any point of a delete must not leave a
     listed epoch that cannot be restored."""
