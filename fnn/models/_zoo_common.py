@@ -20,6 +20,8 @@ __all__ = [
     "check_options",
     "pool",
     "torch_conv_init",
+    "torch_linear_init",
+    "torch_mirror_names",
     "torch_dense_init",
 ]
 
@@ -108,3 +110,32 @@ def bn_names(path: str, key: str) -> dict[str, tuple[str, str]]:
         ("var", "running_var"),
     )
     return {f"{path}/{f}": (f"{key}.{t}", "vector") for f, t in pairs}
+
+
+def torch_mirror_names(model: nnx.Module) -> dict[str, tuple[str, str]]:
+    """Names for a model whose Flax paths mirror torchvision's module names (``layer1/0/conv1``
+    <- ``layer1.0.conv1``): ``kernel`` <- ``weight`` (conv if 4-D, dense if 2-D), BatchNorm
+    ``scale/bias/mean/var`` <- ``weight/bias/running_mean/running_var``."""
+    from fnn.models.zoo_spec import model_arrays
+
+    rename = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+    names = {}
+    for path, value in model_arrays(model).items():
+        *parts, leaf = path.split("/")
+        prefix = ".".join(parts)
+        if leaf == "kernel":
+            kind = "conv" if len(value.shape) == 4 else "dense"
+            names[path] = (f"{prefix}.weight", kind)
+        else:
+            names[path] = (f"{prefix}.{rename[leaf]}", "vector")
+    return names
+
+
+def torch_linear_init(fan_in: int):
+    """PyTorch's ``nn.Linear`` default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init

@@ -18,6 +18,8 @@ __all__ = ["get", "names", "specs"]
 _FAMILIES = (
     "fnn.models.efficientnet_lite",
     "fnn.models.mobilenet_v2",
+    "fnn.models.resnet",
+    "fnn.models.vgg",
 )
 
 
