@@ -7,12 +7,18 @@ static), so it runs under `jax.jit` and on the accelerator.
 Resizing is `jax.image.resize` (separable, triangle kernel for ``"bilinear"``, Keys cubic with
 ``a = -0.5`` for ``"bicubic"``), with antialiasing: when shrinking by a factor ``s`` the kernel is
 stretched by ``s``, exactly Pillow's ``Image.resize(..., BILINEAR | BICUBIC)`` filter (pixel
-centres at ``(i + 0.5)·s``, weights renormalised at the borders). Pillow rounds to 8 bits after
-each of its two passes; fnn stays in float32, so on 8-bit images the results differ by at most
-one level (tested). torchvision resizes PIL images with Pillow and tensors with
-``torch.nn.functional.interpolate(..., antialias=True)``, whose antialiased kernel is the same
-filter without the rounding: fnn matches torchvision's *tensor* path (float, no intermediate
-rounding; cross-checked), and its PIL path to one 8-bit level.
+centres at ``(i + 0.5)·s``, weights renormalised at the borders). torchvision resizes PIL
+images with Pillow and tensors with ``torch.nn.functional.interpolate(..., antialias=True)``,
+whose antialiased kernel is the same filter. The two differ in rounding, and fnn follows the input:
+
+* uint8 images are resized as Pillow does (torchvision's PIL path, the usual ImageNet evaluation):
+  one axis, rounded and clipped to 0..255, then the other, rounded and clipped. Pillow resizes
+  the width first, except when the height shrinks and the width grows (measured on Pillow
+  13.0; the wrong order puts bicubic up to 19 levels off on noise); its 22-bit fixed-point
+  weights leave one-level differences (tested). The clipping matters for bicubic, whose
+  overshoot Pillow clips between the passes.
+* float images are resized in float32 without rounding or clipping: torchvision's tensor path
+  (cross-checked to 1e-4).
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ def resize(images, size: tuple[int, int], *, method: str = "bilinear", antialias
     ``out[i] = Σ_j k((j + 0.5 − (i + 0.5)·s) / max(s, 1)) · x[j] / Σ_j k(...)`` per axis, with
     ``s = H / h`` and ``k`` the triangle (bilinear) or Keys cubic (``a = −0.5``) kernel; without
     ``antialias`` the kernel is not stretched (``tf.image.resize``'s default, aliasing when
-    shrinking). Pillow and torchvision's PIL path round to uint8 after each pass (≤ 1 level
-    apart from this); torchvision's tensor path (``antialias=True``) is this, in float.
+    shrinking). uint8 input follows Pillow's 8-bit passes (one axis, round, clip, the other,
+    round, clip; within one level of Pillow); float input is torchvision's tensor path.
 
     Args:
       images: ``[N, H, W, C]`` array (any dtype; computed in float32).
@@ -57,7 +63,7 @@ def resize(images, size: tuple[int, int], *, method: str = "bilinear", antialias
       antialias: stretch the kernel when shrinking (Pillow, torchvision >= 0.17 default).
 
     Returns:
-      float32 ``[N, h, w, C]`` (not rounded or clipped).
+      float32 ``[N, h, w, C]`` (whole numbers in 0..255 for uint8 input).
 
     Examples:
       >>> import numpy as np
@@ -72,12 +78,27 @@ def resize(images, size: tuple[int, int], *, method: str = "bilinear", antialias
     h, w = int(size[0]), int(size[1])
     if h < 1 or w < 1:
         raise ValueError(f"size must be positive (h, w), got {tuple(size)}")
+    pillow = x.dtype == jnp.uint8
     x = x.astype(jnp.float32)
+    n, _, _, c = x.shape
+    kernel = _METHODS[method]
+    if pillow:  # Pillow's 8-bit passes, each rounded and clipped
+        height_first = h < x.shape[1] and w > x.shape[2]  # Pillow's order (measured, 13.0)
+        for axis in (1, 2) if height_first else (2, 1):
+            if (h, w)[axis - 1] != x.shape[axis]:
+                shape = list(x.shape)
+                shape[axis] = (h, w)[axis - 1]
+                x = _round_u8(jax.image.resize(x, shape, kernel, antialias=antialias))
+        return x
     if (h, w) == x.shape[1:3]:
         return x
     return jax.image.resize(
         x, (x.shape[0], h, w, x.shape[3]), _METHODS[method], antialias=antialias
     )
+
+
+def _round_u8(x):
+    return jnp.clip(jnp.floor(x + 0.5), 0.0, 255.0)
 
 
 def resize_short_side(images, short: int, *, method: str = "bilinear", antialias: bool = True):
@@ -121,7 +142,9 @@ def apply(images, spec: Preprocess, *, value_range: tuple[float, float] = (0.0, 
 
     With ``spec.resize``: resize the short side to it, centre-crop ``spec.size`` (torchvision's
     ``Resize(256), CenterCrop(224)``). Otherwise: centre square of ``crop_fraction`` of the short
-    side, resized to ``spec.size`` (TensorFlow's EfficientNet-Lite). Then pixels ``p`` in
+    side, resized to ``spec.size`` in float (TensorFlow's EfficientNet-Lite). With ``resize``,
+    uint8 images are resized as Pillow does (torchvision's PIL path), floats unrounded (its
+    tensor path). Then pixels ``p`` in
     0..255 (RGB, or BGR with ``spec.bgr``) become ``(p − mean) / std``. torchvision's
     ``ToTensor`` divides by 255 first and normalises with mean/std in 0..1 units: the same values.
 
@@ -143,8 +166,7 @@ def apply(images, spec: Preprocess, *, value_range: tuple[float, float] = (0.0, 
     lo, hi = (0.0, 255.0) if x.dtype == jnp.uint8 else value_range
     if x.shape[-1] == 1:
         x = jnp.repeat(x, 3, axis=-1)
-    x = x.astype(jnp.float32)
-    if spec.resize is not None:
+    if spec.resize is not None:  # uint8 stays uint8 here: Pillow's rounding (torchvision on PIL)
         x = resize_short_side(x, spec.resize, method=spec.interpolation, antialias=spec.antialias)
         x = center_crop(x, spec.size)
     else:
@@ -153,9 +175,9 @@ def apply(images, spec: Preprocess, *, value_range: tuple[float, float] = (0.0, 
         n, h, w, _ = x.shape
         crop = max(1, int(spec.crop_fraction * min(h, w)))
         top, left = (h - crop + 1) // 2, (w - crop + 1) // 2
-        x = x[:, top : top + crop, left : left + crop]
+        x = x[:, top : top + crop, left : left + crop].astype(jnp.float32)  # TF: float
         x = resize(x, spec.size, method=spec.interpolation, antialias=spec.antialias)
-    x = (x - lo) * (255.0 / (hi - lo))
+    x = (x.astype(jnp.float32) - lo) * (255.0 / (hi - lo))
     if spec.bgr:
         x = x[..., ::-1]
     mean = jnp.asarray(spec.mean, jnp.float32)

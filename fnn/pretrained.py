@@ -403,9 +403,9 @@ def _materialize(s: ModelSpec, options, abstract, arrays, rngs) -> nnx.Module:
     flat = []
     for path, leaf in nnx.to_flat_state(params):
         key = "/".join(map(str, path))
-        value = leaf.value if hasattr(leaf, "value") else leaf
         if key in arrays:
-            value = jnp.asarray(arrays[key], dtype=value.dtype)
-        flat.append((path, leaf.replace(value) if hasattr(leaf, "replace") else value))
+            value = jnp.asarray(arrays[key], dtype=leaf.get_value().dtype)
+            leaf = leaf.replace(value)
+        flat.append((path, leaf))
     params = nnx.from_flat_state(flat)
     return nnx.merge(graphdef, params, rest)

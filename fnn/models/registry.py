@@ -51,7 +51,9 @@ def get(name: str) -> ModelSpec:
     table = specs()
     by_key = {_key(n): n for n in table}
     if _key(name) not in by_key:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(table)}")
+        from fnn._validation import unknown_name_error
+
+        raise unknown_name_error("pretrained model", name, table)
     return table[by_key[_key(name)]]
 
 

@@ -13,11 +13,14 @@ the same `WeightsMismatchError` (first mismatched path, both shapes, missing and
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from flax import nnx
+
+log = logging.getLogger("fnn.models.zoo")
 
 __all__ = [
     "LAYOUTS",
@@ -140,7 +143,7 @@ def model_arrays(model: nnx.Module) -> dict[str, object]:
     """``{"a/b/kernel": value}`` for every `flax.nnx.Param` and `flax.nnx.BatchStat` of ``model``."""
     state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     return {
-        "/".join(map(str, path)): getattr(leaf, "value", leaf)
+        "/".join(map(str, path)): leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
         for path, leaf in nnx.to_flat_state(state)
     }
 
@@ -198,6 +201,7 @@ def convert_named(
     out = {}
     for path, (key, kind) in names.items():
         if any(re.fullmatch(p, path) for p in skip):
+            log.info("%s: not loaded: %s (kept as initialised; the file's %s)", what, path, key)
             continue
         value = np.asarray(layouts[kind](np.asarray(weights[key])))
         expected = tuple(np.shape(target[path]))
