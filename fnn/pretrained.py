@@ -158,7 +158,7 @@ def top_k(logits, names: Sequence[str] | None = None, k: int = 5, *, batched: bo
 
     Examples:
       >>> top_k(np.eye(1000)[[281]] * 10, k=2)
-      [('tabby, tabby cat', 0.9782), ('tench, Tinca tinca', 0.0000)]
+      [('tabby, tabby cat', 0.9566), ('tench, Tinca tinca', 0.0000)]
       >>> len(top_k(np.zeros((3, 1000)), k=1))
       3
     """
