@@ -94,12 +94,12 @@ class MobileNetV2(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> model = MobileNetV2(num_classes=3, rngs=nnx.Rngs(0))
-      >>> model.eval()
-      >>> model(jnp.zeros((1, 32, 32, 3))).shape
+      >>> model = nnx.eval_shape(lambda: MobileNetV2(num_classes=3, rngs=nnx.Rngs(0)))  # shapes
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 224, 224, 3))).shape
       (1, 3)
-      >>> [f.shape[-1] for f in MobileNetV2(features=True, rngs=nnx.Rngs(0))(jnp.zeros((1, 64, 64, 3)))]
-      [16, 24, 32, 96, 320]
+      >>> encoder = MobileNetV2(features=True, rngs=nnx.Rngs(0))
+      >>> [f.shape[1:] for f in encoder(jnp.zeros((1, 64, 64, 3)))]
+      [(32, 32, 16), (16, 16, 24), (8, 8, 32), (4, 4, 96), (2, 2, 320)]
     """
 
     feature_channels = FEATURE_CHANNELS

@@ -100,10 +100,13 @@ class ResNet(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> model = ResNet(50, num_classes=4, rngs=nnx.Rngs(0))
-      >>> model.eval()
-      >>> model(jnp.zeros((1, 32, 32, 3))).shape
+      >>> model = nnx.eval_shape(lambda: ResNet(50, num_classes=4, rngs=nnx.Rngs(0)))  # shapes only
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 64, 64, 3))).shape
       (1, 4)
+      >>> encoder = nnx.eval_shape(lambda: ResNet(50, features=True, rngs=nnx.Rngs(0)))
+      >>> maps = nnx.eval_shape(lambda m, x: m(x), encoder, jnp.zeros((1, 64, 64, 3)))
+      >>> [m.shape[1:] for m in maps]
+      [(32, 32, 64), (16, 16, 256), (8, 8, 512), (4, 4, 1024), (2, 2, 2048)]
     """
 
     feature_channels = FEATURE_CHANNELS

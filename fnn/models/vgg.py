@@ -52,8 +52,8 @@ class VGG(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> model = VGG(16, include_top=False, pooling="avg", rngs=nnx.Rngs(0))
-      >>> model(jnp.zeros((1, 32, 32, 3))).shape
+      >>> model = nnx.eval_shape(lambda: VGG(16, include_top=False, pooling="avg", rngs=nnx.Rngs(0)))
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 32, 32, 3))).shape
       (1, 512)
     """
 
