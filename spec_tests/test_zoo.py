@@ -3,7 +3,7 @@
 Always on (cheap): every torchvision key and shape of mobilenet_v2, resnet50/101/152, vgg16/19
 (``data/torchvision_state_dict_shapes.json``, written once by torchvision 0.28: the reference's
 own table) maps onto fnn's networks (zero-memory arrays, abstract models); layout oracles in
-NumPy; a random-weight MobileNetV2 file written by a NumPy writer (``test_weights``) round-trips
+NumPy; a random-weight MobileNetV2 file written by a NumPy writer (``torch_files``) round-trips
 through `fnn.pretrained.load`; output shapes of every option via `flax.nnx.eval_shape`; MobileNetV2's
 real ImageNet weights label scikit-image photos (one compiled forward, shared); errors for bad
 files, input sizes and names. Optional (``crosscheck``): torchvision with the same weights gives
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from test_weights import zip_bytes
+from torch_files import zip_bytes
 
 from fnn import pretrained
 from fnn.models import _zoo_common, registry
