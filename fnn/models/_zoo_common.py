@@ -18,6 +18,7 @@ __all__ = [
     "bn_names",
     "check_images",
     "check_options",
+    "depthwise_conv",
     "pool",
     "torch_conv_init",
     "torch_linear_init",
@@ -139,3 +140,27 @@ def torch_linear_init(fan_in: int):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, pad: int) -> jax.Array:
+    """Depthwise cross-correlation with symmetric zero padding, as a sum of k² shifted products.
+
+    ``y[n, i, j, c] = Σ_{a,b} x_pad[n, s·i + a, s·j + b, c] · kernel[a, b, 0, c]``: what
+    ``nnx.Conv(..., feature_group_count=C)`` and PyTorch's ``Conv2d(groups=C)`` compute, but XLA:CPU
+    runs grouped convolutions as a slow generic loop (see `fnn.models.efficientnet_lite`'s
+    ``depthwise_conv2d``, the same idea with TensorFlow's SAME padding).
+    """
+    kh, kw = kernel.shape[:2]
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    oh = (xp.shape[1] - kh) // stride + 1
+    ow = (xp.shape[2] - kw) // stride + 1
+    taps = kernel.reshape(kh * kw, -1).astype(x.dtype)
+    out = None
+    for a in range(kh):
+        for b in range(kw):
+            window = xp[
+                :, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride
+            ]
+            term = window * taps[a * kw + b]
+            out = term if out is None else out + term
+    return out
