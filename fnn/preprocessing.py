@@ -125,8 +125,8 @@ def center_crop(images, size: tuple[int, int]) -> jax.Array:
 
     Examples:
       >>> import numpy as np
-      >>> center_crop(np.arange(25.0).reshape(1, 5, 5, 1), (2, 2))[0, :, :, 0].tolist()
-      [[6.0, 7.0], [11.0, 12.0]]
+      >>> center_crop(np.arange(25.0).reshape(1, 5, 5, 1), (2, 2))[0, :, :, 0].tolist()  # 1.5 -> 2
+      [[12.0, 13.0], [17.0, 18.0]]
     """
     x = jnp.asarray(images)
     height, width = x.shape[1:3]
