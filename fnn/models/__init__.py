@@ -1,5 +1,6 @@
-"""Model zoo: the slides' CNN, the reference benchmark CNN and EfficientNet-Lite; `build` makes
-any NNX model's cold start faster.
+"""Model zoo: the slides' CNN, the reference benchmark CNN, EfficientNet-Lite, MobileNetV2, ResNet,
+VGG (one family per file; `fnn.models.registry` maps names to them, `fnn.pretrained.load` builds
+them); `build` makes any NNX model's cold start faster.
 
 Each model module is imported on first use.
 """
@@ -10,6 +11,9 @@ _EXPORTS = {
     "SimpleCNN": "fnn.models.cnn",
     "ReferenceCNN": "fnn.models.cnn",
     "EfficientNetLite": "fnn.models.efficientnet_lite",
+    "MobileNetV2": "fnn.models.mobilenet_v2",
+    "ResNet": "fnn.models.resnet",
+    "VGG": "fnn.models.vgg",
     "build": "fnn.models._build",
 }
 

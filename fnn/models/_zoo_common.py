@@ -1,0 +1,166 @@
+"""Pieces the zoo's torchvision-layout families share: input checks, the Keras-style top, names.
+
+The top follows ``keras.applications``: ``include_top=True`` gives global average pooling, dropout
+and a dense classifier (``classifier_activation`` None for logits or ``"softmax"``);
+``include_top=False`` gives the last feature map, or ``[N, C]`` with ``pooling="avg" | "max"``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+__all__ = [
+    "activate",
+    "adaptive_avg_pool",
+    "bn_names",
+    "check_images",
+    "check_options",
+    "depthwise_conv",
+    "pool",
+    "torch_conv_init",
+    "torch_linear_init",
+    "torch_mirror_names",
+    "torch_dense_init",
+]
+
+# torchvision's initialisers: kaiming_normal_(mode="fan_out", nonlinearity="relu"), BN (1, 0).
+torch_conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+torch_dense_init = nnx.initializers.normal(0.01)  # torchvision's MobileNet/VGG: N(0, 0.01), bias 0
+
+
+def check_options(name, *, num_classes, include_top, pooling, classifier_activation, features):
+    """Rejects contradictory or unknown top options with a message naming the argument."""
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"{name}: pooling must be None, 'avg' or 'max', got {pooling!r}")
+    if classifier_activation not in (None, "linear", "softmax") and not callable(
+        classifier_activation
+    ):
+        raise ValueError(
+            f"{name}: classifier_activation must be None, 'softmax' or a callable, got "
+            f"{classifier_activation!r}"
+        )
+    if include_top and not features and (not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(
+            f"{name}: include_top=True needs num_classes >= 1, got {num_classes!r} (use "
+            f"include_top=False for a headless base)"
+        )
+
+
+def check_images(x, *, name: str, min_size: int, channels: int = 3) -> None:
+    """Raises a clear error for anything but float NHWC images of at least ``min_size`` pixels."""
+    if x.ndim != 4 or x.shape[-1] != channels:
+        raise ValueError(
+            f"{name} expects images of shape [N, H, W, {channels}] (NHWC), got {tuple(x.shape)}"
+        )
+    if min(x.shape[1:3]) < min_size:
+        raise ValueError(
+            f"{name} cannot take {x.shape[1]}x{x.shape[2]} images: H and W must be at least "
+            f"{min_size} (it downsamples by 32)"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"{name} expects float images normalised as its preprocessing does, got dtype "
+            f"{x.dtype}; use the preprocess that fnn.pretrained.load returns"
+        )
+
+
+def pool(x: jax.Array, pooling: str | None) -> jax.Array:
+    """Global ``"avg"`` / ``"max"`` pooling over H, W, or ``x`` unchanged for None."""
+    if pooling == "avg":
+        return jnp.mean(x, axis=(1, 2))
+    if pooling == "max":
+        return jnp.max(x, axis=(1, 2))
+    return x
+
+
+def activate(logits: jax.Array, classifier_activation) -> jax.Array:
+    """Keras' ``classifier_activation``: None / ``"linear"`` (logits), ``"softmax"``, a callable."""
+    if classifier_activation in (None, "linear"):
+        return logits
+    if classifier_activation == "softmax":
+        return jax.nn.softmax(logits, axis=-1)
+    return classifier_activation(logits)
+
+
+def adaptive_avg_pool(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """PyTorch's ``adaptive_avg_pool2d`` on NHWC: cell ``i`` of ``n`` averages rows
+    ``floor(i·H/n) .. ceil((i+1)·H/n) − 1`` (cells overlap when ``n`` does not divide ``H``)."""
+
+    def matrix(length, n):
+        m = np.zeros((n, length), np.float32)
+        for i in range(n):
+            lo, hi = (i * length) // n, -((-(i + 1) * length) // n)
+            m[i, lo:hi] = 1.0 / (hi - lo)
+        return jnp.asarray(m)
+
+    h, w = x.shape[1:3]
+    if (h, w) == tuple(size):
+        return x
+    return jnp.einsum("ih,jw,nhwc->nijc", matrix(h, size[0]), matrix(w, size[1]), x)
+
+
+def bn_names(path: str, key: str) -> dict[str, tuple[str, str]]:
+    """Flax BatchNorm ``path`` <- torch BatchNorm ``key`` (weight, bias, running mean and var)."""
+    pairs = (
+        ("scale", "weight"),
+        ("bias", "bias"),
+        ("mean", "running_mean"),
+        ("var", "running_var"),
+    )
+    return {f"{path}/{f}": (f"{key}.{t}", "vector") for f, t in pairs}
+
+
+def torch_mirror_names(model: nnx.Module) -> dict[str, tuple[str, str]]:
+    """Names for a model whose Flax paths mirror torchvision's module names (``layer1/0/conv1``
+    <- ``layer1.0.conv1``): ``kernel`` <- ``weight`` (conv if 4-D, dense if 2-D), BatchNorm
+    ``scale/bias/mean/var`` <- ``weight/bias/running_mean/running_var``."""
+    from fnn.models.zoo_spec import model_arrays
+
+    rename = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+    names = {}
+    for path, value in model_arrays(model).items():
+        *parts, leaf = path.split("/")
+        prefix = ".".join(parts)
+        if leaf == "kernel":
+            kind = "conv" if len(value.shape) == 4 else "dense"
+            names[path] = (f"{prefix}.weight", kind)
+        else:
+            names[path] = (f"{prefix}.{rename[leaf]}", "vector")
+    return names
+
+
+def torch_linear_init(fan_in: int):
+    """PyTorch's ``nn.Linear`` default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, pad: int) -> jax.Array:
+    """Depthwise cross-correlation with symmetric zero padding, as a sum of k² shifted products.
+
+    ``y[n, i, j, c] = Σ_{a,b} x_pad[n, s·i + a, s·j + b, c] · kernel[a, b, 0, c]``: what
+    ``nnx.Conv(..., feature_group_count=C)`` and PyTorch's ``Conv2d(groups=C)`` compute, but XLA:CPU
+    runs grouped convolutions as a slow generic loop (see `fnn.models.efficientnet_lite`'s
+    ``depthwise_conv2d``, the same idea with TensorFlow's SAME padding).
+    """
+    kh, kw = kernel.shape[:2]
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    oh = (xp.shape[1] - kh) // stride + 1
+    ow = (xp.shape[2] - kw) // stride + 1
+    taps = kernel.reshape(kh * kw, -1).astype(x.dtype)
+    out = None
+    for a in range(kh):
+        for b in range(kw):
+            window = xp[
+                :, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride
+            ]
+            term = window * taps[a * kw + b]
+            out = term if out is None else out + term
+    return out
