@@ -1,0 +1,461 @@
+"""Layers that know their name in a reference checkpoint, and the converter that uses the names.
+
+Data contract: every layer here is NHWC and carries ``ref``, its name in the layout the weights
+come from: a torchvision state-dict prefix (``"features.conv0"``) or a Keras layer name
+(``"block1_conv1"``). `weight_names` walks a model and lists, for every Flax parameter and
+BatchNorm statistic, the flat key that holds it and how its axes differ; `make_convert` turns that
+list into a `fnn.models.zoo_spec.ModelSpec` ``convert`` (through `zoo_spec.convert_named`, which
+checks every name and shape).
+
+Flat keys: torchvision's state-dict keys as they are (``"features.conv0.weight"``); Keras weights
+as ``"<layer name>/<index>"``, the index counting the layer's weights in Keras' order (Conv2D:
+kernel, bias; BatchNormalization: gamma, beta, moving_mean, moving_variance, without the ones the
+layer does not use; DepthwiseConv2D: depthwise kernel, bias; SeparableConv2D: depthwise kernel,
+pointwise kernel, bias; Dense: kernel, bias). Keras 3 ``.weights.h5`` files number weights this
+way, and legacy Keras 2 ``.h5`` files list them in this order (`read_keras_h5` reads both).
+
+Layouts: PyTorch convolution weights are ``[O, I/G, kh, kw]`` and become Flax's
+``[kh, kw, I/G, O]``; dense weights ``[out, in]`` become ``[in, out]``. Keras kernels are already
+``[kh, kw, I, O]`` and ``[in, out]``, except depthwise kernels ``[kh, kw, C, 1]``, which become
+``[kh, kw, 1, C]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from fnn.models.zoo_spec import convert_named
+
+__all__ = [
+    "ACTIVATIONS",
+    "BatchNorm",
+    "Conv",
+    "ConvBN",
+    "Dense",
+    "Head",
+    "SeparableConv",
+    "assign",
+    "check_image",
+    "make_convert",
+    "read_keras_h5",
+    "weight_names",
+]
+
+LAYOUTS = ("torchvision", "keras")
+
+
+def _hard_sigmoid(x):
+    """PyTorch's ``Hardsigmoid``: ``relu6(x + 3) / 6`` (Keras 3's ``hard_sigmoid`` is the same)."""
+    return jax.nn.relu6(x + 3.0) / 6.0
+
+
+def _hard_swish(x):
+    """PyTorch's ``Hardswish``: ``x · relu6(x + 3) / 6``."""
+    return x * _hard_sigmoid(x)
+
+
+ACTIVATIONS: dict[str, Callable | None] = {
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "swish": jax.nn.silu,
+    "silu": jax.nn.silu,
+    "hard_swish": _hard_swish,
+    "hard_sigmoid": _hard_sigmoid,
+    "sigmoid": jax.nn.sigmoid,
+    "softmax": jax.nn.softmax,
+    "linear": None,
+}
+
+
+def activation(name: str | Callable | None) -> Callable | None:
+    """``None``, a callable, or one of `ACTIVATIONS`' names -> a callable (or ``None``)."""
+    if name is None or callable(name):
+        return name
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _padding(padding):
+    """``int`` -> symmetric explicit padding (PyTorch); ``"same"``/``"valid"`` -> TensorFlow's."""
+    if isinstance(padding, str):
+        return padding.upper()
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
+
+
+_he_normal = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class Conv(nnx.Module):
+    """2-D convolution with a reference name: `flax.nnx.Conv`'s ``kernel [kh, kw, I/G, O]``.
+
+    ``padding`` is an ``int`` (symmetric, as PyTorch's ``nn.Conv2d``), a pair of ints per axis,
+    or ``"same"``/``"valid"`` (TensorFlow's; ``"same"`` puts the odd pixel after).
+    ``depthwise=True`` marks a Keras ``DepthwiseConv2D`` (its kernel is stored ``[k, k, C, 1]``).
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel,
+        stride=1,
+        *,
+        padding=0,
+        groups: int = 1,
+        bias: bool = False,
+        dilation: int = 1,
+        ref: str,
+        depthwise: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        self.conv = nnx.Conv(
+            cin,
+            cout,
+            kernel,
+            strides=stride,
+            padding=_padding(padding),
+            feature_group_count=groups,
+            kernel_dilation=dilation,
+            use_bias=bias,
+            kernel_init=_he_normal,
+            rngs=rngs,
+        )
+        self.ref = ref
+        self.depthwise = depthwise
+
+    def __call__(self, x):
+        return self.conv(x)
+
+    def names(self, layout: str, start: int = 0) -> dict[tuple, tuple[str, str]]:
+        if layout == "torchvision":
+            out = {("conv", "kernel"): (f"{self.ref}.weight", "conv")}
+            if self.conv.bias is not None:
+                out[("conv", "bias")] = (f"{self.ref}.bias", "vector")
+            return out
+        kind = "keras_depthwise" if self.depthwise else "keras_conv"
+        out = {("conv", "kernel"): (f"{self.ref}/{start}", kind)}
+        if self.conv.bias is not None:
+            out[("conv", "bias")] = (f"{self.ref}/{start + 1}", "vector")
+        return out
+
+
+class BatchNorm(nnx.Module):
+    """`flax.nnx.BatchNorm` with a reference name; ``scale``/``center`` as Keras' options."""
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        eps: float,
+        momentum: float = 0.99,
+        scale: bool = True,
+        center: bool = True,
+        ref: str,
+        rngs: nnx.Rngs,
+    ):
+        self.bn = nnx.BatchNorm(
+            channels, epsilon=eps, momentum=momentum, use_scale=scale, use_bias=center, rngs=rngs
+        )
+        self.ref = ref
+
+    def __call__(self, x, use_running_average=None):
+        return self.bn(x, use_running_average=use_running_average)
+
+    def names(self, layout: str) -> dict[tuple, tuple[str, str]]:
+        roles = [("scale", "weight"), ("bias", "bias"), ("mean", "running_mean")]
+        roles.append(("var", "running_var"))
+        if self.bn.scale is None:
+            roles = [r for r in roles if r[0] != "scale"]
+        if self.bn.bias is None:
+            roles = [r for r in roles if r[0] != "bias"]
+        if layout == "torchvision":
+            return {("bn", f): (f"{self.ref}.{t}", "vector") for f, t in roles}
+        return {("bn", f): (f"{self.ref}/{i}", "vector") for i, (f, _) in enumerate(roles)}
+
+
+class Dense(nnx.Module):
+    """`flax.nnx.Linear` (``kernel [in, out]``) with a reference name."""
+
+    def __init__(self, cin: int, cout: int, *, ref: str, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(cin, cout, rngs=rngs)
+        self.ref = ref
+
+    def __call__(self, x):
+        return self.linear(x)
+
+    def names(self, layout: str) -> dict[tuple, tuple[str, str]]:
+        if layout == "torchvision":
+            return {
+                ("linear", "kernel"): (f"{self.ref}.weight", "dense"),
+                ("linear", "bias"): (f"{self.ref}.bias", "vector"),
+            }
+        return {
+            ("linear", "kernel"): (f"{self.ref}/0", "keras_dense"),
+            ("linear", "bias"): (f"{self.ref}/1", "vector"),
+        }
+
+
+class SeparableConv(nnx.Module):
+    """Keras' ``SeparableConv2D``: depthwise ``k × k`` then pointwise ``1 × 1``, one layer name."""
+
+    def __init__(self, cin, cout, kernel, stride=1, *, padding="same", bias=False, ref, rngs):
+        self.depthwise = Conv(
+            cin,
+            cin,
+            kernel,
+            stride,
+            padding=padding,
+            groups=cin,
+            ref=ref,
+            depthwise=True,
+            rngs=rngs,
+        )
+        self.pointwise = Conv(cin, cout, 1, bias=bias, ref=ref, rngs=rngs)
+        self.ref = ref
+
+    def __call__(self, x):
+        return self.pointwise(self.depthwise(x))
+
+    def names(self, layout: str) -> dict[tuple, tuple[str, str]]:
+        if layout != "keras":
+            raise ValueError("SeparableConv exists in the Keras layout only")
+        out = {("depthwise", *k): v for k, v in self.depthwise.names(layout, 0).items()}
+        out.update({("pointwise", *k): v for k, v in self.pointwise.names(layout, 1).items()})
+        return out
+
+
+class ConvBN(nnx.Module):
+    """Convolution, BatchNorm, activation: the unit every family here is made of.
+
+    ``conv_ref``/``bn_ref`` are the two layers' reference names; ``act`` a name from
+    `ACTIVATIONS`, a callable, or ``None``.
+    """
+
+    def __init__(
+        self,
+        cin,
+        cout,
+        kernel,
+        stride=1,
+        *,
+        padding=0,
+        groups=1,
+        eps,
+        act="relu",
+        conv_ref,
+        bn_ref,
+        bias=False,
+        bn_scale=True,
+        depthwise=False,
+        momentum=0.99,
+        rngs,
+    ):
+        self.conv = Conv(
+            cin,
+            cout,
+            kernel,
+            stride,
+            padding=padding,
+            groups=groups,
+            bias=bias,
+            ref=conv_ref,
+            depthwise=depthwise,
+            rngs=rngs,
+        )
+        self.bn = BatchNorm(cout, eps=eps, momentum=momentum, scale=bn_scale, ref=bn_ref, rngs=rngs)
+        self.act = activation(act)
+
+    def __call__(self, x):
+        x = self.bn(self.conv(x))
+        return self.act(x) if self.act is not None else x
+
+
+class Head(nnx.Module):
+    """The top of a Keras application: pooling, optional dropout, classifier, activation.
+
+    ``include_top=True``: global average pooling, dropout, ``Dense(num_classes)``,
+    ``classifier_activation`` (``None`` gives logits). ``include_top=False``: ``pooling`` ``None``
+    returns the last feature map ``[N, h, w, C]``, ``"avg"``/``"max"`` the pooled ``[N, C]``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        num_classes: int,
+        include_top: bool,
+        pooling: str | None,
+        classifier_activation,
+        dropout: float = 0.0,
+        ref: str,
+        rngs: nnx.Rngs,
+    ):
+        if pooling not in (None, "avg", "max"):
+            raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+        if include_top and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.include_top = include_top
+        self.pooling = "avg" if include_top else pooling
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if include_top and dropout else None
+        self.fc = Dense(channels, num_classes, ref=ref, rngs=rngs) if include_top else None
+        self.act = activation(classifier_activation) if include_top else None
+
+    def __call__(self, x):
+        if self.pooling == "avg":
+            x = jnp.mean(x, axis=(1, 2))
+        elif self.pooling == "max":
+            x = jnp.max(x, axis=(1, 2))
+        if self.fc is None:
+            return x
+        if self.dropout is not None:
+            x = self.dropout(x)
+        x = self.fc(x)
+        return self.act(x) if self.act is not None else x
+
+
+def check_image(name: str, x, *, channels: int = 3, min_size: int = 32) -> None:
+    """Raises a `ValueError`/`TypeError` naming ``name`` unless ``x`` is float ``[N, H, W, C]``."""
+    if getattr(x, "ndim", None) != 4 or x.shape[-1] != channels:
+        raise ValueError(
+            f"{name} expects images of shape [N, H, W, {channels}] (NHWC), got {tuple(np.shape(x))}"
+        )
+    if min(x.shape[1:3]) < min_size:
+        raise ValueError(
+            f"{name} needs H, W >= {min_size} for its downsampling, got {tuple(x.shape[1:3])}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{name} expects float (preprocessed) images, got dtype {x.dtype}")
+
+
+def max_pool(x, k: int, stride: int, padding="valid", *, ceil_mode: bool = False):
+    """Max pooling; ``padding`` as `Conv`'s. ``ceil_mode`` pads the end as PyTorch's option does."""
+    pad = _padding(padding)
+    if ceil_mode:
+        pad = list(pad if not isinstance(pad, str) else ((0, 0), (0, 0)))
+        for axis in (0, 1):
+            size = x.shape[1 + axis] + sum(pad[axis])
+            extra = (-(size - k)) % stride
+            pad[axis] = (pad[axis][0], pad[axis][1] + extra)
+        pad = tuple(pad)
+    return nnx.max_pool(x, (k, k), strides=(stride, stride), padding=pad)
+
+
+def avg_pool(x, k: int, stride: int, padding="valid", *, count_include_pad: bool = True):
+    """Average pooling. PyTorch counts padded zeros (``count_include_pad=True``), Keras does not."""
+    return nnx.avg_pool(
+        x,
+        (k, k),
+        strides=(stride, stride),
+        padding=_padding(padding),
+        count_include_pad=count_include_pad,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and conversion
+
+
+_NAMED = (Conv, BatchNorm, Dense, SeparableConv)
+
+
+def weight_names(model: nnx.Module, layout: str) -> dict[str, tuple[str, str]]:
+    """``{"a/b/kernel": (flat key, kind)}`` for every parameter and BatchNorm statistic.
+
+    Kinds are `fnn.models.zoo_spec.LAYOUTS`' keys: ``"conv"`` (PyTorch ``[O, I/G, kh, kw]`` ->
+    ``[kh, kw, I/G, O]``), ``"dense"`` (transpose), ``"keras_conv"``, ``"keras_dense"`` (as
+    they are), ``"keras_depthwise"`` (``[kh, kw, C, 1]`` -> ``[kh, kw, 1, C]``), ``"vector"``.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    names: dict[str, tuple[str, str]] = {}
+    inside: list[tuple] = []
+    for path, module in nnx.iter_modules(model):
+        if not isinstance(module, _NAMED):
+            continue
+        if any(path[: len(p)] == p for p in inside):
+            continue  # the Conv layers inside a SeparableConv
+        inside.append(tuple(path))
+        for sub, spec in module.names(layout).items():
+            names["/".join(map(str, (*path, *sub)))] = spec
+    return names
+
+
+def make_convert(layout: str, *, what: str, tolerate: Sequence[str] = ()):
+    """A `ModelSpec.convert` for ``layout``: ``convert(model, weights, *, skip=())``.
+
+    ``tolerate``: regexes of source keys a headless model may leave unused (the classifier).
+    Torchvision's Inception v3 auxiliary classifier (``AuxLogits.*``) is always tolerated: it
+    only trains.
+    """
+
+    def convert(model, weights, *, skip=()):
+        return convert_named(
+            weights,
+            weight_names(model, layout),
+            model,
+            tolerate=(*tolerate, r"AuxLogits\..*"),
+            skip=skip,
+            what=what,
+        )
+
+    convert.__doc__ = (
+        f"{what}: a flat {layout} weight dict -> ``{{flax path: array}}`` (names, shapes checked)."
+    )
+    return convert
+
+
+def assign(model: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.Module:
+    """Writes ``{"a/b/kernel": array}`` (a ``convert`` result) into ``model`` in place."""
+    state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
+    flat = {"/".join(map(str, p)): v for p, v in nnx.to_flat_state(state)}
+    for path, value in arrays.items():
+        flat[path].set_value(jnp.asarray(value, flat[path].get_value().dtype))
+    return model
+
+
+def read_keras_h5(path) -> dict[str, np.ndarray]:
+    """Reads Keras weights (Keras 3 ``.weights.h5`` or legacy Keras 2 ``.h5``) into a flat dict.
+
+    Keys are ``"<layer name>/<index>"`` (see the module docstring). Keras 3 files keep each
+    layer's weights under ``layers/<name>/vars/<index>``; legacy files keep them under
+    ``[model_weights/]<name>/`` with the attribute ``weight_names`` giving their order. Needs
+    ``h5py`` (the ``examples`` extra); no Keras, no code from the file runs.
+    """
+    try:
+        import h5py
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("reading Keras .h5 weights needs h5py: pip install h5py") from err
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        if "layers" in f and "layer_names" not in f.attrs:  # Keras 3 .weights.h5
+            _read_keras3(f["layers"], out)
+        else:
+            root = f["model_weights"] if "model_weights" in f else f
+            for raw in root.attrs["layer_names"]:
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                group = root[name]
+                for i, wraw in enumerate(group.attrs.get("weight_names", [])):
+                    wname = wraw.decode() if isinstance(wraw, bytes) else str(wraw)
+                    out[f"{name}/{i}"] = np.asarray(group[wname])
+    if not out:
+        raise ValueError(f"{path}: no Keras layer weights found")
+    return out
+
+
+def _read_keras3(layers, out):
+    for name, group in layers.items():
+        if "vars" in group:
+            for i in sorted(group["vars"], key=int):
+                out[f"{name}/{i}"] = np.asarray(group["vars"][i])
+        for sub in ("layers",):
+            if sub in group:  # nested models: their layers by their own names
+                _read_keras3(group[sub], out)
