@@ -136,3 +136,17 @@ def random_file_roundtrip(model, names, *, seed: int = 0) -> dict[str, np.ndarra
             value = np.abs(value) + 0.5
         flat[key] = value
     return flat
+
+
+def scale_torch_logits(model, x_nhwc: np.ndarray, target: float = 10.0) -> None:
+    """Rescales the last ``Linear`` so the logits of ``x`` reach about ``target`` in magnitude.
+
+    torchvision initialises classifiers with tiny weights (logits ~0.05 for random images), which
+    would make an absolute 1e-4 tolerance meaningless; at ~10 it is a relative 1e-5."""
+    import torch
+
+    last = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "Aux" not in n]
+    peak = float(np.abs(torch_logits(model, x_nhwc)).max())
+    with torch.no_grad():
+        last[-1].weight.mul_(target / peak)
+        last[-1].bias.normal_(0.0, 1.0)

@@ -39,6 +39,7 @@ __all__ = [
     "Dense",
     "Head",
     "SeparableConv",
+    "SqueezeExcite",
     "assign",
     "check_image",
     "make_convert",
@@ -279,10 +280,29 @@ class ConvBN(nnx.Module):
         return self.act(x) if self.act is not None else x
 
 
+class SqueezeExcite(nnx.Module):
+    """Squeeze-and-excitation (Hu et al., 2018): ``x · σ(W₂ δ(W₁ GAP(x) + b₁) + b₂)``.
+
+    ``W₁``, ``W₂`` are 1x1 convolutions with bias (torchvision's ``fc1``/``fc2``, or
+    ``conv_reduce``/``conv_expand``); ``δ`` is ``act``, ``σ`` is ``gate`` (MobileNetV3: ReLU and
+    hard sigmoid; EfficientNet: SiLU and sigmoid).
+    """
+
+    def __init__(self, channels, squeeze, *, act, gate, refs: tuple[str, str], rngs):
+        self.fc1 = Conv(channels, squeeze, 1, bias=True, ref=refs[0], rngs=rngs)
+        self.fc2 = Conv(squeeze, channels, 1, bias=True, ref=refs[1], rngs=rngs)
+        self.act, self.gate = activation(act), activation(gate)
+
+    def __call__(self, x):
+        s = jnp.mean(x, axis=(1, 2), keepdims=True)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
 class Head(nnx.Module):
     """The top of a Keras application: pooling, optional dropout, classifier, activation.
 
-    ``include_top=True``: global average pooling, dropout, ``Dense(num_classes)``,
+    ``include_top=True``: global average pooling, (MobileNetV3: a ``hidden`` dense layer and
+    its activation), dropout, ``Dense(num_classes)``,
     ``classifier_activation`` (``None`` gives logits). ``include_top=False``: ``pooling`` ``None``
     returns the last feature map ``[N, h, w, C]``, ``"avg"``/``"max"`` the pooled ``[N, C]``.
     """
@@ -297,6 +317,9 @@ class Head(nnx.Module):
         classifier_activation,
         dropout: float = 0.0,
         ref: str,
+        hidden: int | None = None,
+        hidden_ref: str | None = None,
+        hidden_act="hard_swish",
         rngs: nnx.Rngs,
     ):
         if pooling not in (None, "avg", "max"):
@@ -306,7 +329,12 @@ class Head(nnx.Module):
         self.include_top = include_top
         self.pooling = "avg" if include_top else pooling
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if include_top and dropout else None
-        self.fc = Dense(channels, num_classes, ref=ref, rngs=rngs) if include_top else None
+        self.hidden = (
+            Dense(channels, hidden, ref=hidden_ref, rngs=rngs) if include_top and hidden else None
+        )
+        self.hidden_act = activation(hidden_act)
+        fc_in = hidden if hidden else channels
+        self.fc = Dense(fc_in, num_classes, ref=ref, rngs=rngs) if include_top else None
         self.act = activation(classifier_activation) if include_top else None
 
     def __call__(self, x):
@@ -316,6 +344,8 @@ class Head(nnx.Module):
             x = jnp.max(x, axis=(1, 2))
         if self.fc is None:
             return x
+        if self.hidden is not None:
+            x = self.hidden_act(self.hidden(x))
         if self.dropout is not None:
             x = self.dropout(x)
         x = self.fc(x)
