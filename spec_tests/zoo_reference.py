@@ -145,8 +145,19 @@ def scale_torch_logits(model, x_nhwc: np.ndarray, target: float = 10.0) -> None:
     would make an absolute 1e-4 tolerance meaningless; at ~10 it is a relative 1e-5."""
     import torch
 
-    last = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "Aux" not in n]
+    last = [
+        m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "Aux" not in n
+    ]
     peak = float(np.abs(torch_logits(model, x_nhwc)).max())
     with torch.no_grad():
         last[-1].weight.mul_(target / peak)
         last[-1].bias.normal_(0.0, 1.0)
+
+
+def scale_keras_logits(model, x_nhwc: np.ndarray, target: float = 10.0) -> None:
+    """`scale_torch_logits` for Keras: rescales the last ``Dense`` (Keras' ``predictions``)."""
+    dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"][-1]
+    peak = float(np.abs(np.asarray(model(x_nhwc, training=False))).max())
+    kernel, bias = dense.get_weights()
+    rng = np.random.default_rng(1)
+    dense.set_weights([kernel * (target / peak), rng.standard_normal(bias.shape).astype("float32")])

@@ -82,6 +82,39 @@ def activation(name: str | Callable | None) -> Callable | None:
     return ACTIVATIONS[name]
 
 
+class KerasNamer:
+    """Names Keras layers in the two ways Keras files key them, in creation order.
+
+    Legacy Keras 2 ``.h5`` files key a layer by its name: the given one (``"block1_conv1"``), or
+    for a layer created without a name, Keras' automatic ``<class>_<n>`` whose counter depends
+    on what the session built before; such names become ``"<class>#<rank>"`` (rank among the
+    unnamed layers of that class, which `convert` recovers by sorting the file's suffixes). Keras 3
+    ``.weights.h5`` files key every layer ``<class>[_<k>]`` by its rank among all layers of its
+    class in ``model.layers`` order, whatever its name. Build the Flax layers in the order Keras'
+    source creates them and ask this namer for each: ``namer("conv2d", "block1_conv1")``.
+    """
+
+    def __init__(self):
+        self.every: dict[str, int] = {}
+        self.unnamed: dict[str, int] = {}
+
+    def __call__(self, cls: str, name: str | None = None) -> tuple[str, str]:
+        k = self.every.get(cls, 0)
+        self.every[cls] = k + 1
+        if name is None:
+            j = self.unnamed.get(cls, 0)
+            self.unnamed[cls] = j + 1
+            name = f"{cls}#{j}"
+        return (name, cls if k == 0 else f"{cls}_{k}")
+
+
+def keras_key(ref, layout: str) -> str:
+    """The layer's key: ``layout`` ``"keras"`` (legacy names) or ``"keras3"`` (class ranks)."""
+    if isinstance(ref, str):
+        return ref
+    return ref[0] if layout == "keras" else ref[1]
+
+
 def _padding(padding):
     """``int`` -> symmetric explicit padding (PyTorch); ``"same"``/``"valid"`` -> TensorFlow's."""
     if isinstance(padding, str):
@@ -143,9 +176,10 @@ class Conv(nnx.Module):
                 out[("conv", "bias")] = (f"{self.ref}.bias", "vector")
             return out
         kind = "keras_depthwise" if self.depthwise else "keras_conv"
-        out = {("conv", "kernel"): (f"{self.ref}/{start}", kind)}
+        name = keras_key(self.ref, layout)
+        out = {("conv", "kernel"): (f"{name}/{start}", kind)}
         if self.conv.bias is not None:
-            out[("conv", "bias")] = (f"{self.ref}/{start + 1}", "vector")
+            out[("conv", "bias")] = (f"{name}/{start + 1}", "vector")
         return out
 
 
@@ -180,7 +214,8 @@ class BatchNorm(nnx.Module):
             roles = [r for r in roles if r[0] != "bias"]
         if layout == "torchvision":
             return {("bn", f): (f"{self.ref}.{t}", "vector") for f, t in roles}
-        return {("bn", f): (f"{self.ref}/{i}", "vector") for i, (f, _) in enumerate(roles)}
+        name = keras_key(self.ref, layout)
+        return {("bn", f): (f"{name}/{i}", "vector") for i, (f, _) in enumerate(roles)}
 
 
 class Dense(nnx.Module):
@@ -199,9 +234,10 @@ class Dense(nnx.Module):
                 ("linear", "kernel"): (f"{self.ref}.weight", "dense"),
                 ("linear", "bias"): (f"{self.ref}.bias", "vector"),
             }
+        name = keras_key(self.ref, layout)
         return {
-            ("linear", "kernel"): (f"{self.ref}/0", "keras_dense"),
-            ("linear", "bias"): (f"{self.ref}/1", "vector"),
+            ("linear", "kernel"): (f"{name}/0", "keras_dense"),
+            ("linear", "bias"): (f"{name}/1", "vector"),
         }
 
 
@@ -227,7 +263,7 @@ class SeparableConv(nnx.Module):
         return self.pointwise(self.depthwise(x))
 
     def names(self, layout: str) -> dict[tuple, tuple[str, str]]:
-        if layout != "keras":
+        if not layout.startswith("keras"):
             raise ValueError("SeparableConv exists in the Keras layout only")
         out = {("depthwise", *k): v for k, v in self.depthwise.names(layout, 0).items()}
         out.update({("pointwise", *k): v for k, v in self.pointwise.names(layout, 1).items()})
@@ -404,7 +440,7 @@ def weight_names(model: nnx.Module, layout: str) -> dict[str, tuple[str, str]]:
     ``[kh, kw, I/G, O]``), ``"dense"`` (transpose), ``"keras_conv"``, ``"keras_dense"`` (as
     they are), ``"keras_depthwise"`` (``[kh, kw, C, 1]`` -> ``[kh, kw, 1, C]``), ``"vector"``.
     """
-    if layout not in LAYOUTS:
+    if layout not in (*LAYOUTS, "keras3"):
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     names: dict[str, tuple[str, str]] = {}
     inside: list[tuple] = []
@@ -428,9 +464,12 @@ def make_convert(layout: str, *, what: str, tolerate: Sequence[str] = ()):
     """
 
     def convert(model, weights, *, skip=()):
+        scheme = layout
+        if layout == "keras":
+            weights, scheme = _keras_scheme(model, weights)
         return convert_named(
             weights,
-            weight_names(model, layout),
+            weight_names(model, scheme),
             model,
             tolerate=(*tolerate, r"AuxLogits\..*"),
             skip=skip,
@@ -441,6 +480,41 @@ def make_convert(layout: str, *, what: str, tolerate: Sequence[str] = ()):
         f"{what}: a flat {layout} weight dict -> ``{{flax path: array}}`` (names, shapes checked)."
     )
     return convert
+
+
+def _keras_scheme(model, weights):
+    """Which key scheme a Keras file uses (legacy names or Keras 3 class ranks), and the file's
+    keys with the legacy automatic names ``conv2d_7`` turned into ranks ``conv2d#0``."""
+    k3 = {key for key, _ in weight_names(model, "keras3").values()}
+    if k3 <= set(weights):
+        return weights, "keras3"
+    legacy = _rank_auto_names(weights)
+    wanted = {key for key, _ in weight_names(model, "keras").values()}
+    if wanted <= set(legacy) or len(wanted & set(legacy)) >= len(k3 & set(weights)):
+        return legacy, "keras"
+    return weights, "keras3"
+
+
+_AUTO_CLASSES = ("conv2d", "batch_normalization", "dense", "separable_conv2d", "depthwise_conv2d")
+
+
+def _rank_auto_names(weights):
+    auto = re.compile(r"(" + "|".join(_AUTO_CLASSES) + r")(?:_(\d+))?")
+    layers: dict[str, list[tuple[int, str]]] = {}
+    for key in weights:
+        layer = key.split("/")[0]
+        m = auto.fullmatch(layer)
+        if m:
+            layers.setdefault(m.group(1), []).append((int(m.group(2) or 0), layer))
+    rename = {}
+    for cls, found in layers.items():
+        for rank, (_, layer) in enumerate(sorted(set(found))):
+            rename[layer] = f"{cls}#{rank}"
+    out = {}
+    for key, value in weights.items():
+        layer, _, rest = key.partition("/")
+        out[f"{rename.get(layer, layer)}/{rest}"] = value
+    return out
 
 
 def assign(model: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.Module:
