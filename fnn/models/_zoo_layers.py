@@ -22,6 +22,7 @@ Layouts: PyTorch convolution weights are ``[O, I/G, kh, kw]`` and become Flax's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
