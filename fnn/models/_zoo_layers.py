@@ -109,6 +109,82 @@ class KerasNamer:
         return (name, cls if k == 0 else f"{cls}_{k}")
 
 
+class KerasGraph:
+    """Keras' layer graph, recorded while a Flax model is built, to name layers as Keras 3 does.
+
+    Keras 3 ``.weights.h5`` files rank each class's layers in ``model.layers`` order, and a
+    functional model orders its layers by depth (the longest path to the output, deepest
+    first), ties broken by the order a depth-first search from the output first meets them,
+    visiting each layer's inputs in order (``keras.src.ops.function.map_graph``). For branchy
+    networks (InceptionResNetV2, NASNet) that order is neither creation nor execution order, so
+    the model records every Keras layer it mirrors, weighted or not: ``node = graph.add(cls,
+    name, parents)`` in Keras' creation order (which fixes the legacy automatic names), and
+    ``graph.ref(node)`` as the layer's reference name; `resolve` fills the names in at the end.
+    """
+
+    def __init__(self):
+        self.nodes: list[tuple[str, str | None, tuple[int, ...]]] = []
+
+    def add(self, cls: str, name: str | None = None, parents=()) -> int:
+        self.nodes.append((cls, name, tuple(parents)))
+        return len(self.nodes) - 1
+
+    @staticmethod
+    def ref(node: int) -> tuple[str, int]:
+        return ("#pending", node)
+
+    def names(self, output: int) -> dict[int, tuple[str, str]]:
+        """``{node: (legacy name, Keras 3 key)}`` for every node on a path to ``output``."""
+        index: dict[int, int] = {}
+        post: list[int] = []
+        done: set[int] = set()
+        stack = [(output, False)]
+        while stack:  # iterative DFS: pre-order indices, post-order list
+            node, expanded = stack.pop()
+            if expanded:
+                post.append(node)
+                done.add(node)
+                continue
+            if node in done:
+                continue
+            index.setdefault(node, len(index))
+            stack.append((node, True))
+            for parent in reversed(self.nodes[node][2]):
+                if parent not in done:
+                    stack.append((parent, False))
+        depth: dict[int, int] = {}
+        for node in reversed(post):
+            d = depth.setdefault(node, 0)
+            for parent in self.nodes[node][2]:
+                depth[parent] = max(depth.get(parent, 0), d + 1)
+        order = sorted(depth, key=lambda n: (-depth[n], index[n]))
+        every: dict[str, int] = {}
+        keras3 = {}
+        for node in order:
+            cls = self.nodes[node][0]
+            k = every.get(cls, 0)
+            every[cls] = k + 1
+            keras3[node] = cls if k == 0 else f"{cls}_{k}"
+        unnamed: dict[str, int] = {}
+        out = {}
+        for node, (cls, name, _) in enumerate(self.nodes):
+            if name is None:
+                j = unnamed.get(cls, 0)
+                unnamed[cls] = j + 1
+                name = f"{cls}#{j}"
+            if node in keras3:
+                out[node] = (name, keras3[node])
+        return out
+
+    def resolve(self, model: nnx.Module, output: int) -> None:
+        """Replaces every pending reference name in ``model`` by its two Keras names."""
+        names = self.names(output)
+        for _, module in nnx.iter_modules(model):
+            ref = getattr(module, "ref", None)
+            if isinstance(ref, tuple) and ref[0] == "#pending":
+                module.ref = names[ref[1]]
+
+
 def keras_key(ref, layout: str) -> str:
     """The layer's key: ``layout`` ``"keras"`` (legacy names) or ``"keras3"`` (class ranks)."""
     if isinstance(ref, str):

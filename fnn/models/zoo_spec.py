@@ -13,11 +13,14 @@ the same `WeightsMismatchError` (first mismatched path, both shapes, missing and
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from flax import nnx
+
+log = logging.getLogger("fnn.models.zoo")
 
 __all__ = [
     "LAYOUTS",
@@ -198,6 +201,7 @@ def convert_named(
     out = {}
     for path, (key, kind) in names.items():
         if any(re.fullmatch(p, path) for p in skip):
+            log.info("%s: not loaded: %s (kept as initialised; the file's %s)", what, path, key)
             continue
         value = np.asarray(layouts[kind](np.asarray(weights[key])))
         expected = tuple(np.shape(target[path]))
