@@ -255,7 +255,10 @@ def test_tiny_outputs(family):
     assert fmap.ndim == 4 and fmap.shape[0] == 2
     avg = tiny(family, include_top=False, pooling="avg")(x)
     mx = tiny(family, include_top=False, pooling="max")(x)
-    np.testing.assert_allclose(np.asarray(avg), np.asarray(fmap).mean(axis=(1, 2)), rtol=1e-5)
+    scale = float(np.abs(np.asarray(fmap)).max())
+    np.testing.assert_allclose(
+        np.asarray(avg), np.asarray(fmap).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6 * scale
+    )
     np.testing.assert_allclose(np.asarray(mx), np.asarray(fmap).max(axis=(1, 2)), rtol=1e-6)
     maps = tiny(family, features=True)(x)
     assert [m.shape[0] for m in maps] == [2] * len(maps)
@@ -263,7 +266,16 @@ def test_tiny_outputs(family):
     assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
 
 
-@pytest.mark.parametrize(("family", "name"), ALL)
+# one network per family (and B3, whose width 1.2 rounds channels) always; the deeper variants
+# of the same code only in slow runs (tracing them takes minutes on a shared CPU)
+QUICK = {"densenet121", "mobilenet_v3_small", "mobilenet_v3_large", "inception_v3", "xception"}
+QUICK |= {"resnet50_v2", "efficientnet_b0", "efficientnet_b3", "mobilenet", "inception_resnet_v2"}
+
+
+@pytest.mark.parametrize(
+    ("family", "name"),
+    [(f, n) if n in QUICK else pytest.param(f, n, marks=pytest.mark.slow) for f, n in ALL],
+)
 def test_full_features_match_spec(family, name):
     """Full networks, traced abstractly: logits shape, and each feature map's channels and stride
     as the spec declares (the stride checked as ceil(input / reduction), within the valid

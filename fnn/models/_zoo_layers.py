@@ -8,11 +8,14 @@ list into a `fnn.models.zoo_spec.ModelSpec` ``convert`` (through `zoo_spec.conve
 checks every name and shape).
 
 Flat keys: torchvision's state-dict keys as they are (``"features.conv0.weight"``); Keras weights
-as ``"<layer name>/<index>"``, the index counting the layer's weights in Keras' order (Conv2D:
-kernel, bias; BatchNormalization: gamma, beta, moving_mean, moving_variance, without the ones the
-layer does not use; DepthwiseConv2D: depthwise kernel, bias; SeparableConv2D: depthwise kernel,
-pointwise kernel, bias; Dense: kernel, bias). Keras 3 ``.weights.h5`` files number weights this
-way, and legacy Keras 2 ``.h5`` files list them in this order (`read_keras_h5` reads both).
+as ``"<layer>/<index>"``, the index counting the layer's weights in Keras' order (Conv2D: kernel,
+bias; BatchNormalization: gamma, beta, moving_mean, moving_variance, without the ones the layer
+does not use; DepthwiseConv2D: depthwise kernel, bias; SeparableConv2D: depthwise kernel,
+pointwise kernel, bias; Dense: kernel, bias), as `read_keras_h5` returns them. ``<layer>`` is
+the layer's name in legacy Keras 2 ``.h5`` files (Keras' published ImageNet weights), and in
+Keras 3 ``.weights.h5`` files the key Keras 3 writes, ``<class>[_<k>]`` (``conv2d_3``): the
+k-th layer of that class in ``model.layers`` order, whatever the layer's name. Each Keras-layout
+layer here knows both (`KerasNamer`, `KerasGraph`); ``convert`` picks the scheme the file uses.
 
 Layouts: PyTorch convolution weights are ``[O, I/G, kh, kw]`` and become Flax's
 ``[kh, kw, I/G, O]``; dense weights ``[out, in]`` become ``[in, out]``. Keras kernels are already
@@ -479,17 +482,9 @@ def check_image(name: str, x, *, channels: int = 3, min_size: int = 32) -> None:
         raise TypeError(f"{name} expects float (preprocessed) images, got dtype {x.dtype}")
 
 
-def max_pool(x, k: int, stride: int, padding="valid", *, ceil_mode: bool = False):
-    """Max pooling; ``padding`` as `Conv`'s. ``ceil_mode`` pads the end as PyTorch's option does."""
-    pad = _padding(padding)
-    if ceil_mode:
-        pad = list(pad if not isinstance(pad, str) else ((0, 0), (0, 0)))
-        for axis in (0, 1):
-            size = x.shape[1 + axis] + sum(pad[axis])
-            extra = (-(size - k)) % stride
-            pad[axis] = (pad[axis][0], pad[axis][1] + extra)
-        pad = tuple(pad)
-    return nnx.max_pool(x, (k, k), strides=(stride, stride), padding=pad)
+def max_pool(x, k: int, stride: int, padding="valid"):
+    """Max pooling; ``padding`` as `Conv`'s (padded cells never win: they are -inf)."""
+    return nnx.max_pool(x, (k, k), strides=(stride, stride), padding=_padding(padding))
 
 
 def avg_pool(x, k: int, stride: int, padding="valid", *, count_include_pad: bool = True):
