@@ -226,18 +226,32 @@ def test_known_source_names():
 
 
 def test_keras_graph_order():
-    """Keras orders a functional model's layers by depth, ties by first DFS visit from the output;
-    a diamond ``a -> (b1 -> b2, c) -> d``: b1 is deeper than c, so b1 first, then b2 and c."""
+    """Keras orders a functional model's layers by depth (longest path to the output, deepest
+    first), ties by the first visit of a depth-first search from the output that takes each
+    layer's inputs in order; creation order only fixes the legacy automatic names.
+
+    Graph (creation order c, b1, b2, p1, p2): ``a -> c`` and ``a -> b1 -> b2``, ``d = add(b2,
+    c)``, then ``p1, p2`` both on ``d`` and ``out = concat(p2, p1)``.
+    """
     g = KerasGraph()
     a = g.add("input_layer", "in")
-    b1 = g.add("conv2d", None, (a,))
+    c = g.add("conv2d", None, (a,))  # a shortcut, created first (as in Xception)
+    b1 = g.add("conv2d", "b1", (a,))
     b2 = g.add("conv2d", None, (b1,))
-    c = g.add("conv2d", "named", (a,))
-    d = g.add("concatenate", "cat", (b2, c))
-    names = g.names(d)
-    assert names[b1] == ("conv2d#0", "conv2d")
-    assert names[b2] == ("conv2d#1", "conv2d_1")
-    assert names[c] == ("named", "conv2d_2")
+    d = g.add("add", "d", (b2, c))
+    p1 = g.add("conv2d", "p1", (d,))
+    p2 = g.add("conv2d", "p2", (d,))
+    out = g.add("concatenate", "out", (p2, p1))
+    names = g.names(out)
+    # b1 is the deepest; b2 and c tie, b2 is met first (d's first input); p2 before p1
+    assert [names[n][1] for n in (b1, b2, c, p2, p1)] == [
+        "conv2d",
+        "conv2d_1",
+        "conv2d_2",
+        "conv2d_3",
+        "conv2d_4",
+    ]
+    assert (names[c][0], names[b2][0], names[p1][0]) == ("conv2d#0", "conv2d#1", "p1")
 
 
 # ---------------------------------------------------------------------------------------------
