@@ -293,7 +293,7 @@ QUICK |= {"resnet50_v2", "efficientnet_b0", "efficientnet_b3", "mobilenet", "inc
 def test_full_features_match_spec(family, name):
     """Full networks, traced abstractly: logits shape, and each feature map's channels and stride
     as the spec declares (the stride checked as ceil(input / reduction), within the valid
-    convolutions' few pixels for the Inception family)."""
+    convolutions' lost pixels for the Inception family)."""
     spec = spec_of(name)
     size = spec.input_size[0]
     x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
@@ -308,7 +308,8 @@ def test_full_features_match_spec(family, name):
     maps = nnx.eval_shape(lambda m, x: m(x), fmodel, x)
     assert tuple(m.shape[-1] for m in maps) == spec.feature_channels
     for m, r in zip(maps, spec.feature_reductions, strict=True):
-        assert abs(m.shape[1] - size / r) <= 3, (name, m.shape, r)
+        # "same" padding gives ceil(size / r); Inception's valid convolutions lose a few pixels
+        assert (size - 40) // r <= m.shape[1] <= -(-size // r), (name, m.shape, r)
 
 
 @pytest.mark.parametrize("family", TINY)
