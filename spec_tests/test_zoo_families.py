@@ -26,10 +26,6 @@ from flax import nnx
 from fnn.models._zoo_layers import KerasGraph, assign, read_keras_h5, weight_names
 from fnn.models.zoo_spec import WeightsMismatchError
 
-# zoo_spec.model_arrays (owned by the registry's author) reads ``Variable.value``, deprecated in
-# Flax 0.12; remove this filter once it reads ``get_value()``.
-pytestmark = pytest.mark.filterwarnings("ignore:'.value' access is now deprecated")
-
 FAMILIES = {
     "densenet": ("densenet121", "densenet169", "densenet201"),
     "mobilenet_v3": ("mobilenet_v3_large", "mobilenet_v3_small"),

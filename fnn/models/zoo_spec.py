@@ -143,7 +143,7 @@ def model_arrays(model: nnx.Module) -> dict[str, object]:
     """``{"a/b/kernel": value}`` for every `flax.nnx.Param` and `flax.nnx.BatchStat` of ``model``."""
     state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     return {
-        "/".join(map(str, path)): getattr(leaf, "value", leaf)
+        "/".join(map(str, path)): leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
         for path, leaf in nnx.to_flat_state(state)
     }
 
