@@ -1,5 +1,6 @@
 """Model zoo: the slides' CNN, the reference benchmark CNN and EfficientNet-Lite; `build` makes
-any NNX model's cold start faster.
+any NNX model's cold start faster. Beyond classification: `Localizer` (class + box), `UNet`
+(segmentation) and `CenterNet` (detection), on a multi-scale encoder (`ConvEncoder`).
 
 Each model module is imported on first use.
 """
@@ -11,6 +12,10 @@ _EXPORTS = {
     "ReferenceCNN": "fnn.models.cnn",
     "EfficientNetLite": "fnn.models.efficientnet_lite",
     "build": "fnn.models._build",
+    "ConvEncoder": "fnn.models.encoder",
+    "Localizer": "fnn.models.localization",
+    "UNet": "fnn.models.unet",
+    "CenterNet": "fnn.models.detection",
 }
 
 __all__ = list(_EXPORTS)
