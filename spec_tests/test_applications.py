@@ -163,8 +163,9 @@ def test_rotation_box_is_the_box_of_the_rotated_corners():
 def test_box_pushed_out_gets_label_minus_one():
     img = jnp.zeros((8, 8, 1))
     t_in = {"box": jnp.array([[0.0, 0, 2, 2], [4, 4, 8, 8]]), "label": jnp.array([1, 2])}
-    _, t = augment.translate_with_targets(img, t_in, 0.0, 6.0)
-    assert t["label"].tolist() == [2 - 3, 2]  # the first box left the image: -1
+    _, t = augment.translate_with_targets(img, t_in, 0.0, -6.0)  # 6 pixels to the left
+    assert t["label"].tolist() == [-1, 2]  # the first box left the image, the second is cut
+    np.testing.assert_allclose(t["box"][1], [0, 4, 2, 8], atol=1e-5)
 
 
 ops = st.sampled_from(["hflip", "vflip", "rot90", "translate", "zoom", "rect_rotation"])
@@ -407,3 +408,55 @@ def test_tasks_step_trains_a_two_output_model_and_augments_targets():
     assert set(m) == {"loss", "grad_norm"}
     with pytest.raises(ValueError, match=r"batch_size must be in \[1, 32\]"):
         tasks.train(state, data, step, steps=1, batch_size=64)
+
+
+# ------------------------------------------------------------------------------------------------
+# Retrieval
+# ------------------------------------------------------------------------------------------------
+
+
+@given(
+    st.integers(1, 5).flatmap(
+        lambda q: st.tuples(
+            st.just(q),
+            st.integers(3, 8),
+            st.integers(1, 4),
+        )
+    ),
+    st.integers(0, 2**16),
+)
+def test_cosine_distances_and_neighbours_match_oracle(shape, seed):
+    from fnn import retrieval
+
+    q, n, f = shape
+    rng = np.random.default_rng(seed)
+    qs, db = rng.normal(size=(q, f)), rng.normal(size=(n, f))
+    # Oracle: d = 1 - q·x / (|q| |x|), in float64.
+    ref = 1 - (qs @ db.T) / np.linalg.norm(qs, axis=1)[:, None] / np.linalg.norm(db, axis=1)[None]
+    np.testing.assert_allclose(retrieval.cosine_distances(qs, db), ref, atol=1e-5)
+    k = min(3, n)
+    idx, dist = retrieval.nearest_neighbors(qs, db, k=k)
+    np.testing.assert_allclose(dist, np.sort(ref, axis=1)[:, :k], atol=1e-5)
+    # Scale invariance: rescaling queries and database rows by positive numbers changes nothing.
+    scaled = retrieval.cosine_distances(qs * rng.uniform(0.1, 10, (q, 1)), db * 7.0)
+    np.testing.assert_allclose(scaled, ref, atol=1e-5)
+    assert np.all((np.asarray(dist) >= -1e-6) & (np.asarray(dist) <= 2 + 1e-6))
+
+
+def test_nearest_neighbours_exclude_self_and_precision():
+    from fnn import retrieval
+
+    db = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    idx, _ = retrieval.nearest_neighbors(db, db, k=1)
+    assert idx.ravel().tolist() == [0, 1, 2, 3]  # each vector is its own nearest
+    idx, _ = retrieval.nearest_neighbors(db, db, k=1, exclude_self=True)
+    assert idx.ravel().tolist() == [1, 0, 3, 2]
+    assert retrieval.precision_at_k([0, 0, 1, 1], [0, 0, 1, 1], idx) == 1.0
+    with pytest.raises(
+        ValueError, match=r"k must be an int in \[1, 3\] for a database of 4, got 4"
+    ):
+        retrieval.nearest_neighbors(db, db, k=4, exclude_self=True)
+    with pytest.raises(ValueError, match=r"same feature size F.*\(1, 3\).*\(4, 2\)"):
+        retrieval.cosine_distances(np.ones((1, 3)), db)
+    with pytest.raises(ValueError, match=r"exclude_self needs the queries to be the database"):
+        retrieval.nearest_neighbors(db[:2], db, k=1, exclude_self=True)
