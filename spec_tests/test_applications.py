@@ -160,6 +160,31 @@ def test_rotation_box_is_the_box_of_the_rotated_corners():
     np.testing.assert_allclose(t["box"], [xo.min(), yo.min(), xo.max(), yo.max()], atol=1e-4)
 
 
+@pytest.mark.crosscheck
+def test_flip_and_translation_boxes_match_keras():
+    """Keras 3's RandomFlip / RandomTranslation transform_bounding_boxes (xyxy, clipped)."""
+    import os
+
+    if os.environ.get("KERAS_BACKEND", "jax") != "jax":
+        pytest.skip("the cross-check uses Keras on the JAX backend")
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    img = np.zeros((10, 12, 1), np.float32)
+    b = np.array([[1.0, 2.0, 4.0, 7.0], [8, 1, 12, 5]], np.float32)
+    bb = {"boxes": b[None], "labels": np.array([[1, 2]])}
+    for mode in ("horizontal", "vertical", "horizontal_and_vertical"):
+        layer = keras.layers.RandomFlip(mode, bounding_box_format="xyxy")
+        t = {"flips": np.ones((1, 1, 1, 1), bool), "input_shape": (1, *img.shape)}
+        ref = layer.transform_bounding_boxes(dict(bb), t, training=True)["boxes"][0]
+        _, ours = augment.flip_with_targets(jnp.asarray(img), {"box": jnp.asarray(b)}, mode)
+        np.testing.assert_allclose(ours["box"], ref, atol=1e-5)
+    layer = keras.layers.RandomTranslation(0.0, 0.0, bounding_box_format="xyxy")
+    t = {"translations": np.array([[2.0, -3.0]], np.float32), "input_shape": (1, *img.shape)}
+    ref = layer.transform_bounding_boxes(dict(bb), t, training=True)["boxes"][0]
+    _, ours = augment.translate_with_targets(jnp.asarray(img), {"box": jnp.asarray(b)}, -3.0, 2.0)
+    np.testing.assert_allclose(ours["box"], ref, atol=1e-5)  # including the clipping
+
+
 def test_box_pushed_out_gets_label_minus_one():
     img = jnp.zeros((8, 8, 1))
     t_in = {"box": jnp.array([[0.0, 0, 2, 2], [4, 4, 8, 8]]), "label": jnp.array([1, 2])}
