@@ -247,11 +247,14 @@ def test_nms_hand_computed():
 
 
 def test_nms_threshold_is_strict_like_torchvision():
-    b = jnp.array([[0.0, 0, 2, 2], [1, 0, 3, 2]])  # IoU exactly 1/3
-    idx, _ = boxes.nms(b, jnp.array([1.0, 0.5]), iou_threshold=float(np.float32(1 / 3) + 1e-6))
-    assert idx.tolist() == [0, 1]
-    idx, _ = boxes.nms(b, jnp.array([1.0, 0.5]), iou_threshold=0.3)
-    assert idx.tolist() == [0, -1]
+    # Two identical boxes have IoU exactly 1: with iou_threshold=1 neither suppresses the other
+    # (torchvision drops IoU > threshold, not >=).
+    b = jnp.array([[0.0, 0, 2, 2], [0, 0, 2, 2], [1, 0, 3, 2]])
+    assert float(boxes.iou(b[0], b[1])) == 1.0
+    idx, _ = boxes.nms(b, jnp.array([1.0, 0.5, 0.2]), iou_threshold=1.0)
+    assert idx.tolist() == [0, 1, 2]
+    idx, _ = boxes.nms(b, jnp.array([1.0, 0.5, 0.2]), iou_threshold=0.3)  # IoU(0, 2) = 1/3
+    assert idx.tolist() == [0, -1, -1]
 
 
 @given(box_arrays(max_n=12), st.data(), st.sampled_from([0.0, 0.3, 0.5, 0.7]))
