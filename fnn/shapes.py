@@ -41,6 +41,8 @@ all                ``image``            float32 ``[N, S, S, 3]`` in ``[0, 1]``
                    ``num_objects``
 =================  ===================  =====================================================
 
+Detection and segmentation draw the same images for the same ``seed``, ``split`` and ``size``
+(only the dict differs), and the first ``n`` images never depend on ``n``.
 (The segmentation map is called ``mask`` as Keras' segmentation examples call it; the per-object
 masks are ``object_mask``.) ``ds.class_names`` names the label ids; for segmentation it starts
 with ``"background"`` so that ``class_names[mask value]`` is the pixel's class.
