@@ -39,6 +39,12 @@ Data contract
   ``nearest``    ``a a a a | a b c d | d d``  ``clip(i, 0, n-1)``
   =============  ==========================  ============================================
 
+* **Targets.** ``*_with_targets`` versions of the geometric ops (flip, rotate, translate, zoom,
+  their random wrappers, ``affine_with_targets``) take ``(image, targets)`` and move the targets
+  with the image: masks (``"*mask*"`` keys, ``[H, W(, C)]``) by nearest neighbour, ``xyxy`` boxes
+  (``"box"``) as the box of their transformed corners clipped to the image, and a box's
+  ``"label"`` becomes ``-1`` when the box leaves the image (Keras 3's layers transform
+  ``bounding_boxes`` this way). Their image ``fill_mode`` defaults to ``"constant"``.
 * **Randomness.** Random wrappers take ``key`` first and draw their parameter exactly as the
   Keras 3 layer draws it; the same key always gives the same output. Layers hold an
   ``nnx.RngStream`` (collection ``"augment"``) and are the identity in evaluation mode
@@ -76,21 +82,30 @@ __all__ = [
     "adjust_brightness",
     "adjust_contrast",
     "affine_transform",
+    "affine_with_targets",
     "apply_batch",
     "compose",
     "crop",
     "flip",
+    "flip_with_targets",
     "random_brightness",
     "random_contrast",
     "random_crop",
     "random_flip",
+    "random_flip_with_targets",
     "random_rotation",
+    "random_rotation_with_targets",
     "random_translation",
+    "random_translation_with_targets",
     "random_zoom",
+    "random_zoom_with_targets",
     "rotate",
+    "rotate_with_targets",
     "smart_resize",
     "translate",
+    "translate_with_targets",
     "zoom",
+    "zoom_with_targets",
 ]
 
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
@@ -1345,3 +1360,318 @@ class RandomBrightness(_ColorLayer):
 
     def _augment_one(self, key, image):
         return random_brightness(key, image, self.factor, value_range=self.value_range)
+
+
+# --------------------------------------------------------------------------------------------------
+# Target-aware geometry: the same transform for the image, its masks and its boxes
+# --------------------------------------------------------------------------------------------------
+#
+# ``targets`` is a dict. Keys containing ``"mask"`` hold masks ``[H, W]`` or ``[H, W, C]`` (bool
+# or integer class maps; moved with nearest-neighbour sampling, 0 outside the image); ``"box"``
+# holds ``xyxy`` pixel boxes ``[..., 4]`` (`fnn.boxes`: pixel ``(i, j)`` covers ``[j, j+1) ×
+# [i, i+1)``); a ``"label"`` of shape ``box.shape[:-1]`` becomes ``-1`` for a box pushed wholly out
+# of the image; anything else passes through. Boxes: the box of the four transformed corners,
+# clipped to the image, as Keras 3's preprocessing layers transform ``bounding_boxes``. Under a
+# rotation that is not a multiple of 90° this box is larger than the box of the rotated object
+# (a rotated circle's corners stick out), exactly as in Keras and torchvision.transforms.v2.
+# The image's ``fill_mode`` defaults to ``"constant"`` here (Keras' layers default to
+# ``"reflect"``): a reflected object would appear in the image with no mask and no box.
+
+
+def _targets(targets) -> dict:
+    if not isinstance(targets, dict):
+        raise TypeError(
+            f"`targets` must be a dict such as {{'box': [M, 4], 'mask': [H, W]}}; got "
+            f"{type(targets).__name__}."
+        )
+    return dict(targets)
+
+
+def _check_target_shapes(image: Array, targets: dict) -> None:
+    height, width = image.shape[:2]
+    for name, value in targets.items():
+        shape = jnp.shape(value)
+        if "mask" in name and tuple(shape[:2]) != (height, width):
+            raise ValueError(
+                f"targets[{name!r}] must be a mask [H, W] or [H, W, C] matching the image's "
+                f"(H, W) = ({height}, {width}); got shape {tuple(shape)}."
+            )
+        if name == "box" and (len(shape) < 1 or shape[-1] != 4):
+            raise ValueError(
+                f"targets['box'] must be xyxy boxes [..., 4]; got shape {tuple(shape)}."
+            )
+
+
+def _warp_mask(mask, params, fill_value=0) -> Array:
+    mask = jnp.asarray(mask)
+    squeeze = mask.ndim == 2
+    values = (mask[..., None] if squeeze else mask).astype(jnp.float32)
+    out = _warp(
+        values, *params, interpolation="nearest", fill_mode="constant", fill_value=fill_value
+    )
+    out = out[..., 0] if squeeze else out
+    return out > 0.5 if mask.dtype == jnp.bool_ else jnp.round(out).astype(mask.dtype)
+
+
+def _transform_boxes(boxes, params, height: int, width: int) -> Array:
+    """Forward-map ``xyxy`` boxes through the inverse sampling map ``params``; box of corners."""
+    boxes = jnp.asarray(boxes, jnp.float32)
+    a0, a1, a2, b0, b1, b2 = (jnp.asarray(p, jnp.float32) for p in params)
+    det = a0 * b1 - a1 * b0
+    x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
+    xs = jnp.stack([x1, x2, x2, x1], -1) - 0.5  # continuous -> pixel-centre coordinates
+    ys = jnp.stack([y1, y1, y2, y2], -1) - 0.5
+    u, v = xs - a2, ys - b2  # solve [a0 a1; b0 b1] [x_out, y_out] = [u, v]
+    x_out = (b1 * u - a1 * v) / det + 0.5
+    y_out = (a0 * v - b0 * u) / det + 0.5
+    out = jnp.stack([x_out.min(-1), y_out.min(-1), x_out.max(-1), y_out.max(-1)], -1)
+    hi = jnp.asarray([width, height, width, height], jnp.float32)
+    return jnp.clip(out, 0.0, hi)
+
+
+def _apply_to_targets(targets: dict, *, mask_fn, box_fn) -> dict:
+    out = {}
+    for name, value in targets.items():
+        if "mask" in name:
+            out[name] = mask_fn(value)
+        elif name == "box":
+            out[name] = box_fn(value)
+        else:
+            out[name] = value
+    if "box" in out and "label" in out and jnp.shape(out["label"]) == jnp.shape(out["box"])[:-1]:
+        b = out["box"]
+        gone = (b[..., 2] <= b[..., 0]) | (b[..., 3] <= b[..., 1])
+        out["label"] = jnp.where(gone, -1, out["label"])
+    return out
+
+
+def affine_with_targets(
+    image,
+    targets,
+    transform,
+    *,
+    interpolation: str = "bilinear",
+    fill_mode: str = "constant",
+    fill_value=0.0,
+) -> tuple[Array, dict]:
+    """Apply one affine map to an image and to its targets (masks, boxes, labels).
+
+    ``transform = [a0, a1, a2, b0, b1, b2]`` is the inverse sampling map of
+    :func:`affine_transform` (output pixel ``(x, y)`` reads input ``(a0 x + a1 y + a2, b0 x +
+    b1 y + b2)``); it must be invertible. The image is sampled as :func:`affine_transform` does;
+    masks with ``"nearest"`` and 0 outside; each box becomes the box of its four corners mapped
+    forward, clipped to the image (the section comment above `affine_with_targets` in the source
+    and the module docstring give the target dict's layout).
+
+    Args:
+      image: ``[H, W, C]`` floating image.
+      targets: dict with optional ``"box"`` ``[..., 4]``, ``"label"``, ``"*mask*"`` ``[H, W(, C)]``.
+      transform: ``[6]`` (may be traced).
+      interpolation, fill_mode, fill_value: for the image.
+
+    Returns:
+      ``(image, targets)`` transformed.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from fnn import augment
+      >>> shift_right = jnp.array([1.0, 0, -2, 0, 1, 0])  # x_in = x - 2
+      >>> _, t = augment.affine_with_targets(jnp.zeros((8, 8, 1)), {"box": jnp.array([[1.0, 1, 3, 3]])},
+      ...                                    shift_right)
+      >>> t["box"].tolist()
+      [[3.0, 1.0, 5.0, 3.0]]
+    """
+    image = _check_image(image)
+    targets = _targets(targets)
+    _check_target_shapes(image, targets)
+    transform = jnp.asarray(transform)
+    if transform.shape != (6,):
+        raise ValueError(
+            f"`transform` must have shape [6] ([a0, a1, a2, b0, b1, b2]); got shape "
+            f"{tuple(transform.shape)}."
+        )
+    params = tuple(transform[i] for i in range(6))
+    height, width, _ = image.shape
+    out = _warp(
+        image, *params, interpolation=interpolation, fill_mode=fill_mode, fill_value=fill_value
+    )
+    return out, _apply_to_targets(
+        targets,
+        mask_fn=lambda m: _warp_mask(m, params),
+        box_fn=lambda b: _transform_boxes(b, params, height, width),
+    )
+
+
+def _rotation_params(height: int, width: int, angle) -> tuple:
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    cx, cy = 0.5 * (width - 1), 0.5 * (height - 1)
+    return cos, -sin, cx - cx * cos + cy * sin, sin, cos, cy - cx * sin - cy * cos
+
+
+def _zoom_params(height: int, width: int, zy, zx) -> tuple:
+    return zx, 0.0, (width - 1) / 2 * (1 - zx), 0.0, zy, (height - 1) / 2 * (1 - zy)
+
+
+def flip_with_targets(image, targets, mode: str = "horizontal") -> tuple[Array, dict]:
+    """:func:`flip` for an image and its targets: masks flip with it, boxes mirror
+    (``x1' = W - x2``, ``x2' = W - x1`` horizontally; likewise in y).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from fnn import augment
+      >>> _, t = augment.flip_with_targets(jnp.zeros((4, 10, 1)), {"box": jnp.array([1.0, 0, 3, 2])})
+      >>> t["box"].tolist()
+      [7.0, 0.0, 9.0, 2.0]
+    """
+    image = _check_image(image, floating=False)
+    mode = _choice("mode", mode, FLIP_MODES)
+    targets = _targets(targets)
+    _check_target_shapes(image, targets)
+    height, width = image.shape[:2]
+    horizontal, vertical = mode != "vertical", mode != "horizontal"
+    axes = (0,) * vertical + (1,) * horizontal
+
+    def box_fn(b):
+        x1, y1, x2, y2 = (jnp.asarray(b, jnp.float32)[..., i] for i in range(4))
+        if horizontal:
+            x1, x2 = width - x2, width - x1
+        if vertical:
+            y1, y2 = height - y2, height - y1
+        return jnp.stack([x1, y1, x2, y2], -1)
+
+    return jnp.flip(image, axis=axes), _apply_to_targets(
+        targets, mask_fn=lambda m: jnp.flip(jnp.asarray(m), axis=axes), box_fn=box_fn
+    )
+
+
+def rotate_with_targets(image, targets, angle, **sampling) -> tuple[Array, dict]:
+    """:func:`rotate` (radians, counter-clockwise about the centre) for an image and its targets.
+
+    ``sampling``: ``interpolation``, ``fill_mode`` (default ``"constant"``), ``fill_value``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from fnn import augment
+      >>> box = jnp.array([0.0, 0.0, 2.0, 1.0])
+      >>> _, t = augment.rotate_with_targets(jnp.zeros((4, 4, 1)), {"box": box}, jnp.pi / 2)
+      >>> t["box"].round(4).tolist()  # the top-left corner goes to the bottom-left
+      [0.0, 2.0, 1.0, 4.0]
+    """
+    image = _check_image(image)
+    params = _rotation_params(*image.shape[:2], jnp.asarray(angle, jnp.float32))
+    return affine_with_targets(image, targets, jnp.stack(jnp.broadcast_arrays(*params)), **sampling)
+
+
+def translate_with_targets(image, targets, dy, dx, **sampling) -> tuple[Array, dict]:
+    """:func:`translate` (``dy`` down, ``dx`` right, pixels) for an image and its targets.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from fnn import augment
+      >>> _, t = augment.translate_with_targets(jnp.zeros((8, 8, 1)),
+      ...                                       {"box": jnp.array([4.0, 4, 8, 8])}, 1, 2)
+      >>> t["box"].tolist()  # clipped at the right border
+      [6.0, 5.0, 8.0, 8.0]
+    """
+    image = _check_image(image)
+    params = (1.0, 0.0, -jnp.asarray(dx, jnp.float32), 0.0, 1.0, -jnp.asarray(dy, jnp.float32))
+    return affine_with_targets(image, targets, jnp.stack(jnp.broadcast_arrays(*params)), **sampling)
+
+
+def zoom_with_targets(
+    image, targets, height_zoom, width_zoom=None, **sampling
+) -> tuple[Array, dict]:
+    """:func:`zoom` (sampling scale ``z > 1`` zooms out) for an image and its targets.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from fnn import augment
+      >>> _, t = augment.zoom_with_targets(jnp.zeros((8, 8, 1)), {"box": jnp.array([2.0, 2, 6, 6])}, 2.0)
+      >>> t["box"].tolist()  # zoomed out 2x about the centre
+      [3.0, 3.0, 5.0, 5.0]
+    """
+    image = _check_image(image)
+    zy = jnp.asarray(height_zoom, jnp.float32)
+    zx = zy if width_zoom is None else jnp.asarray(width_zoom, jnp.float32)
+    params = _zoom_params(*image.shape[:2], zy, zx)
+    return affine_with_targets(image, targets, jnp.stack(jnp.broadcast_arrays(*params)), **sampling)
+
+
+def random_flip_with_targets(
+    key, image, targets, mode: str = "horizontal_and_vertical"
+) -> tuple[Array, dict]:
+    """:func:`random_flip` (one draw, Keras 3's rule) for an image and its targets.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from fnn import augment
+      >>> img, t = augment.random_flip_with_targets(jax.random.key(0), jnp.ones((4, 4, 3)),
+      ...                                           {"box": jnp.array([0.0, 0, 1, 1])})
+      >>> img.shape, t["box"].shape
+      ((4, 4, 3), (4,))
+    """
+    flipped = flip_with_targets(image, targets, mode)
+    kept = (jnp.asarray(image), {k: jnp.asarray(v) for k, v in _targets(targets).items()})
+    do = jax.random.uniform(key, ()) <= 0.5
+    return jax.tree.map(lambda a, b: jnp.where(do, a, b), flipped, kept)
+
+
+def random_rotation_with_targets(key, image, targets, factor, **sampling) -> tuple[Array, dict]:
+    """:func:`random_rotation` (a fraction of 2π, Keras' draw) for an image and its targets.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from fnn import augment
+      >>> _, t = augment.random_rotation_with_targets(jax.random.key(0), jnp.ones((8, 8, 1)),
+      ...                                             {"mask": jnp.ones((8, 8), bool)}, 0.1)
+      >>> t["mask"].shape
+      (8, 8)
+    """
+    lower, upper = _factor_range(factor, "factor", -1.0, 1.0)
+    angle = _uniform(key, 2 * math.pi * lower, 2 * math.pi * upper)
+    return rotate_with_targets(image, targets, angle, **sampling)
+
+
+def random_translation_with_targets(
+    key, image, targets, height_factor, width_factor, **sampling
+) -> tuple[Array, dict]:
+    """:func:`random_translation` (fractions of H and W) for an image and its targets.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from fnn import augment
+      >>> _, t = augment.random_translation_with_targets(
+      ...     jax.random.key(0), jnp.ones((8, 8, 1)), {"box": jnp.array([0.0, 0, 4, 4])}, 0.1, 0.1)
+      >>> t["box"].shape
+      (4,)
+    """
+    h_low, h_high = _factor_range(height_factor, "height_factor", -1.0, 1.0)
+    w_low, w_high = _factor_range(width_factor, "width_factor", -1.0, 1.0)
+    image = _check_image(image)
+    height, width, _ = image.shape
+    ky, kx = jax.random.split(key)
+    dy = _uniform(ky, h_low, h_high) * height
+    dx = _uniform(kx, w_low, w_high) * width
+    return translate_with_targets(image, targets, dy, dx, **sampling)
+
+
+def random_zoom_with_targets(
+    key, image, targets, height_factor, width_factor=None, **sampling
+) -> tuple[Array, dict]:
+    """:func:`random_zoom` (``z = 1 + u``, Keras' draw) for an image and its targets.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from fnn import augment
+      >>> _, t = augment.random_zoom_with_targets(jax.random.key(0), jnp.ones((8, 8, 1)),
+      ...                                         {"box": jnp.array([0.0, 0, 4, 4])}, 0.2)
+      >>> t["box"].shape
+      (4,)
+    """
+    h_low, h_high = _factor_range(height_factor, "height_factor", -1.0, 1.0, open_low=True)
+    if width_factor is not None:
+        w_low, w_high = _factor_range(width_factor, "width_factor", -1.0, 1.0, open_low=True)
+    ky, kx = jax.random.split(key)
+    zy = _uniform(ky, 1.0 + h_low, 1.0 + h_high)
+    zx = None if width_factor is None else _uniform(kx, 1.0 + w_low, 1.0 + w_high)
+    return zoom_with_targets(image, targets, zy, zx, **sampling)

@@ -31,6 +31,11 @@ Sources (:func:`load`)
     no TensorFlow needed to read). Preparing a dataset that is not prepared yet downloads it and
     needs TensorFlow: ``pip install 'fnn[tensorflow]'``. The split defaults to ``"train"`` and
     accepts TFDS slicing (``"tfds:mnist:test[:10%]"``).
+``"shapes"``
+    generated offline (`fnn.shapes`): coloured rectangles, circles, triangles and ellipses on
+    photo textures, with classes, boxes and masks for ``task="localization" | "detection" |
+    "segmentation"``; ``load("shapes", task=..., split="train" | "test", n=..., size=64,
+    seed=0)`` (``size`` is the generated size here, not a resize).
 a folder path
     one sub-folder per class, images inside (PNG, JPEG, BMP, GIF), as Keras'
     ``image_dataset_from_directory`` expects; class names are the sorted sub-folder names.
@@ -725,6 +730,10 @@ def load(name: str | os.PathLike, *, size=None, rgb: bool = False, **kwargs) -> 
         raise TypeError(f"name must be a dataset name or a folder path, got {type(name).__name__}")
     elif name.startswith("tfds:"):
         ds = _load_tfds(name, size=size, **kwargs)
+    elif name.lower() == "shapes":  # generated: `size` is the generation size, not a resize
+        from fnn import shapes
+
+        return shapes.generate(**({} if size is None else {"size": size}), **kwargs)
     elif name.lower() in _BUILTIN:  # before folders: a folder "digits/" needs "./digits"
         if kwargs:
             raise TypeError(f"load({name!r}) takes no options {sorted(kwargs)}")

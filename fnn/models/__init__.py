@@ -1,6 +1,8 @@
 """Model zoo: the slides' CNN, the reference benchmark CNN, EfficientNet-Lite, MobileNetV2, ResNet,
-VGG (one family per file; `fnn.models.registry` maps names to them, `fnn.pretrained.load` builds
-them); `build` makes any NNX model's cold start faster.
+VGG and the other families of the lecture's table (one family per file; `fnn.models.registry`
+maps names to them, `fnn.pretrained.load` builds them); `build` makes any NNX model's cold start
+faster. Beyond classification: `Localizer` (class + box), `UNet` (segmentation) and `CenterNet`
+(detection), on a multi-scale encoder (`ConvEncoder`).
 
 Each model module is imported on first use.
 """
@@ -15,6 +17,10 @@ _EXPORTS = {
     "ResNet": "fnn.models.resnet",
     "VGG": "fnn.models.vgg",
     "build": "fnn.models._build",
+    "ConvEncoder": "fnn.models.encoder",
+    "Localizer": "fnn.models.localization",
+    "UNet": "fnn.models.unet",
+    "CenterNet": "fnn.models.detection",
 }
 
 __all__ = list(_EXPORTS)

@@ -20,6 +20,14 @@ _FAMILIES = (
     "fnn.models.mobilenet_v2",
     "fnn.models.resnet",
     "fnn.models.vgg",
+    "fnn.models.densenet",
+    "fnn.models.mobilenet_v3",
+    "fnn.models.inception_v3",
+    "fnn.models.xception",
+    "fnn.models.resnet_v2",
+    "fnn.models.efficientnet",
+    "fnn.models.mobilenet_v1",
+    "fnn.models.inception_resnet_v2",
 )
 
 

@@ -1,0 +1,119 @@
+"""A scratch multi-scale convolutional encoder, and the backbone contract the task heads rely on.
+
+Backbone contract (what `Localizer`, `UNet` and `CenterNet` need from an encoder, and what a
+pretrained network with ``features=True`` provides; timm's ``features_only=True`` is the same
+idea): ``encoder(x)`` maps images ``[N, H, W, C]`` to a **list of feature maps, shallow to deep**,
+``[N, H / r_i, W / r_i, c_i]``, and the encoder has the attributes ``channels = (c_0, c_1, ...)``
+and ``reductions = (r_0, r_1, ...)`` (timm's ``feature_info.channels()`` and ``.reduction()``),
+with each reduction twice the previous one. The heads read only these, so a pretrained encoder
+replaces `ConvEncoder` without other changes.
+
+`ConvEncoder` is the U-Net encoder of Ronneberger et al. 2015, scaled down: stage ``i`` is
+(2×2 max pool, except for stage 0) → [3×3 "same" convolution → BatchNorm → ReLU] × 2 with
+``filters[i]`` channels, so the reductions are ``1, 2, 4, ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+from flax import nnx
+
+from fnn import pool as pooling
+from fnn.conv import Conv  # nnx.Conv's parameters, a backward pass fast inside compiled loops
+
+__all__ = ["ConvEncoder", "ConvBlock", "check_backbone"]
+
+
+class ConvBlock(nnx.Module):
+    """[3×3 "same" convolution → BatchNorm → ReLU] × ``depth``: ``[N, H, W, cin]`` →
+    ``[N, H, W, cout]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> ConvBlock(3, 8, rngs=nnx.Rngs(0))(jnp.zeros((1, 4, 4, 3))).shape
+      (1, 4, 4, 8)
+    """
+
+    def __init__(self, cin: int, cout: int, *, depth: int = 2, rngs: nnx.Rngs):
+        self.convs = nnx.List(
+            [
+                Conv(
+                    cin if i == 0 else cout, cout, (3, 3), padding="SAME", use_bias=False, rngs=rngs
+                )
+                for i in range(depth)
+            ]
+        )
+        self.norms = nnx.List([nnx.BatchNorm(cout, rngs=rngs) for _ in range(depth)])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for conv, norm in zip(self.convs, self.norms):
+            x = jax.nn.relu(norm(conv(x)))
+        return x
+
+
+class ConvEncoder(nnx.Module):
+    """A scratch U-Net-style encoder returning multi-scale features (module docstring).
+
+    Args:
+      in_channels: image channels ``C``.
+      filters: channels of each stage; stage ``i`` has reduction ``2**i``.
+      rngs: `flax.nnx.Rngs`.
+
+    Shapes: ``[N, H, W, C]`` → ``[[N, H, W, f_0], [N, H/2, W/2, f_1], ...]`` (``H`` and ``W``
+    divisible by ``2**(len(filters) - 1)``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> enc = ConvEncoder(3, filters=(8, 16, 32), rngs=nnx.Rngs(0))
+      >>> [f.shape for f in enc(jnp.zeros((1, 16, 16, 3)))], enc.reductions
+      ([(1, 16, 16, 8), (1, 8, 8, 16), (1, 4, 4, 32)], (1, 2, 4))
+    """
+
+    def __init__(self, in_channels: int = 3, *, filters: Sequence[int] = (16, 32, 64, 128), rngs):
+        if not filters or any(int(f) < 1 for f in filters):
+            raise ValueError(
+                f"filters must be a non-empty sequence of positive ints, got {filters!r}"
+            )
+        self.channels = tuple(int(f) for f in filters)
+        self.reductions = tuple(2**i for i in range(len(self.channels)))
+        cins = (int(in_channels), *self.channels[:-1])
+        self.stages = nnx.List([ConvBlock(a, b, rngs=rngs) for a, b in zip(cins, self.channels)])
+
+    def __call__(self, x: jax.Array) -> list[jax.Array]:
+        r = self.reductions[-1]
+        if x.ndim != 4 or x.shape[1] % r or x.shape[2] % r:
+            raise ValueError(
+                f"ConvEncoder takes images [N, H, W, C] with H and W divisible by {r}, got "
+                f"{x.shape}"
+            )
+        features = []
+        for i, stage in enumerate(self.stages):
+            if i:
+                x = pooling.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+def check_backbone(encoder) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(channels, reductions)`` of an encoder, or a clear error if it breaks the contract.
+
+    Examples:
+      >>> from flax import nnx
+      >>> check_backbone(ConvEncoder(3, filters=(4, 8), rngs=nnx.Rngs(0)))
+      ((4, 8), (1, 2))
+    """
+    channels = tuple(getattr(encoder, "channels", ()))
+    reductions = tuple(getattr(encoder, "reductions", ()))
+    if not channels or len(channels) != len(reductions):
+        raise ValueError(
+            "encoder must have matching `channels` and `reductions` tuples (one entry per "
+            f"feature map), got channels={channels!r}, reductions={reductions!r}"
+        )
+    if any(b != 2 * a for a, b in zip(reductions, reductions[1:])):
+        raise ValueError(f"encoder reductions must double from map to map, got {reductions}")
+    return channels, reductions
