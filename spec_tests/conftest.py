@@ -17,3 +17,7 @@ _common = dict(
 settings.register_profile("dev", max_examples=15, **_common)
 settings.register_profile("ci", max_examples=40, print_blob=True, derandomize=True, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# A script the weights fuzzer runs in a child process (it reads sys.argv): not a test module, and
+# not one for --doctest-modules either.
+collect_ignore = ["weights_fuzz_child.py"]

@@ -460,7 +460,9 @@ def test_relu_options_finite_monotone_and_capped(x, a, m, t):
     if m is not None:
         assert np.all(value <= np.float32(m))
     inside = (x > t) & (m is None or x < np.float32(m))
-    np.testing.assert_array_equal(value[inside], x[inside])
+    # XLA:CPU flushes subnormal floats to zero (the strategies draw them on purpose)
+    flushed = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0), x)
+    np.testing.assert_array_equal(value[inside], flushed[inside])
 
 
 @pytest.mark.parametrize(

@@ -665,5 +665,11 @@ def test_conv_rejects_custom_conv_function_and_bad_implementation():
 
 
 def test_public_names():
-    assert set(fconv.__all__) == {"Conv", "conv2d", "conv_general_dilated", "IMPLEMENTATIONS"}
+    assert set(fconv.__all__) == {
+        "Conv",
+        "conv2d",
+        "conv_general_dilated",
+        "make_loop_safe",
+        "IMPLEMENTATIONS",
+    }
     assert fconv.IMPLEMENTATIONS == ("auto", "canonical", "xla", "im2col")
