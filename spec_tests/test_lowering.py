@@ -15,8 +15,8 @@ the opposite must hold, so that a gate that picks the wrong branch fails here.
 
 Adding a model (the zoo's MobileNetV2, ResNet, VGG, DenseNet, ...): append one line to `MODELS`,
 ``(name, factory, input_shape)``, where ``factory(rngs)`` builds the model and ``input_shape`` is
-a small ``[N, H, W, C]`` batch (the model is only traced, never run; a batch of 16 exercises the
-blocked transposes). Per-layer expectations come from the model itself: every convolution kernel
+a small ``[N, H, W, C]`` batch (the model is only traced, never run; a batch that equals no
+layer's channel count, as the kernel-gradient signature below needs). Per-layer expectations come from the model itself: every convolution kernel
 larger than 1×1 must have a native kernel-gradient convolution on GPU/TPU and none on CPU, and
 every grouped or depthwise layer a grouped convolution on GPU/TPU and none on CPU. A model
 built on ``flax.nnx.Conv`` rather than `fnn.conv.Conv` fails the CPU half: that is the slow path
@@ -268,6 +268,7 @@ def test_train_step_lowers_to_native_operations_on_gpu_and_tpu(name, platform):
     native = native_signatures(text)
     assert native["convolution"] > 0, native
     convs = _convolutions(text)
+    assert _layers(name), f"{name}: no convolution layers found to check"
     for kernel, groups in _layers(name):
         grads = [c for c in convs if c["out"] == kernel and c["dims"] != _FORWARD_DIMS]
         assert any(c["batch_groups"] == groups for c in grads), (
