@@ -9,9 +9,8 @@ Workloads (batch sizes in brackets; every training row: forward, softmax CE, bac
   resnet50-train     ResNet50 training step at 224×224, Adam 1e-4 [32]         (zoo hook)
   mobilenetv2-train  MobileNetV2 training step at 224×224, Adam 1e-4 [32]      (zoo hook)
 
-The zoo rows run once ``fnn.models`` has ``ResNet50`` / ``MobileNetV2`` (other branches add them;
-`fnn_model` is the one place to adjust if their constructors differ); until then the row says
-"not in this fnn". PyTorch's side uses torchvision's ``resnet50`` / ``mobilenet_v2`` and the
+The zoo rows use ``fnn.models.ResNet(50)`` and ``fnn.models.MobileNetV2`` (`fnn_model` is the one
+place to adjust; an fnn without them says "not in this fnn" in the row). PyTorch's side uses torchvision's ``resnet50`` / ``mobilenet_v2`` and the
 ``efficientnet_lite_pytorch`` package for EfficientNet-Lite0; missing packages skip the cell.
 Weights are random (no download): speed does not depend on them.
 
@@ -91,16 +90,18 @@ def fnn_model(model: str):
         return fnn.models.ReferenceCNN(rngs=rngs)
     if model == "efficientnet_lite0":
         return fnn.models.EfficientNetLite("lite0", num_classes=NUM_CLASSES, rngs=rngs)
-    try:  # hooks for the zoo (other branches): ImportError until they land
+    try:  # the zoo's models: ImportError in an fnn without them
         if model == "resnet50":
-            from fnn.models import ResNet50 as cls
-        elif model == "mobilenet_v2":
-            from fnn.models import MobileNetV2 as cls
-        else:
-            raise ValueError(f"unknown model {model!r}")
+            from fnn.models import ResNet
+
+            return ResNet(50, num_classes=NUM_CLASSES, rngs=rngs)
+        if model == "mobilenet_v2":
+            from fnn.models import MobileNetV2
+
+            return MobileNetV2(num_classes=NUM_CLASSES, rngs=rngs)
     except ImportError as e:
         raise Unavailable(f"not in this fnn ({e})") from e
-    return cls(num_classes=NUM_CLASSES, rngs=rngs)
+    raise ValueError(f"unknown model {model!r}")
 
 
 def fnn_workload(name: str, steps: int, repeats: int, smoke: bool = False) -> list[float]:
