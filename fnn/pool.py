@@ -11,7 +11,10 @@ backward) against 6 + 2 ms here (measured, ``BENCHMARKS.md``): a fifth of the tr
 the windows tile the input (``strides == window_shape``, ``"VALID"`` padding: the lecture's and
 Keras' ``MaxPooling2D()`` default), the input is reshaped to ``[N, H/kh, kh, W/kw, kw, C]`` and
 reduced over the window axes; forward and backward are then plain element-wise loops that XLA
-fuses. Other settings (overlapping windows, ``"SAME"`` padding) fall back to Flax's pools.
+fuses. Other settings (overlapping windows, ``"SAME"`` padding) fall back to Flax's pools. The
+reshapes are taken on CPU only (`jax.lax.platform_dependent`): on GPU and TPU the pools are
+Flax's, which XLA lowers to its native ``reduce_window`` and ``select_and_scatter``
+(``spec_tests/test_lowering.py`` checks the exported programs).
 `avg_pool` takes the same path for symmetry; Flax's average pool has no slow backward (measured
 on par), so there it changes nothing but the rounding of the mean (≤ 1 ulp).
 """
@@ -50,9 +53,15 @@ def _pool(name: str, inputs, window_shape, strides, padding, tiled, fallback):
             f"{name}: inputs must be [N, *spatial, C] with {len(window)} spatial axes for "
             f"window_shape={window}, got shape {x.shape}"
         )
-    if _tiled(x, window, strides, padding):
-        return tiled(x, window)
-    return fallback(x, window, strides, padding)
+    if not _tiled(x, window, strides, padding):
+        return fallback(x, window, strides, padding)
+    # The reshapes pay on XLA:CPU only; GPUs and TPUs have native pooling (``reduce_window``,
+    # ``select_and_scatter``), and a TPU would pad the short window axes of the reshaped array.
+    return jax.lax.platform_dependent(
+        x,
+        cpu=lambda a: tiled(a, window),
+        default=lambda a: fallback(a, window, strides, padding),
+    )
 
 
 def _tiles(x, window: tuple[int, ...]):

@@ -46,9 +46,14 @@ jaxlib 0.11 and 0.12 run them on every core (measured: 0.11.2, 0.12.0). On jaxli
 ``--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce`` in ``XLA_FLAGS``: YNNPACK keeps
 the matrix products and reductions (multi-threaded there, and faster than XLA's own), and the
 convolutions go to Eigen. Measured: the reference CNN trains ≈ 1.5× faster (``BENCHMARKS.md``).
-Like the host-memory setting it must precede the backend start (XLA reads ``XLA_FLAGS`` once). It
-is left alone when ``XLA_FLAGS`` already names the YNN fusions. Child processes inherit the
-variable: JAX and TensorFlow 2.21 know the flag.
+Like the host-memory setting it must precede the backend start (XLA reads ``XLA_FLAGS`` once, when
+JAX starts its backend). It is left alone when ``XLA_FLAGS`` already names the YNN fusions. The
+environment is given back as soon as XLA has read it (at the first computation, before anything is
+compiled; ``_restore_xla_flags_once_read`` says how), so child processes started after that do
+not inherit fnn's flag; a child started between ``import fnn`` and the first computation does
+(JAX and TensorFlow 2.21 know the flag). ``FNN_THREADED_CONVOLUTIONS=0`` leaves ``XLA_FLAGS``
+alone; the same speed-up without fnn: start Python with
+``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce``.
 
 **Compilation cache.** A fresh process spends most of its first training step compiling: for the
 reference CNN about 6.5 s for the parameter initialisers (JAX compiles a random-number program per
@@ -214,7 +219,9 @@ def use_threaded_convolutions() -> bool:
     measurements). Keras on TensorFlow and PyTorch run convolutions on every core with oneDNN;
     Keras on JAX and hand-written Flax + Optax on jaxlib 0.10 use one, unless started with
     ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce``, which is what this
-    sets. GPUs do not read the flag; on TPU hosts (``libtpu`` installed) it is not set.
+    sets, until XLA has read it (the first computation; then ``XLA_FLAGS`` is as before, so child
+    processes do not inherit it). GPUs do not read the flag; on TPU hosts (``libtpu`` installed)
+    it is not set.
 
     ``import fnn`` calls this already unless ``FNN_THREADED_CONVOLUTIONS=0`` is set.
 
@@ -238,9 +245,48 @@ def use_threaded_convolutions() -> bool:
     if _jax_backend_running():
         CPU_CONVOLUTIONS = "too late"
         return False
-    os.environ["XLA_FLAGS"] = f"{flags} {_YNN_FLAG}={_YNN_WITHOUT_CONVOLUTIONS}".strip()
+    original = os.environ.get("XLA_FLAGS")
+    ours = f"{flags} {_YNN_FLAG}={_YNN_WITHOUT_CONVOLUTIONS}".strip()
+    os.environ["XLA_FLAGS"] = ours
+    _restore_xla_flags_once_read(original, ours)
     CPU_CONVOLUTIONS = "threaded"
     return True
+
+
+def _restore_xla_flags_once_read(original: str | None, ours: str) -> None:
+    """Give ``XLA_FLAGS`` back its value once XLA has read it, so child processes don't inherit
+    fnn's flag.
+
+    XLA reads ``XLA_FLAGS`` once per process, when JAX starts its backend (verified on jaxlib
+    0.10.2: a flag removed from the environment right after ``jax.devices()`` still takes
+    effect). JAX announces nothing at that moment, but every compilation records `jax.monitoring`
+    events, the first of them (tracing) before the backend starts and the next (lowering) after
+    it: the first event that finds the backend running restores the variable, before any program
+    is compiled, so the compilation cache's keys never contain the flag's text (they contain
+    XLA's parsed options, which do include it: tested). A value the program set in between is
+    kept, less fnn's flag.
+    """
+    import jax.monitoring
+
+    done = False
+
+    def restore(*_args, **_kwargs) -> None:
+        nonlocal done
+        if done or not _jax_backend_running():
+            return
+        done = True  # stays registered (unregistering inside a callback skips the next one)
+        now = os.environ.get("XLA_FLAGS")
+        if now == ours:
+            if original is None:
+                del os.environ["XLA_FLAGS"]
+            else:
+                os.environ["XLA_FLAGS"] = original
+        elif now is not None:
+            flag = ours.split()[-1]
+            os.environ["XLA_FLAGS"] = " ".join(f for f in now.split() if f != flag)
+
+    jax.monitoring.register_event_listener(restore)
+    jax.monitoring.register_event_duration_secs_listener(restore)
 
 
 def _default_cache_dir() -> str:

@@ -128,8 +128,9 @@ def test_cache_opt_out_and_user_setting_win(tmp_path):
 # Which ops of a compiled convolution + matrix product XLA:CPU handed to YNNPACK ("YNN fusions"),
 # read from the compiled program's text: the fused computations that YNN fusions call.
 _CONV_PROBE = """
-import json, os, re
+import json, os, re, subprocess, sys
 {prelude}
+flags_before = os.environ.get("XLA_FLAGS", "")
 import jax, jax.numpy as jnp
 import fnn.runtime
 def f(x, k, w):
@@ -141,9 +142,13 @@ hlo = jax.jit(f).lower(*args).compile().as_text()
 bodies = dict(re.findall(r"^(?:ENTRY )?%?([\\w.-]+) [^\\n]*\\{{\\n(.*?)^\\}}", hlo, re.M | re.S))
 called = re.findall(r"calls=%?([\\w.-]+)[^\\n]*__ynn_fusion", hlo)
 in_ynn = [bodies.get(c, "") for c in called]
+child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('XLA_FLAGS'))"],
+                       capture_output=True, text=True, check=True).stdout.strip()
 print(json.dumps({{
     "state": fnn.runtime.CPU_CONVOLUTIONS,
+    "flags_before": flags_before,
     "flags": os.environ.get("XLA_FLAGS", ""),
+    "child_flags": child,
     "ynn_conv": any("convolution(" in b for b in in_ynn),
     "ynn_dot": any(" dot(" in b for b in in_ynn),
     "one_core_jaxlib": fnn.runtime._jaxlib_version() in fnn.runtime._ONE_CORE_YNN_CONVOLUTIONS,
@@ -162,7 +167,9 @@ def test_import_fnn_moves_convolutions_off_one_core_ynnpack_kernels():
     assert xla_default["ynn_conv"] and xla_default["ynn_dot"], xla_default  # XLA's default
     if ours["one_core_jaxlib"]:
         assert ours["state"] == "threaded"
-        assert ours["flags"] == "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
+        flag = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
+        assert ours["flags_before"] == flag  # set by import fnn, until XLA has read it
+        assert ours["flags"] == "" and ours["child_flags"] == "None", ours  # then given back
         assert not ours["ynn_conv"], ours  # Eigen's multi-threaded convolution instead
         assert ours["ynn_dot"], ours  # matrix products stay with YNNPACK
     else:
@@ -175,10 +182,45 @@ def test_threaded_convolutions_leave_your_xla_flags_and_need_an_unstarted_backen
     yours = _conv_probe("import fnn", XLA_FLAGS=f"--xla_cpu_enable_fast_math=false {flag}")
     assert yours["state"] == "your XLA_FLAGS"
     assert yours["flags"] == f"--xla_cpu_enable_fast_math=false {flag}"
+    assert yours["child_flags"] == yours["flags"]  # the user's own setting is inherited
     assert yours["ynn_conv"] and not yours["ynn_dot"], yours
     late = _conv_probe("import jax; jax.devices(); import fnn")
     assert late["state"] in ("too late", "not needed") and late["flags"] == ""
     assert late["ynn_conv"], late
+
+
+def test_xla_flags_changed_after_import_are_kept_less_fnns_flag():
+    # The program sets a flag of its own after import fnn, before its first computation.
+    res = _conv_probe(
+        "import fnn, os\n"
+        "mine = os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_enable_fast_math=false'\n"
+        "os.environ['XLA_FLAGS'] = mine.strip()"
+    )
+    assert res["flags"] == "--xla_cpu_enable_fast_math=false", res
+    assert res["child_flags"] == res["flags"], res
+    assert res["ynn_conv"] is not res["one_core_jaxlib"], res  # fnn's flag took effect all the same
+
+
+def test_compilation_cache_tells_threaded_from_default_convolutions(tmp_path):
+    """The flag leaves the environment before anything compiles, so the cache key must get it
+    from XLA's parsed options: a program compiled with Eigen convolutions is not served to a
+    process that runs YNNPACK's."""
+    probe = _CACHE_PROBE.replace(
+        "jnp.tanh(x) @ x.T", "jax.lax.conv(x[None, None], x[None, None], (1, 1), 'SAME')"
+    )
+    cache = str(tmp_path / "cache")
+    ours = _run(probe.format(salt=4.5), FNN_COMPILATION_CACHE=cache)
+    again = _run(probe.format(salt=4.5), FNN_COMPILATION_CACHE=cache)
+    assert ours["hits"] == 0 and again["hits"] >= 1, (ours, again)
+    default = _run(
+        probe.format(salt=4.5), FNN_COMPILATION_CACHE=cache, FNN_THREADED_CONVOLUTIONS="0"
+    )
+    import fnn.runtime
+
+    if fnn.runtime._jaxlib_version() in fnn.runtime._ONE_CORE_YNN_CONVOLUTIONS:
+        assert default["hits"] == 0, default
+    else:
+        assert default["hits"] >= 1, default  # no flag, same programs
 
 
 @pytest.mark.parametrize(

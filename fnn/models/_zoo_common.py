@@ -148,8 +148,26 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, pad: int) -> ja
     ``y[n, i, j, c] = Σ_{a,b} x_pad[n, s·i + a, s·j + b, c] · kernel[a, b, 0, c]``: what
     ``nnx.Conv(..., feature_group_count=C)`` and PyTorch's ``Conv2d(groups=C)`` compute, but XLA:CPU
     runs grouped convolutions as a slow generic loop (see `fnn.models.efficientnet_lite`'s
-    ``depthwise_conv2d``, the same idea with TensorFlow's SAME padding).
+    ``depthwise_conv2d``, the same idea with TensorFlow's SAME padding). On CPU only
+    (`jax.lax.platform_dependent`): GPUs and TPUs get XLA's grouped convolution
+    (``spec_tests/test_lowering.py``).
     """
+    return jax.lax.platform_dependent(
+        x,
+        kernel,
+        cpu=lambda a, k: _shifted_depthwise(a, k, stride, pad),
+        default=lambda a, k: jax.lax.conv_general_dilated(
+            a,
+            k.astype(a.dtype),
+            (stride, stride),
+            ((pad, pad), (pad, pad)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=a.shape[-1],
+        ),
+    )
+
+
+def _shifted_depthwise(x, kernel, stride: int, pad: int):
     kh, kw = kernel.shape[:2]
     xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     oh = (xp.shape[1] - kh) // stride + 1

@@ -121,6 +121,10 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Ar
     shifted copy of the input. The input gradient is the same shifted sum over ``dy``, dilated by
     the stride, with the kernel flipped. Reverse mode only: ``jax.jvp`` through it raises.
 
+    All this is for XLA:CPU only. On GPU and TPU (`jax.lax.platform_dependent`) the same
+    function is XLA's grouped convolution (``feature_group_count=C``, JAX's own VJP), which cuDNN
+    and TPUs run natively (``spec_tests/test_lowering.py`` checks the exported programs).
+
     Args:
       x: ``[N, H, W, C]``.
       kernel: ``[k, k, 1, C]`` (Flax's layout for ``feature_group_count=C``).
@@ -140,7 +144,27 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Ar
             f"depthwise_conv2d: expected x [N, H, W, C] and kernel [k, k, 1, C], got x "
             f"{tuple(x.shape)} and kernel {tuple(kernel.shape)}"
         )
-    return _depthwise(x, kernel, int(stride))
+    stride = int(stride)
+    return jax.lax.platform_dependent(
+        x,
+        kernel,
+        cpu=lambda a, k: _depthwise(a, k, stride),
+        default=lambda a, k: _grouped(a, k, stride),
+    )
+
+
+def _grouped(x, kernel, stride):
+    """XLA's grouped convolution (``feature_group_count = C``) with TensorFlow "SAME" padding."""
+    _, ph = _same_padding(x.shape[1], kernel.shape[0], stride)
+    _, pw = _same_padding(x.shape[2], kernel.shape[1], stride)
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride, stride),
+        ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[3],
+    )
 
 
 def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
