@@ -194,9 +194,11 @@ def learning_rate(opt_state) -> jax.Array | None:
 def _global_norm(tree) -> jax.Array:
     """‖tree‖₂ over all leaves, as one reduction over their concatenation.
 
-    The value of ``optax.tree.norm``, which reduces each leaf separately: one XLA fusion per leaf,
-    about 790 for EfficientNet-Lite0's ``grad_norm`` and ``param_norm`` and a sixth of its train
-    step's compile time (``benchmarks/bench_compile.py``). Accumulates in float32 at least.
+    The value of ``optax.tree.norm``, which reduces each leaf separately: for EfficientNet-Lite0's
+    ``grad_norm`` and ``param_norm`` that was 737 of its train step's 2,347 XLA fusions and a
+    sixth of its compile time (``BENCHMARKS.md``, ``benchmarks/bench_compile.py``). A NaN or ±inf
+    in any leaf gives a non-finite norm (``TerminateOnNaN`` relies on it). Accumulates in float32
+    at least.
     """
     leaves = jax.tree.leaves(tree)
     if not leaves:
