@@ -191,6 +191,23 @@ def learning_rate(opt_state) -> jax.Array | None:
         return None
 
 
+def _global_norm(tree) -> jax.Array:
+    """‖tree‖₂ over all leaves, as one reduction over their concatenation.
+
+    The value of ``optax.tree.norm``, which reduces each leaf separately: for EfficientNet-Lite0's
+    ``grad_norm`` and ``param_norm`` that was 737 of its train step's 2,347 XLA fusions and a
+    sixth of its compile time (``BENCHMARKS.md``, ``benchmarks/bench_compile.py``). A NaN or ±inf
+    in any leaf gives a non-finite norm (``TerminateOnNaN`` relies on it). Accumulates in float32
+    at least.
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    flat = jnp.concatenate([jnp.ravel(x) for x in leaves])
+    flat = flat.astype(jnp.promote_types(flat.dtype, jnp.float32))
+    return jnp.sqrt(jnp.sum(flat * flat))
+
+
 def _train_core(objective: Objective, *, update_batch_stats: bool = True):
     """The un-jitted step: ``(state, batch, key) -> (state, stats)`` with `Mean` stats."""
 
@@ -211,14 +228,14 @@ def _train_core(objective: Objective, *, update_batch_stats: bool = True):
         (loss, (stats, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
         )
-        grad_norm = optax.tree.norm(grads)
+        grad_norm = _global_norm(grads)
         new_state = state.apply_gradients(grads, model_state=model_state)
         stats = dict(stats)
         lr = learning_rate(new_state.opt_state)
         if lr is not None:
             stats["learning_rate"] = lr * state.lr_scale
         stats["grad_norm"] = grad_norm
-        stats["param_norm"] = optax.tree.norm(new_state.params)
+        stats["param_norm"] = _global_norm(new_state.params)
         stats["_loss"] = loss
         return new_state, stats
 

@@ -419,3 +419,41 @@ def test_mean_merges_exactly_however_the_epoch_is_cut(values, cut):
     )
     assert float(parts.count) == float(whole.count) == len(v)
     assert bool(jnp.isnan(M.Mean.empty().compute()))
+
+
+# ---- grad_norm / param_norm: one reduction over the concatenated leaves (issue 18) ----
+
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+
+@given(
+    st.lists(
+        hnp.arrays(
+            np.float32,
+            hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+            elements=st.floats(-1e3, 1e3, width=32),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_global_norm_is_the_float64_norm_of_all_leaves(leaves):
+    from fnn.steps import _global_norm
+
+    tree = {f"w{i}": jnp.asarray(x) for i, x in enumerate(leaves)}
+    want = np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in leaves))
+    got = float(jax.jit(_global_norm)(tree))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30)
+    np.testing.assert_allclose(got, float(optax.tree.norm(tree)), rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [0, 1, 2])
+def test_global_norm_is_non_finite_when_any_leaf_is(bad, where):
+    # TerminateOnNaN reads grad_norm: a non-finite gradient anywhere must make it non-finite.
+    from fnn.steps import _global_norm
+
+    tree = [jnp.ones((3, 2)), jnp.zeros(()), jnp.full((5,), 2.0)]
+    tree[where] = tree[where].at[()].set(bad) if where == 1 else tree[where].at[0].set(bad)
+    assert not np.isfinite(float(jax.jit(_global_norm)(tree)))
+    assert float(_global_norm([])) == 0.0
