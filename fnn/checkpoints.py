@@ -43,6 +43,11 @@ def _checkpoint_tree(state, weights_only: bool) -> dict:
     tree = {"params": state.params, "model_state": state.model_state}
     if not weights_only:
         tree.update(step=state.step, opt_state=state.opt_state, lr_scale=state.lr_scale)
+        if state.loss_scale is not None:  # float16 training (fnn.precision): S and its counter
+            tree["loss_scale"] = {
+                "scale": state.loss_scale.loss_scale,
+                "counter": state.loss_scale.counter,
+            }
     return _to_saveable(tree)
 
 
@@ -143,6 +148,7 @@ def save_checkpoint(
     _recover(path)
     tree = _checkpoint_tree(state, weights_only)
     meta = {"epoch": epoch, "weights_only": bool(weights_only), **(metadata or {})}
+    meta["loss_scale"] = "loss_scale" in tree
     if extra_weights:
         tree["extra_weights"] = _to_saveable(
             {k: {"params": p, "model_state": m} for k, (p, m) in extra_weights.items()}
@@ -222,6 +228,10 @@ def restore_checkpoint(directory, state, *, epoch: int | None = None) -> tuple:
         extra = meta.get("extra_weights") or []
         if extra:
             template["extra_weights"] = {k: template_weights(state) for k in extra}
+        if not meta.get("loss_scale"):  # saved without one (float32 training, weights only)
+            template.pop("loss_scale", None)
+        elif "loss_scale" not in template:  # read it to drop it: this state trains unscaled
+            template["loss_scale"] = {"scale": jnp.float32(1), "counter": jnp.int32(0)}
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = mngr.restore(
             epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
@@ -234,7 +244,12 @@ def restore_checkpoint(directory, state, *, epoch: int | None = None) -> tuple:
         meta["extra_weights"] = {
             k: _weights_pair(_from_saveable(weights[k], like_weights(state))) for k in extra
         }
+    saved_scale = restored.pop("loss_scale", None)
     restored = _from_saveable(restored, like)
+    if saved_scale is not None and state.loss_scale is not None:
+        restored["loss_scale"] = state.loss_scale._replace(
+            loss_scale=saved_scale["scale"], counter=saved_scale["counter"]
+        )
     return state.replace(**restored), meta
 
 

@@ -15,9 +15,11 @@ One step computes (`fnn.objective` for the loss ``L`` and its metrics)::
 
     g = ∇_θ L(θ),   (u, s) = tx.update(g, s, θ),   θ ← θ + η_scale · u
 
-``η_scale`` is 1 unless a learning-rate callback changed it. Metrics: ``loss``, every compiled
-metric, ``learning_rate`` (when the optimizer exposes it, e.g. `optax.inject_hyperparams` or
-`fnn.optimizers`), ``grad_norm`` ‖g‖₂ and ``param_norm`` ‖θ‖₂ (after the update).
+``η_scale`` is 1 unless a learning-rate callback changed it. With a loss scale (float16 models,
+`fnn.precision`): ``g = ∇_θ (S·L) / S``, and a step whose ``g`` is not finite is skipped.
+Metrics: ``loss``, every compiled metric, ``learning_rate`` (when the optimizer exposes it, e.g.
+`optax.inject_hyperparams` or `fnn.optimizers`), ``grad_norm`` ‖g‖₂ and ``param_norm`` ‖θ‖₂
+(after the update).
 
 `make_runner` wraps the same step in the K-step programs (`jax.lax.scan`) that
 `fnn.trainer.Trainer` runs, with on-device epoch accumulators. PyTorch has no ``fit``; its loop
@@ -35,7 +37,7 @@ import optax
 from flax import nnx, struct
 
 from fnn import metrics as metrics_lib
-from fnn import parallel, runtime
+from fnn import parallel, precision, runtime
 from fnn.objective import PROBABILITY_CHECK, Objective
 
 __all__ = ["TrainState", "learning_rate", "make_train_step", "make_eval_step", "make_runner"]
@@ -101,6 +103,7 @@ class TrainState(struct.PyTreeNode):
       opt_state: the optimizer's state for ``params``.
       lr_scale: float32 ``[]``, multiplies every update (learning-rate callbacks set it).
       spec: static `ModelSpec` (graph definitions and ``tx``).
+      loss_scale: a `fnn.precision.DynamicLossScale` (float16 training) or ``None``.
 
     Flax's ``flax.training.train_state.TrainState`` keeps ``batch_stats`` outside the state and
     ``apply_fn``/``tx`` static in the same way; Keras hides all of this inside the model.
@@ -119,16 +122,24 @@ class TrainState(struct.PyTreeNode):
     opt_state: Any
     lr_scale: jax.Array
     spec: ModelSpec = struct.field(pytree_node=False)
+    loss_scale: Any = None
 
     @classmethod
-    def create(cls, model: nnx.Module, tx: optax.GradientTransformation) -> TrainState:
-        """Split ``model`` once into graph definitions, params and model state; init ``tx``."""
+    def create(
+        cls, model: nnx.Module, tx: optax.GradientTransformation, *, loss_scale="auto"
+    ) -> TrainState:
+        """Split ``model`` once into graph definitions, params and model state; init ``tx``.
+
+        ``loss_scale``: ``"auto"`` (a `fnn.precision.DynamicLossScale` when the model computes in
+        float16), ``None`` (none) or a ``DynamicLossScale`` (`fnn.precision.resolve_loss_scale`).
+        """
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
         if not isinstance(tx, optax.GradientTransformation):
             raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
         _, params, model_state = nnx.split(model, nnx.Param, ...)
-        params, model_state = _own_copies((params, model_state))
+        loss_scale = precision.resolve_loss_scale(loss_scale, model)
+        params, model_state, loss_scale = _own_copies((params, model_state, loss_scale))
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -136,6 +147,7 @@ class TrainState(struct.PyTreeNode):
             opt_state=_init_optimizer(tx, params),
             lr_scale=jnp.ones((), jnp.float32),
             spec=ModelSpec(model, tx),
+            loss_scale=loss_scale,
         )
 
     @property
@@ -208,6 +220,38 @@ def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(jnp.sum(flat * flat))
 
 
+def _float32_outputs(y_pred):
+    """float16 / bfloat16 model outputs as float32 (the policy's output dtype, `fnn.precision`):
+    losses, metrics and ``predict`` never compute in a 16-bit float."""
+
+    if isinstance(y_pred, dict):  # keep the model's key order (jax.tree.map would sort it)
+        return {k: _float32_outputs(v) for k, v in y_pred.items()}
+    if isinstance(y_pred, tuple | list):
+        values = [_float32_outputs(v) for v in y_pred]
+        return type(y_pred)(*values) if hasattr(y_pred, "_fields") else type(y_pred)(values)
+    low = jnp.issubdtype(y_pred.dtype, jnp.floating) and jnp.dtype(y_pred.dtype).itemsize < 4
+    return y_pred.astype(jnp.float32) if low else y_pred
+
+
+def _scaled_update(state: TrainState, grads, model_state):
+    """Unscale ``grads``; apply them if all finite, else keep the state (but count the step);
+    adjust the loss scale. Returns the new state, the unscaled grads and the finite flag."""
+    ls = state.loss_scale
+    grads = ls.unscale(grads)
+    finite = precision.all_finite(grads)
+    applied = state.apply_gradients(grads, model_state=model_state)
+    kept = (state.params, state.opt_state, state.model_state)
+    params, opt_state, model_state = jax.lax.cond(
+        finite,
+        lambda: (applied.params, applied.opt_state, applied.model_state),
+        lambda: kept,
+    )
+    new_state = applied.replace(
+        params=params, opt_state=opt_state, model_state=model_state, loss_scale=ls.adjust(finite)
+    )
+    return new_state, grads, finite
+
+
 def _train_core(objective: Objective, *, update_batch_stats: bool = True):
     """The un-jitted step: ``(state, batch, key) -> (state, stats)`` with `Mean` stats."""
 
@@ -215,22 +259,29 @@ def _train_core(objective: Objective, *, update_batch_stats: bool = True):
         spec = state.spec
         graphdef = spec.graphdef if update_batch_stats else spec.frozen_graphdef
         step_key = jax.random.fold_in(key, state.step)
+        ls = state.loss_scale
 
         seeded = _reseeded(spec, state.params, state.model_state, step_key)
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params, seeded, copy=True)
-            y_pred = model(batch["image"])
+            y_pred = _float32_outputs(model(batch["image"]))
             loss, stats = objective(batch, y_pred)
             _, _, model_state = nnx.split(model, nnx.Param, ...)
-            return loss, (stats, model_state)
+            scaled = loss if ls is None else ls.scale_loss(loss)
+            return scaled, (loss, stats, model_state)
 
-        (loss, (stats, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (_, (loss, stats, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
         )
-        grad_norm = _global_norm(grads)
-        new_state = state.apply_gradients(grads, model_state=model_state)
         stats = dict(stats)
+        if ls is None:
+            new_state = state.apply_gradients(grads, model_state=model_state)
+        else:
+            new_state, grads, finite = _scaled_update(state, grads, model_state)
+            stats["loss_scale"] = new_state.loss_scale.loss_scale
+            stats["_grads_finite"] = finite
+        grad_norm = _global_norm(grads)
         lr = learning_rate(new_state.opt_state)
         if lr is not None:
             stats["learning_rate"] = lr * state.lr_scale
@@ -248,7 +299,7 @@ def _eval_core(objective: Objective):
             state.spec, state.params, state.model_state, jax.random.fold_in(key, state.step)
         )
         model = nnx.merge(state.spec.eval_graphdef, state.params, model_state)
-        y_pred = model(batch["image"])
+        y_pred = _float32_outputs(model(batch["image"]))
         loss, stats = objective(batch, y_pred)
         return stats
 
@@ -295,11 +346,16 @@ def make_train_step(
       mesh: a `jax.sharding.Mesh` with a ``"data"`` axis: the batch is split over it.
       jit: ``False`` returns the plain Python function (debugging).
 
+    Loss scaling follows ``state.loss_scale`` (`TrainState.create`'s ``loss_scale="auto"``
+    turns it on for float16 models; `fnn.precision`): the loss is scaled by ``S``, the gradients
+    unscaled, a non-finite step skipped and ``S`` adjusted, all inside this compiled step.
+
     Returns:
       ``step(state, batch, key)`` with ``batch = {"image": [B,...], "label": [B] or [B,K],
       "sample_weight": optional [B]}`` and ``key`` a `jax.random.key`; metrics are float32
-      scalars ``loss``, each metric, ``learning_rate`` (when readable), ``grad_norm``,
-      ``param_norm``.
+      scalars ``loss`` (unscaled), each metric, ``learning_rate`` (when readable),
+      ``grad_norm`` (of the unscaled gradients; not finite on a skipped step), ``param_norm``,
+      and with a loss scale ``loss_scale`` (``S`` after this step's adjustment).
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
@@ -361,7 +417,9 @@ def make_eval_step(
 NO_BAD_STEP = np.iinfo(np.int32).max  # "no non-finite step yet" in an accumulator
 
 
-def init_accumulator(kind: str, objective: Objective, *, has_lr: bool, mesh):
+def init_accumulator(
+    kind: str, objective: Objective, *, has_lr: bool, mesh, loss_scale: bool = False
+):
     """Empty epoch sums for ``kind`` ``"train"`` or ``"eval"``, replicated over ``mesh``."""
     acc = objective.empty_stats()  # Means and epoch-metric counts, shaped by check_targets
     if kind == "train":
@@ -369,6 +427,8 @@ def init_accumulator(kind: str, objective: Objective, *, has_lr: bool, mesh):
         acc["param_norm"] = jnp.zeros((), jnp.float32)
         if has_lr:
             acc["learning_rate"] = jnp.zeros((), jnp.float32)
+        if loss_scale:
+            acc["loss_scale"] = jnp.zeros((), jnp.float32)
         acc["nonfinite_step"] = jnp.asarray(NO_BAD_STEP, jnp.int32)
     return parallel.replicate(acc, mesh)
 
@@ -384,24 +444,34 @@ def _merge_stats(acc, stats, names):
 def _accumulate_train(acc, stats, step, names):
     """Merge one step's stats into the epoch accumulator (all on the device)."""
     new = _merge_stats(acc, stats, names)
-    new["grad_norm"] = acc["grad_norm"].merge(
-        metrics_lib.Mean(stats["grad_norm"], jnp.ones((), jnp.float32))
-    )
+    if "_grads_finite" in stats:  # loss scaling: the mean over applied steps only
+        applied = stats["_grads_finite"]
+        grad_norm = metrics_lib.Mean(
+            jnp.where(applied, stats["grad_norm"], 0.0), applied.astype(jnp.float32)
+        )
+    else:
+        grad_norm = metrics_lib.Mean(stats["grad_norm"], jnp.ones((), jnp.float32))
+    new["grad_norm"] = acc["grad_norm"].merge(grad_norm)
     new["param_norm"] = stats["param_norm"]
     if "learning_rate" in acc:
         new["learning_rate"] = stats["learning_rate"]
+    if "loss_scale" in acc:
+        new["loss_scale"] = stats["loss_scale"]
     first = acc["nonfinite_step"] == NO_BAD_STEP
     new["nonfinite_step"] = jnp.where(_nonfinite(stats) & first, step, acc["nonfinite_step"])
     return new
 
 
 def _nonfinite(stats) -> jax.Array:
-    """The step's loss, gradient norm or updated parameters (their norm) are NaN or infinite."""
-    return ~(
-        jnp.isfinite(stats["_loss"])
-        & jnp.isfinite(stats["grad_norm"])
-        & jnp.isfinite(stats["param_norm"])
-    )
+    """The step's loss, gradient norm or updated parameters (their norm) are NaN or infinite.
+
+    With loss scaling (`fnn.precision`) a non-finite gradient is a skipped step, not an error:
+    only the (unscaled) loss and the updated parameters count.
+    """
+    ok = jnp.isfinite(stats["_loss"]) & jnp.isfinite(stats["param_norm"])
+    if "_grads_finite" not in stats:
+        ok = ok & jnp.isfinite(stats["grad_norm"])
+    return ~ok
 
 
 def _log_value(v):
@@ -421,6 +491,8 @@ def read_accumulator(acc) -> tuple[dict[str, float], int | None]:
     for name, v in host.items():
         if name == "nonfinite_step":
             bad = None if int(v) == NO_BAD_STEP else int(v)
+        elif name == "grad_norm" and float(v.count) == 0:  # every step skipped (loss scaling)
+            logs[name] = float("nan")
         elif not name.startswith("_"):
             logs[name] = _log_value(v.compute() if hasattr(v, "compute") else v)
     return logs, bad
@@ -480,7 +552,8 @@ def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_s
             model = nnx.merge(state.spec.eval_graphdef, state.params, state.model_state)
 
             def one(_, batch):
-                return None, model(parallel.constrain_batch(batch, mesh)["image"])
+                out = model(parallel.constrain_batch(batch, mesh)["image"])
+                return None, _float32_outputs(out)
 
             return jax.lax.scan(one, None, batches)[1]
 
@@ -497,7 +570,7 @@ def probe_output(state: TrainState, x_shape, batch_size: int) -> jax.ShapeDtypeS
     order = {}
 
     def forward(params, model_state, x):
-        out = nnx.merge(graphdef, params, model_state)(x)
+        out = _float32_outputs(nnx.merge(graphdef, params, model_state)(x))
         if isinstance(out, dict):  # JAX returns dicts key-sorted; Keras names follow the model
             order["keys"] = tuple(out)
         return out

@@ -110,7 +110,7 @@ class Trainer:
     def __init__(self, model, *, optimizer, loss, metrics=None, loss_weights=None,
                  weighted_metrics=None, run_eagerly: bool = False, steps_per_execution: int = 1,
                  seed: int = 0, devices=None, terminate_on_nan: bool = True,
-                 update_batch_stats: bool = True):  # fmt: skip
+                 update_batch_stats: bool = True, loss_scale="auto"):  # fmt: skip
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
         self.model = model
@@ -130,7 +130,8 @@ class Trainer:
         self.mesh = parallel.make_mesh(devices)
         if self.steps_per_execution > 1:  # flax.nnx.Conv is ~12x slower in lax.scan on CPU
             conv.make_loop_safe(model)
-        self.state = parallel.replicate(TrainState.create(model, self.tx), self.mesh)
+        state = TrainState.create(model, self.tx, loss_scale=loss_scale)
+        self.state = parallel.replicate(state, self.mesh)
         self._has_lr = steps_lib.learning_rate(self.state.opt_state) is not None
         shuffle_key, self._step_key = jax.random.split(jax.random.key(self.seed))
         self.feeder = feeding.Feeder(self.mesh, shuffle_key, jit=self._jit, call=self._call)
@@ -327,7 +328,8 @@ class Trainer:
 
         Returns:
           `History` whose ``history`` maps ``loss``, each metric, ``learning_rate``,
-          ``grad_norm``, ``param_norm`` and the ``val_`` values to per-epoch lists.
+          ``grad_norm``, ``param_norm``, ``loss_scale`` (float16) and the ``val_`` values to
+          per-epoch lists.
         """
         verbose = feeding.verbosity(verbose)
         epochs = feeding.check_epochs(epochs, initial_epoch)
@@ -407,8 +409,9 @@ class Trainer:
     def _train_epoch(self, feed, cbs, epoch: int):
         """One epoch of compiled K-step executions; returns the on-device accumulator."""
         acc = steps_lib.init_accumulator(
-            "train", self.objective, has_lr=self._has_lr, mesh=self.mesh
-        )
+            "train", self.objective, has_lr=self._has_lr, mesh=self.mesh,
+            loss_scale=self.state.loss_scale is not None,
+        )  # fmt: skip
         done = 0
         for k, batches in feed(epoch, self.steps_per_execution):
             run = self._runner("train", k, feed.batch_size)
@@ -515,7 +518,7 @@ class Trainer:
 def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
             weighted_metrics=None, run_eagerly: bool = False, steps_per_execution: int = 1,
             jit_compile="auto", seed: int = 0, devices=None, terminate_on_nan: bool = True,
-            update_batch_stats: bool = True) -> Trainer:  # fmt: skip
+            update_batch_stats: bool = True, loss_scale="auto") -> Trainer:  # fmt: skip
     """Keras' ``model.compile(...)``: bind a model, an optimizer, a loss and metrics for training.
 
     The slides' ``model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
@@ -549,6 +552,11 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         int, a list of devices or a `jax.sharding.Mesh`.
       terminate_on_nan: add `fnn.callbacks.TerminateOnNaN` to every ``fit``.
       update_batch_stats: ``False`` keeps every BatchNorm in inference mode while training.
+      loss_scale: ``"auto"`` gives a model computing in float16 (``fnn.precision.apply(model,
+        "mixed_float16")``) Keras' dynamic loss scaling, kept in ``trainer.state.loss_scale``
+        and in checkpoints; ``None`` turns it off; a `fnn.precision.DynamicLossScale` sets it
+        (`fnn.precision` says what is guaranteed). Keras wraps the optimizer in a
+        ``LossScaleOptimizer`` instead.
 
     Returns:
       a `Trainer`.
@@ -574,4 +582,5 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         weighted_metrics=weighted_metrics, run_eagerly=run_eagerly,
         steps_per_execution=steps_per_execution, seed=seed, devices=devices,
         terminate_on_nan=terminate_on_nan, update_batch_stats=update_batch_stats,
+        loss_scale=loss_scale,
     )  # fmt: skip
