@@ -21,3 +21,25 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # A script the weights fuzzer runs in a child process (it reads sys.argv): not a test module, and
 # not one for --doctest-modules either.
 collect_ignore = ["weights_fuzz_child.py"]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-heavy",
+        action="store_true",
+        help="also run the `heavy` tests (abstract traces of the deepest zoo networks: minutes)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """`heavy` tests are opt-in (``pytest --run-heavy``, ``nox -s tests -- -n 2 --run-heavy``):
+    they re-check code the quick variants already cover, on the deepest networks, and would
+    take CI past its time budget; they are reported as skipped with this reason."""
+    if config.getoption("--run-heavy"):
+        return
+    import pytest
+
+    skip = pytest.mark.skip(reason="heavy: run with --run-heavy")
+    for item in items:
+        if "heavy" in item.keywords:
+            item.add_marker(skip)

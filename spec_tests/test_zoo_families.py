@@ -284,7 +284,7 @@ QUICK |= {"resnet50_v2", "efficientnet_b0", "efficientnet_b3", "mobilenet", "inc
 
 @pytest.mark.parametrize(
     ("family", "name"),
-    [(f, n) if n in QUICK else pytest.param(f, n, marks=pytest.mark.slow) for f, n in ALL],
+    [(f, n) if n in QUICK else pytest.param(f, n, marks=pytest.mark.heavy) for f, n in ALL],
 )
 def test_full_features_match_spec(family, name):
     """Full networks, traced abstractly: logits shape, and each feature map's channels and stride
