@@ -260,7 +260,12 @@ def test_nms_threshold_is_strict_like_torchvision():
 @given(box_arrays(max_n=12), st.data(), st.sampled_from([0.0, 0.3, 0.5, 0.7]))
 def test_nms_matches_greedy_oracle(b, data, thr):
     s = np.array(
-        data.draw(st.lists(st.floats(0, 1, width=32), min_size=len(b), max_size=len(b))),
+        # no subnormal scores: XLA:CPU flushes them to 0, which makes ties the oracle does not see
+        data.draw(
+            st.lists(
+                st.floats(0, 1, width=32, allow_subnormal=False), min_size=len(b), max_size=len(b)
+            )
+        ),
         np.float32,
     )
     idx, n = boxes.nms(b, s, iou_threshold=thr)
