@@ -129,7 +129,10 @@ def worker(args) -> None:
 
     model = Tiny(nnx.Rngs(0))
     trainer = fnn.train.compile(
-        model, optimizer=optax.sgd(LR), loss="sparse_categorical_crossentropy", devices=mesh
+        model,
+        optimizer=optax.sgd(LR),
+        loss=fnn.losses.get("sparse_categorical_crossentropy", from_logits=True),  # Tiny: logits
+        devices=mesh,
     )
     history = trainer.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
     result["fit/losses"] = np.array(history.history["loss"])
