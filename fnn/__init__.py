@@ -24,6 +24,7 @@ _SUBMODULES = (
     "checkpoints",
     "conv",
     "data",
+    "dataset",
     "feeding",
     "landscape",
     "layers",

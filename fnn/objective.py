@@ -306,19 +306,6 @@ class Objective:
         weighted = [n for h in heads for n in h.weighted_names]
         return ["loss", *losses, *metrics, *weighted]
 
-    @property
-    def loss_name(self) -> str:
-        return ", ".join(h.loss_name for h in self.heads or [])
-
-    @property
-    def ignore_class(self) -> int | None:
-        return self.heads[0].ignore_class if self.heads and len(self.heads) == 1 else None
-
-    def loss_values(self, y_true, y_pred) -> jax.Array:
-        """Per-example losses ``[B]`` of a one-output model, after Keras' rank alignment."""
-        (head,) = self.bind(y_pred).heads
-        return _head_values(head, y_true, y_pred)
-
     @staticmethod
     def _batch_state(m, y, y_pred, weight):
         """One batch's `Mean` of per-example values, or an epoch metric's counts."""

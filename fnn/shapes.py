@@ -162,7 +162,7 @@ def generate(
       max_objects: ``K``, the most objects per detection/segmentation image (1..6).
 
     Returns:
-      an `fnn.data.Dataset` named ``"shapes:<task>:<split>"``.
+      an `fnn.data.Dataset` (`fnn.dataset.Dataset`) named ``"shapes:<task>:<split>"``.
 
     Examples:
       >>> ds = generate("detection", n=2, size=48)
@@ -170,7 +170,7 @@ def generate(
       ((2, 48, 48, 3), (2, 4, 4), (2, 4))
     """
     from fnn._validation import lookup
-    from fnn.data import Dataset
+    from fnn.dataset import Dataset
 
     task = lookup("task", task, {t: t for t in TASKS})
     stream, *rows = lookup("split", split, _SPLITS)

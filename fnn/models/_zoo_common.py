@@ -49,16 +49,17 @@ def check_options(name, *, num_classes, include_top, pooling, classifier_activat
         )
 
 
-def check_images(x, *, name: str, min_size: int, channels: int = 3) -> None:
+def check_images(x, *, name: str, min_size: int = 32, channels: int = 3) -> None:
     """Raises a clear error for anything but float NHWC images of at least ``min_size`` pixels."""
-    if x.ndim != 4 or x.shape[-1] != channels:
+    if getattr(x, "ndim", None) != 4 or x.shape[-1] != channels:
         raise ValueError(
-            f"{name} expects images of shape [N, H, W, {channels}] (NHWC), got {tuple(x.shape)}"
+            f"{name} expects images of shape [N, H, W, {channels}] (NHWC), got {tuple(np.shape(x))}"
         )
-    if min(x.shape[1:3]) < min_size:
+    h, w = x.shape[1:3]
+    if min(h, w) < min_size:
         raise ValueError(
-            f"{name} cannot take {x.shape[1]}x{x.shape[2]} images: H and W must be at least "
-            f"{min_size} (it downsamples by 32)"
+            f"{name} cannot take {h}x{w} images: it needs H, W >= {min_size} (at least "
+            f"{min_size} pixels for its downsampling), got {(h, w)}"
         )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(

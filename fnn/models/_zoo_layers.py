@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fnn.models._zoo_common import check_images, pool
 from fnn.models.zoo_spec import convert_named
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     "SeparableConv",
     "SqueezeExcite",
     "assign",
-    "check_image",
+    "check_images",
     "make_convert",
     "read_keras_h5",
     "weight_names",
@@ -454,10 +455,7 @@ class Head(nnx.Module):
         self.act = activation(classifier_activation) if include_top else None
 
     def __call__(self, x):
-        if self.pooling == "avg":
-            x = jnp.mean(x, axis=(1, 2))
-        elif self.pooling == "max":
-            x = jnp.max(x, axis=(1, 2))
+        x = pool(x, self.pooling)
         if self.fc is None:
             return x
         if self.hidden is not None:
@@ -466,20 +464,6 @@ class Head(nnx.Module):
             x = self.dropout(x)
         x = self.fc(x)
         return self.act(x) if self.act is not None else x
-
-
-def check_image(name: str, x, *, channels: int = 3, min_size: int = 32) -> None:
-    """Raises a `ValueError`/`TypeError` naming ``name`` unless ``x`` is float ``[N, H, W, C]``."""
-    if getattr(x, "ndim", None) != 4 or x.shape[-1] != channels:
-        raise ValueError(
-            f"{name} expects images of shape [N, H, W, {channels}] (NHWC), got {tuple(np.shape(x))}"
-        )
-    if min(x.shape[1:3]) < min_size:
-        raise ValueError(
-            f"{name} needs H, W >= {min_size} for its downsampling, got {tuple(x.shape[1:3])}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} expects float (preprocessed) images, got dtype {x.dtype}")
 
 
 def max_pool(x, k: int, stride: int, padding="valid"):

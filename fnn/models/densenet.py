@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fnn.models import zoo_spec
-from fnn.models._zoo_layers import BatchNorm, Conv, Head, check_image, make_convert, max_pool
+from fnn.models._zoo_layers import BatchNorm, Conv, Head, check_images, make_convert, max_pool
 
 __all__ = ["CONFIGS", "DenseNet", "SPECS"]
 
@@ -147,7 +147,7 @@ class DenseNet(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or the maps ``features``/``include_top`` ask for)."""
-        check_image("DenseNet", x)
+        check_images(x, name="DenseNet")
         x = jax.nn.relu(self.norm0(self.conv0(x)))
         maps = [x]
         x = max_pool(x, 3, 2, 1)

@@ -38,7 +38,7 @@ import jax
 from flax import nnx
 
 from fnn.models import zoo_spec
-from fnn.models._zoo_layers import ConvBN, Head, SqueezeExcite, check_image, make_convert
+from fnn.models._zoo_layers import ConvBN, Head, SqueezeExcite, check_images, make_convert
 from fnn.models.mobilenet_v3 import make_divisible
 
 __all__ = ["VARIANTS", "EfficientNet", "SPECS", "Variant"]
@@ -228,7 +228,7 @@ class EfficientNet(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or what ``features``/``include_top`` ask for)."""
-        check_image("EfficientNet", x)
+        check_images(x, name="EfficientNet")
         x = self.stem(x)
         maps = []
         for i, block in enumerate(self.blocks):

@@ -37,7 +37,7 @@ from fnn.models._zoo_layers import (
     Head,
     KerasGraph,
     avg_pool,
-    check_image,
+    check_images,
     make_convert,
     max_pool,
 )
@@ -284,7 +284,7 @@ class InceptionResNetV2(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or what ``features``/``include_top`` ask for)."""
-        check_image("InceptionResNetV2", x, min_size=75)
+        check_images(x, name="InceptionResNetV2", min_size=75)
         x = _run(self.stem1, x)
         maps = [x]
         x = _run(self.stem2, max_pool(x, 3, 2))

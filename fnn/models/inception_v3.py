@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fnn.models import zoo_spec
-from fnn.models._zoo_layers import ConvBN, Head, avg_pool, check_image, make_convert, max_pool
+from fnn.models._zoo_layers import ConvBN, Head, avg_pool, check_images, make_convert, max_pool
 
 __all__ = ["InceptionV3", "SPECS"]
 
@@ -227,7 +227,7 @@ class InceptionV3(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or what ``features``/``include_top`` ask for)."""
-        check_image("InceptionV3", x, min_size=75)
+        check_images(x, name="InceptionV3", min_size=75)
         if self.transform_input:
             mean = jnp.asarray(zoo_spec.IMAGENET_MEAN, x.dtype)
             std = jnp.asarray(zoo_spec.IMAGENET_STD, x.dtype)

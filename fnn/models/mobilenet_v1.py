@@ -32,7 +32,7 @@ from fnn.models._zoo_layers import (
     Head,
     KerasNamer,
     activation,
-    check_image,
+    check_images,
     make_convert,
 )
 
@@ -173,7 +173,7 @@ class MobileNet(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or what ``features``/``include_top`` ask for)."""
-        check_image("MobileNet", x)
+        check_images(x, name="MobileNet")
         x = self.conv1(x)
         maps = []
         for block in self.blocks:

@@ -30,7 +30,7 @@ import jax
 from flax import nnx
 
 from fnn.models import zoo_spec
-from fnn.models._zoo_layers import ConvBN, Head, SqueezeExcite, check_image, make_convert
+from fnn.models._zoo_layers import ConvBN, Head, SqueezeExcite, check_images, make_convert
 
 __all__ = ["CONFIGS", "MobileNetV3", "SPECS"]
 
@@ -222,7 +222,7 @@ class MobileNetV3(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or what ``features``/``include_top`` ask for)."""
-        check_image("MobileNetV3", x)
+        check_images(x, name="MobileNetV3")
         x = self.stem(x)
         maps = []
         for block in self.blocks:

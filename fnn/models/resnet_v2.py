@@ -33,7 +33,7 @@ from fnn.models._zoo_layers import (
     Conv,
     Head,
     KerasNamer,
-    check_image,
+    check_images,
     make_convert,
     max_pool,
 )
@@ -165,7 +165,7 @@ class ResNetV2(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or what ``features``/``include_top`` ask for)."""
-        check_image("ResNetV2", x)
+        check_images(x, name="ResNetV2")
         x = self.conv1(x)
         maps = [x]
         x = max_pool(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), 3, 2)  # zeros, as Keras

@@ -33,7 +33,7 @@ from fnn.models._zoo_layers import (
     Head,
     KerasNamer,
     SeparableConv,
-    check_image,
+    check_images,
     make_convert,
     max_pool,
 )
@@ -175,7 +175,7 @@ class Xception(nnx.Module):
 
     def __call__(self, x: jax.Array):
         """Logits ``[N, num_classes]`` (or what ``features``/``include_top`` ask for)."""
-        check_image("Xception", x, min_size=71)
+        check_images(x, name="Xception", min_size=71)
         x = self.conv2(self.conv1(x))
         maps = [x]
         x = self.block2(x)
