@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from fnn import checkpoints
+from fnn import checkpoints, metrics
 
 __all__ = [
     "Callback",
@@ -163,17 +163,18 @@ class TerminateOnNaN(Callback):
         self._check(epoch)
 
 
-def _monitor_mode(monitor: str, mode: str) -> str:
+def _monitor_mode(monitor: str, mode: str, *, needed: bool = True) -> str:
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode != "auto":
+    if mode != "auto" or not needed:
         return mode
-    name = monitor.removeprefix("val_")
-    return (
-        "max"
-        if ("acc" in name or name.startswith("auc") or name in ("precision", "recall"))
-        else "min"
-    )
+    found = metrics.direction(monitor)
+    if found is None:  # Keras 3 raises too; Keras 2 silently minimised
+        raise ValueError(
+            f"mode='auto' cannot tell whether monitor={monitor!r} should be minimised or "
+            "maximised; pass mode='min' or mode='max'"
+        )
+    return found
 
 
 def _get_monitored(logs, monitor: str, who: str):
@@ -182,14 +183,23 @@ def _get_monitored(logs, monitor: str, who: str):
             f"{who}: monitor={monitor!r} is not in the logs; available: {sorted(logs)} "
             f"(val_ values need validation_data or validation_split)"
         )
-    return float(logs[monitor])
+    value = logs[monitor]
+    if getattr(value, "ndim", 0) != 0:
+        raise ValueError(
+            f"{who}: monitor={monitor!r} must be a scalar log, got an array of shape "
+            f"{tuple(value.shape)} (a per-class metric: monitor a scalar one, e.g. "
+            "F1Score(average='macro'), or one of its entries through your own callback)"
+        )
+    return float(value)
 
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     Improvement means ``current < best - min_delta`` (mode ``"min"``) or ``current > best +
-    min_delta`` (``"max"``; ``"auto"`` picks ``max`` for accuracies). With
+    min_delta`` (``"max"``; ``"auto"`` reads the direction from the name,
+    `fnn.metrics.direction`: ``max`` for accuracies, AUC, precision, recall, F-scores, IoU, Dice;
+    ``min`` for losses and errors; an unknown name is an error asking for ``mode``, as in Keras 3). With
     ``restore_best_weights`` the weights of the best epoch are put back when training stops
     early (Keras' rule) and, unlike Keras, also when it runs to the end, so the trainer always
     ends on the best epoch it saw.
@@ -326,7 +336,8 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
-        self.mode = _monitor_mode(monitor, mode)
+        # The direction matters only for "best"; a plain periodic save may monitor anything.
+        self.mode = _monitor_mode(monitor, mode, needed=self.save_best_only)
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq >= 1):
             raise ValueError(
                 f"save_freq must be 'epoch' or a positive number of epochs, got {save_freq!r} "

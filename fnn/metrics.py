@@ -68,6 +68,7 @@ __all__ = [
     "MeanIoU",
     "IoU",
     "Dice",
+    "direction",
     "sparse_categorical_accuracy",
     "categorical_accuracy",
     "binary_accuracy",
@@ -1326,6 +1327,41 @@ def resolve(identifier, y_true_shape, y_pred_shape) -> EpochMetric:
     if isinstance(m, EpochMetric):
         return m
     return MeanMetric(m, name=name_of(identifier))
+
+
+# Log names whose larger values are better / worse, matched as the whole name or its last
+# "_"-separated words (so "val_class_accuracy", "box_iou" and "precision_at_recall" resolve).
+_BETTER_HIGH = (
+    "accuracy", "acc", "auc", "precision", "recall", "sensitivity", "specificity", "f1_score",
+    "fbeta_score", "io_u", "iou", "dice", "true_positives", "true_negatives", "r2_score",
+    "cosine_similarity", "map",
+)  # fmt: skip
+_BETTER_LOW = (
+    "loss", "error", "crossentropy", "hinge", "false_positives", "false_negatives", "mse", "mae",
+    "mape", "msle", "divergence", "poisson", "logcosh",
+)  # fmt: skip
+
+
+def direction(name: str) -> str | None:
+    """``"max"`` if larger values of the log ``name`` are better, ``"min"`` if smaller, else None.
+
+    What the callbacks' ``mode="auto"`` uses. Keras 3 reads each metric object's direction and
+    raises when it finds none; Keras 2 guessed from the name ("acc" → max, anything else → min,
+    so ``f1_score``, ``mean_io_u`` or ``dice`` were minimised). fnn decides from the name
+    (without ``val_`` or an output's prefix) and returns None when it cannot tell.
+
+    Examples:
+      >>> [direction(n) for n in ("val_loss", "class_accuracy", "mean_io_u", "box_iou", "score")]
+      ['min', 'max', 'max', 'max', None]
+    """
+    words = str(name).removeprefix("val_").lower().split("_")
+    for n in range(len(words), 0, -1):  # the longest ending first: "true_positives" before "_pos"
+        ending = "_".join(words[-n:])
+        if ending in _BETTER_HIGH:
+            return "max"
+        if ending in _BETTER_LOW:
+            return "min"
+    return None
 
 
 def name_of(identifier) -> str:

@@ -105,7 +105,7 @@ def _assert_equal_trees(a, b):
 def test_early_stopping_stops_after_patience_and_restores_best(trainer, data):
     rec = Recorder()
     # score 3, 1, 2, 2, ...: the best is epoch 1; two epochs without improvement stop at epoch 3.
-    es = cb.EarlyStopping(monitor="score", patience=2, restore_best_weights=True)
+    es = cb.EarlyStopping(monitor="score", mode="min", patience=2, restore_best_weights=True)
     h = _fit(trainer, data, epochs=10, callbacks=[Inject([3, 1, 2, 2, 2, 2]), es, rec])
     assert h.epoch == [0, 1, 2, 3] and es.stopped_epoch == 3 and es.best_epoch == 1
     assert es.best == 1
@@ -129,12 +129,46 @@ def test_early_stopping_min_delta_baseline_and_monitor_errors(trainer, data):
         cb.EarlyStopping(mode="up")
 
 
+@pytest.mark.parametrize(
+    "monitor, mode",
+    [
+        ("val_loss", "min"),
+        ("class_loss", "min"),
+        ("val_mean_squared_error", "min"),
+        ("false_negatives", "min"),
+        ("val_accuracy", "max"),
+        ("box_iou", "max"),
+        ("mean_io_u", "max"),
+        ("f1_score", "max"),
+        ("val_dice", "max"),
+        ("precision_at_recall", "max"),
+        ("true_positives", "max"),
+        ("auc", "max"),
+    ],
+)
+def test_auto_mode_follows_the_metric_direction(monitor, mode):
+    # Keras 2's name rule ("acc" -> max, else min) minimised F1, IoU and Dice.
+    for callback in (cb.EarlyStopping, cb.ReduceLROnPlateau):
+        assert callback(monitor=monitor).mode == mode
+    assert cb.ModelCheckpoint("unused", monitor=monitor, save_best_only=True).mode == mode
+
+
+def test_auto_mode_refuses_a_name_it_cannot_read_and_array_logs(trainer, data):
+    with pytest.raises(ValueError, match=r"monitor='score' should be minimised or maximised"):
+        cb.EarlyStopping(monitor="score")
+    assert cb.ModelCheckpoint("unused", monitor="score").mode == "auto"  # not "best": unused
+    per_class = Inject([np.array([0.5, 0.7])] * 3)
+    es = cb.EarlyStopping(monitor="score", mode="max")
+    with pytest.raises(ValueError, match=r"monitor='score' must be a scalar log, got an array"):
+        _fit(trainer, data, epochs=2, steps_per_epoch=1, callbacks=[per_class, es])
+
+
 # ---- ModelCheckpoint ----------------------------------------------------------------------------
 
 
 def test_model_checkpoint_best_only_keep_and_weights_only(trainer, data, tmp_path):
     rec = Recorder()
-    best = cb.ModelCheckpoint(tmp_path / "best", monitor="score", save_best_only=True)
+    best = cb.ModelCheckpoint(tmp_path / "best", monitor="score", mode="min", save_best_only=True)
     last2 = cb.ModelCheckpoint(tmp_path / "last2", max_to_keep=2)
     weights = cb.ModelCheckpoint(tmp_path / "w", save_weights_only=True, save_freq=2)
     scores = Inject([2.0, 3.0, 1.0, 1.5])  # improvements (mode "min") at epochs 1 and 3
@@ -212,13 +246,13 @@ def test_learning_rate_callbacks_need_a_readable_rate(data):
 
 def test_reduce_lr_on_plateau(trainer, data):
     flat = Inject([1.0] * 5)  # a plateau from the first epoch on (Keras counts cooldown as below)
-    rl = cb.ReduceLROnPlateau(monitor="score", factor=0.5, patience=1)
+    rl = cb.ReduceLROnPlateau(monitor="score", mode="min", factor=0.5, patience=1)
     h = _fit(trainer, data, epochs=4, steps_per_epoch=1, callbacks=[flat, rl])
     np.testing.assert_allclose(h.history["learning_rate"], [1e-3, 1e-3, 5e-4, 2.5e-4], rtol=1e-6)
-    floor = cb.ReduceLROnPlateau(monitor="score", factor=0.5, patience=1, min_lr=4e-4)
+    floor = cb.ReduceLROnPlateau(monitor="score", mode="min", factor=0.5, patience=1, min_lr=4e-4)
     h = _fit(trainer, data, epochs=4, steps_per_epoch=1, callbacks=[flat, floor])
     np.testing.assert_allclose(h.history["learning_rate"], [1e-3, 1e-3, 5e-4, 4e-4], rtol=1e-6)
-    cool = cb.ReduceLROnPlateau(monitor="score", factor=0.5, patience=1, cooldown=2)
+    cool = cb.ReduceLROnPlateau(monitor="score", mode="min", factor=0.5, patience=1, cooldown=2)
     h = _fit(trainer, data, epochs=5, steps_per_epoch=1, callbacks=[flat, cool])
     np.testing.assert_allclose(
         h.history["learning_rate"], [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4], rtol=1e-6
