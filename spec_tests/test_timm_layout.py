@@ -14,8 +14,8 @@ import json
 
 import numpy as np
 import pytest
-
 import zoo_reference as zr
+
 from fnn import pretrained
 from fnn.models import timm_layout
 from fnn.models.zoo_spec import WeightsMismatchError, model_arrays

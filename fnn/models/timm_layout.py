@@ -154,7 +154,8 @@ def _timm_keys(rule: str, keys) -> bool:
 def _looks_timm(keys) -> bool:
     """timm-only names of any family (for a clear refusal where fnn has no mapping)."""
     return any(
-        k.startswith(("conv_stem.", "blocks.", "pre_logits.", "head.fc.", "conv_head.")) for k in keys
+        k.startswith(("conv_stem.", "blocks.", "pre_logits.", "head.fc.", "conv_head."))
+        for k in keys
     )
 
 
@@ -350,7 +351,9 @@ def adapt(spec: ModelSpec, weights: Mapping[str, np.ndarray], *, layout=None, pa
                 tuple(pcfg.get("std", entry.mean_std[1])),
             )
         except (TypeError, ValueError, ZeroDivisionError, IndexError) as error:
-            raise ValueError(f"config.json beside the weights: bad pretrained_cfg: {error}")
+            raise ValueError(
+                f"config.json beside the weights: bad pretrained_cfg: {error}"
+            ) from error
     renamed, back = _rename(entry.rule, weights)
     native = spec.convert
 
