@@ -174,6 +174,7 @@ CROSS = [
     ("resnet50", "resnet50"),
     ("mobilenet_v2", "mobilenetv2_100"),
     ("efficientnet_b0", "efficientnet_b0"),
+    *((f"efficientnet_b{i}", f"efficientnet_b{i}") for i in (1, 2, 3, 4)),
     ("densenet121", "densenet121"),
     ("inception_v3", "inception_v3"),
     ("vgg16", "vgg16"),
