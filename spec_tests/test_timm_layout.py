@@ -178,6 +178,7 @@ CROSS = [
     ("densenet121", "densenet121"),
     ("inception_v3", "inception_v3"),
     ("vgg16", "vgg16"),
+    ("inception_resnet_v2", "inception_resnet_v2"),
 ]
 
 

@@ -82,6 +82,9 @@ _TABLE: dict[str, _Entry] = {
     "inception_v3": _Entry("inception_v3", "inception_v3", 299, 0.875, "bicubic", _INCEPTION),
     "vgg16": _Entry("vgg16", "vgg", 224, 0.875, "bilinear"),
     "vgg19": _Entry("vgg19", "vgg", 224, 0.875, "bilinear"),
+    "inception_resnet_v2": _Entry(
+        "inception_resnet_v2", "inception_resnet_v2", 299, 0.8975, "bicubic", _INCEPTION
+    ),
 }
 
 ACCEPTED: dict[str, str] = {name: e.architecture for name, e in _TABLE.items()}
@@ -96,8 +99,6 @@ REFUSED: dict[str, str] = {
     "efficientnet_b7": "uses BatchNorm eps 1e-5 where torchvision's B5-B7 (fnn's) use 1e-3",
     "legacy_xception": "pads its strided max pools symmetrically and uses BatchNorm eps 1e-5, "
     "where Keras' Xception (fnn's xception) pads 'SAME' with eps 1e-3",
-    "inception_resnet_v2": "is Keras' InceptionResNetV2, whose layer names fnn reads from Keras "
-    "files; the timm-name mapping is not written yet: save it through Keras instead",
 }
 
 
@@ -148,6 +149,8 @@ def _timm_keys(rule: str, keys) -> bool:
         return "Conv2d_1a_3x3.conv.weight" in keys and not any(
             k.startswith("AuxLogits.") for k in keys
         )
+    if rule == "inception_resnet_v2":
+        return "conv2d_1a.conv.weight" in keys
     return False  # "same": identical keys
 
 
@@ -279,6 +282,100 @@ def _rename(rule: str, weights: Mapping[str, np.ndarray]):
     return out, back
 
 
+# Inception-ResNet-v2: fnn's Flax paths (Keras' network) <- timm's module names.
+_IRV2_FIXED = {
+    "stem1/0": "conv2d_1a",
+    "stem1/1": "conv2d_2a",
+    "stem1/2": "conv2d_2b",
+    "stem2/0": "conv2d_3b",
+    "stem2/1": "conv2d_4a",
+    "mixed_5b/bp/0": "mixed_5b.branch3.1",  # branch3.0 is timm's average pool
+    "conv_7b": "conv2d_7b",
+    "head/fc/linear": "classif",
+}
+_IRV2_LEAF = {
+    "conv/conv/kernel": ("conv.weight", "conv"),
+    "bn/bn/bias": ("bn.bias", "vector"),
+    "bn/bn/mean": ("bn.running_mean", "vector"),
+    "bn/bn/var": ("bn.running_var", "vector"),
+    "kernel": ("weight", "dense"),
+    "bias": ("bias", "vector"),
+}
+_IRV2_PATH = re.compile(r"(.+?)/(conv/conv/\w+|bn/bn/\w+|kernel|bias)")
+
+
+def _irv2_names(model) -> dict[str, tuple[str, str]]:
+    """``{Flax path: (timm key, kind)}`` for fnn's `InceptionResNetV2` and timm's module tree
+    (``repeat``/``repeat_1``/``repeat_2`` hold blocks A/B/C, ``block8`` the last C block without
+    ReLU, ``branch<b>`` a single unit or ``branch<b>.<j>`` a chain, ``conv2d`` the "up" 1x1)."""
+    from fnn.models.zoo_spec import model_arrays
+
+    paths = list(model_arrays(model))
+    units: dict[str, set[str]] = {}  # Flax branch -> its units
+    for path in paths:
+        m = re.match(r"(.+/(?:branches/\d+|b\d))/(\d+)/", path)
+        if m:
+            units.setdefault(m[1], set()).add(m[2])
+    last_c = max((int(p.split("/")[1]) for p in paths if p.startswith("blocks_c/")), default=-1)
+    block = {"blocks_a": "repeat", "blocks_b": "repeat_1", "blocks_c": "repeat_2"}
+    names = {}
+    for path in paths:
+        prefix, leaf = _IRV2_PATH.fullmatch(path).groups()
+        parts = prefix.split("/")
+        if prefix in _IRV2_FIXED:
+            top = _IRV2_FIXED[prefix]
+        elif parts[0] in block:
+            i = int(parts[1])
+            top = "block8" if parts[0] == "blocks_c" and i == last_c else f"{block[parts[0]]}.{i}"
+            if parts[2] == "up":
+                names[path] = (f"{top}.conv2d.{'weight' if leaf.endswith('kernel') else 'bias'}",
+                               "conv" if leaf.endswith("kernel") else "vector")  # fmt: skip
+                continue
+            top = f"{top}.branch{parts[3]}"
+            top += f".{parts[4]}" if len(units["/".join(parts[:4])]) > 1 else ""
+        else:  # mixed_5b/b<k>/<j>, mixed_6a|7a/branches/<b>/<j>
+            branch = parts[1][1:] if parts[0] == "mixed_5b" else parts[2]
+            top = f"{parts[0]}.branch{branch}"
+            top += f".{parts[-1]}" if len(units["/".join(parts[:-1])]) > 1 else ""
+        key, kind = _IRV2_LEAF[leaf]
+        names[path] = (f"{top}.{key}", kind)
+    return names
+
+
+def _fold_bn_scale(weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """timm's BatchNorm has a scale γ, Keras' (fnn's) ``scale=False`` has none: γ goes into the
+    bias-free convolution before it, ``γ·(W∗x − μ)/σ + β = ((γW)∗x − γμ)/σ + β`` (exact for any
+    γ). A γ without a matching convolution stays (an unexpected key)."""
+    out = dict(weights)
+    for key in list(out):
+        if not key.endswith(".bn.weight"):
+            continue
+        stem = key[: -len(".bn.weight")]
+        conv, mean = f"{stem}.conv.weight", f"{stem}.bn.running_mean"
+        gamma = np.asarray(out[key], np.float64)
+        if conv in out and mean in out and gamma.ndim == 1:
+            w, m = np.asarray(out[conv]), np.asarray(out[mean])
+            if w.ndim == 4 and w.shape[0] == gamma.shape[0] == m.shape[0]:
+                out[conv] = (w * gamma[:, None, None, None]).astype(w.dtype)
+                out[mean] = (m * gamma).astype(m.dtype)
+                del out[key]
+    return out
+
+
+def _irv2_convert(model, weights, *, skip=()):
+    """timm ``inception_resnet_v2`` state dict -> fnn's Flax paths (BatchNorm γ folded)."""
+    from fnn.models.zoo_spec import convert_named
+
+    return convert_named(
+        _fold_bn_scale(weights),
+        _irv2_names(model),
+        model,
+        tolerate=[r"classif\..*"],
+        skip=skip,
+        what="inception_resnet_v2 (timm's layout)",
+    )
+
+
 def _translated(error: WeightsMismatchError, back: Mapping[str, str]) -> WeightsMismatchError:
     """The family's error with the file's keys in timm's names (keys it lacks stay torchvision's)."""
     text = re.sub(r"'([^']+)'", lambda m: repr(back.get(m[1], m[1])), str(error))
@@ -354,14 +451,17 @@ def adapt(spec: ModelSpec, weights: Mapping[str, np.ndarray], *, layout=None, pa
             raise ValueError(
                 f"config.json beside the weights: bad pretrained_cfg: {error}"
             ) from error
-    renamed, back = _rename(entry.rule, weights)
-    native = spec.convert
+    if entry.rule == "inception_resnet_v2":
+        renamed, convert = weights, _irv2_convert
+    else:
+        renamed, back = _rename(entry.rule, weights)
+        native = spec.convert
 
-    def convert(model, w, *, skip=()):
-        try:
-            return native(model, w, skip=skip)
-        except WeightsMismatchError as error:
-            raise _translated(error, back) from None
+        def convert(model, w, *, skip=()):
+            try:
+                return native(model, w, skip=skip)
+            except WeightsMismatchError as error:
+                raise _translated(error, back) from None
 
     build = spec.build
     if entry.rule == "inception_v3":
