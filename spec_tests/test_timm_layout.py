@@ -169,6 +169,60 @@ def test_bad_layout_argument(tmp_path):
         pretrained.load("mobilenet_v2", weights=None, layout="timm")
 
 
+def test_inception_resnet_v2_names():
+    """A transcription of timm's module names for a few of fnn's paths (all: the cross-check)."""
+    from flax import nnx
+
+    from fnn.models import registry
+
+    spec = registry.get("inception_resnet_v2")
+    model = nnx.eval_shape(
+        lambda: spec.build(
+            num_classes=1000,
+            include_top=True,
+            pooling=None,
+            classifier_activation=None,
+            features=False,
+            rngs=nnx.Rngs(0),
+        )
+    )
+    names = timm_layout._irv2_names(model)
+    assert names["stem1/0/conv/conv/kernel"] == ("conv2d_1a.conv.weight", "conv")
+    assert names["stem2/1/bn/bn/var"] == ("conv2d_4a.bn.running_var", "vector")
+    assert names["mixed_5b/b0/0/bn/bn/mean"] == ("mixed_5b.branch0.bn.running_mean", "vector")
+    assert names["mixed_5b/b2/2/conv/conv/kernel"][0] == "mixed_5b.branch2.2.conv.weight"
+    assert names["mixed_5b/bp/0/conv/conv/kernel"][0] == "mixed_5b.branch3.1.conv.weight"
+    assert names["blocks_a/3/branches/0/0/bn/bn/bias"][0] == "repeat.3.branch0.bn.bias"
+    assert (
+        names["blocks_b/19/branches/1/2/conv/conv/kernel"][0] == "repeat_1.19.branch1.2.conv.weight"
+    )
+    assert names["blocks_c/8/up/conv/conv/bias"] == ("repeat_2.8.conv2d.bias", "vector")
+    assert names["blocks_c/9/up/conv/conv/kernel"] == ("block8.conv2d.weight", "conv")
+    assert names["mixed_6a/branches/0/0/conv/conv/kernel"][0] == "mixed_6a.branch0.conv.weight"
+    assert names["mixed_7a/branches/0/1/conv/conv/kernel"][0] == "mixed_7a.branch0.1.conv.weight"
+    assert names["conv_7b/bn/bn/bias"][0] == "conv2d_7b.bn.bias"
+    assert names["head/fc/linear/kernel"] == ("classif.weight", "dense")
+    keys = {key for key, _ in names.values()}
+    assert len(keys) == len(names) == 898  # one timm key per path (timm: 898 + 244 BN scales)
+
+
+def test_fold_bn_scale_oracle():
+    """BatchNorm with γ after a bias-free 1x1 convolution == without γ after the folded one."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((5, 3, 1, 1))
+    gamma, beta = rng.standard_normal(5), rng.standard_normal(5)  # γ < 0 too
+    mean, var, eps = rng.standard_normal(5), 0.5 + rng.random(5), 1e-3
+    x = rng.standard_normal((4, 3))
+    conv = lambda kernel: x @ kernel[:, :, 0, 0].T  # noqa: E731
+    expected = gamma * (conv(w) - mean) / np.sqrt(var + eps) + beta
+    stem = {"a.conv.weight": w, "a.bn.weight": gamma, "a.bn.bias": beta}
+    stem |= {"a.bn.running_mean": mean, "a.bn.running_var": var, "b.bn.weight": gamma}
+    folded = timm_layout._fold_bn_scale(stem)
+    assert "a.bn.weight" not in folded and "b.bn.weight" in folded  # b: no conv, kept
+    got = (conv(folded["a.conv.weight"]) - folded["a.bn.running_mean"]) / np.sqrt(var + eps)
+    np.testing.assert_allclose(got + beta, expected, rtol=1e-12, atol=1e-12)
+
+
 # fnn name -> timm architecture (same network); the cross-check at the native size
 CROSS = [
     ("resnet50", "resnet50"),
@@ -187,6 +241,23 @@ def _timm():
     return pytest.importorskip("timm")
 
 
+def _torchvision_initialisation(ref, name) -> None:
+    """torchvision's random weights in timm's EfficientNet, matched by position in the two state
+    dicts (same order, same shapes: checked). timm's own initialisation compounds over B4's 32
+    blocks to logits whose float32 rounding alone is ~8e-3 (timm float32 vs float64), which no
+    1e-4 comparison survives; torchvision's keeps it near 1e-5 as for B0-B3."""
+    import torch
+
+    tv = zr.torchvision()
+    source = list(getattr(tv.models, name)().state_dict().values())
+    target = ref.state_dict()
+    assert len(source) == len(target)
+    for (key, value), new in zip(target.items(), source):
+        assert value.shape == new.shape, (key, value.shape, new.shape)
+    with torch.no_grad():
+        ref.load_state_dict(dict(zip(target, source)))
+
+
 @pytest.mark.crosscheck
 @pytest.mark.parametrize("name, architecture", CROSS)
 def test_crosscheck_timm(name, architecture, tmp_path):
@@ -197,6 +268,8 @@ def test_crosscheck_timm(name, architecture, tmp_path):
     assert timm_layout.ACCEPTED[name] == architecture
     torch.manual_seed(0)
     ref = timm.create_model(architecture, pretrained=False).eval()
+    if name.startswith("efficientnet"):
+        _torchvision_initialisation(ref, name)
     zr.randomize_torch_bn(ref)
     size = timm_layout.timm_preprocess(name).size[0]
     x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype(np.float32)

@@ -19,13 +19,15 @@ with their timm names). Which timm architecture goes with which fnn name (`ACCEP
   the 7x7 convolution IS torchvision's first dense layer on the flattened (C, H, W) map (the
   kernel is reshaped to ``[4096, 25088]``), so the networks agree at 224x224; on larger images
   timm slides the convolution and averages, fnn (torchvision) pools to 7x7 first.
+* ``inception_resnet_v2`` <- ``inception_resnet_v2``: fnn's network is Keras' (read from Keras'
+  numbered layer names); timm's is the same network (eps 1e-3, the same valid/same paddings) under
+  module names, mapped path by path. Keras' BatchNorm has no scale γ, timm's has: γ is folded into
+  the bias-free convolution before it (``γ·(W∗x − μ)/σ + β = ((γW)∗x − γμ)/σ + β``, exact).
 
 Refused, with the reason (`REFUSED`): ``tf_*`` ports (TensorFlow "SAME" padding and BatchNorm eps
 1e-3: other outputs from the same weights), ``mobilenetv3_*_100`` (BatchNorm eps 1e-5, torchvision
 1e-3), ``efficientnet_b5+`` (torchvision's B5-B7 use eps 1e-3), ``legacy_xception`` (symmetric
-max-pool padding and eps 1e-5 where Keras' Xception pads SAME with eps 1e-3), and
-``inception_resnet_v2`` (the same network as Keras', whose numbered layer names fnn reads; the
-mapping is not written yet). timm's safetensors carry no architecture name, so a ``tf_`` file with
+max-pool padding and eps 1e-5 where Keras' Xception pads SAME with eps 1e-3). timm's safetensors carry no architecture name, so a ``tf_`` file with
 the keys of an accepted one is caught only through a ``config.json`` beside it (what the Hugging
 Face hub stores with timm weights), whose ``architecture`` is checked and whose
 ``pretrained_cfg`` gives the preprocessing.
