@@ -44,11 +44,20 @@ struct Entry {
   bool reorder_out = false;
   bool reorder_other = false;         // forward: weights given as HWIO, primitive wants blocked
   memory::desc other_user;
+  memory::desc scratch;               // per-call scratchpad: calls may run concurrently
   std::unique_ptr<dnnl::reorder> out_reorder, other_reorder;
 };
 
 std::mutex cache_mutex;
 std::map<Key, std::shared_ptr<Entry>> cache;
+
+// XLA:CPU may run several executions of a program at once, so no primitive may share oneDNN's
+// global scratchpad: each call allocates its own.
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
 
 bool BlockedWeights() {
   const char* v = std::getenv("FNN_ONEDNN_ANY_WEIGHTS");
@@ -60,7 +69,7 @@ std::shared_ptr<Entry> BwdWeights(int64_t n, int64_t h, int64_t w, int64_t c, in
                                   int64_t sw, int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
   (void)pb;
   (void)pr;
-  Key key{0, n, h, w, c, o, kh, kw, sh, sw, pt, pl, pb, pr};
+  Key key{BlockedWeights() ? 2 : 0, n, h, w, c, o, kh, kw, sh, sw, pt, pl, pb, pr};
   std::lock_guard<std::mutex> lock(cache_mutex);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
@@ -73,10 +82,11 @@ std::shared_ptr<Entry> BwdWeights(int64_t n, int64_t h, int64_t w, int64_t c, in
   memory::desc wei_req = BlockedWeights() ? memory::desc(wei_dims, dt::f32, tag::any) : e->out_user;
   auto fwd_pd = dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, e->src,
-      wei_req, e->other, strides, pad_l, pad_r);
+      wei_req, e->other, strides, pad_l, pad_r, UserScratchpad());
   auto pd = dnnl::convolution_backward_weights::primitive_desc(
       Engine(), dnnl::algorithm::convolution_direct, e->src, wei_req, e->other, strides, pad_l,
-      pad_r, fwd_pd);
+      pad_r, fwd_pd, UserScratchpad());
+  e->scratch = pd.scratchpad_desc();
   e->out = pd.diff_weights_desc();
   e->reorder_out = e->out != e->out_user;
   if (e->reorder_out) {
@@ -96,7 +106,7 @@ std::shared_ptr<Entry> BwdWeights(int64_t n, int64_t h, int64_t w, int64_t c, in
 std::shared_ptr<Entry> Forward(int64_t n, int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow,
                                int64_t o, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                int64_t pt, int64_t pl, int64_t pb, int64_t pr) {
-  Key key{1, n, h, w, c, o, kh, kw, sh, sw, pt, pl, pb, pr};
+  Key key{BlockedWeights() ? 3 : 1, n, h, w, c, o, kh, kw, sh, sw, pt, pl, pb, pr};
   std::lock_guard<std::mutex> lock(cache_mutex);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
@@ -111,7 +121,8 @@ std::shared_ptr<Entry> Forward(int64_t n, int64_t h, int64_t w, int64_t c, int64
       BlockedWeights() ? memory::desc(wei_dims, dt::f32, tag::any) : e->other_user;
   auto pd = dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, e->src,
-      wei_req, e->out, strides, pad_l, pad_r);
+      wei_req, e->out, strides, pad_l, pad_r, UserScratchpad());
+  e->scratch = pd.scratchpad_desc();
   e->other = pd.weights_desc();
   e->reorder_other = e->other != e->other_user;
   if (e->reorder_other) {
@@ -156,16 +167,19 @@ ffi::Error ConvBwdWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
     memory src(e->src, Engine(), x.untyped_data());
     memory diff_dst(e->other, Engine(), g.untyped_data());
     memory user_out(e->out_user, Engine(), dw->untyped_data());
+    memory scratch(e->scratch, Engine());
     if (e->reorder_out) {
       memory tmp(e->out, Engine());
       e->prim.execute(stream, {{DNNL_ARG_SRC, src},
                                {DNNL_ARG_DIFF_DST, diff_dst},
-                               {DNNL_ARG_DIFF_WEIGHTS, tmp}});
+                               {DNNL_ARG_DIFF_WEIGHTS, tmp},
+                               {DNNL_ARG_SCRATCHPAD, scratch}});
       e->out_reorder->execute(stream, tmp, user_out);
     } else {
       e->prim.execute(stream, {{DNNL_ARG_SRC, src},
                                {DNNL_ARG_DIFF_DST, diff_dst},
-                               {DNNL_ARG_DIFF_WEIGHTS, user_out}});
+                               {DNNL_ARG_DIFF_WEIGHTS, user_out},
+                               {DNNL_ARG_SCRATCHPAD, scratch}});
     }
     stream.wait();
   } catch (const dnnl::error& err) {
@@ -194,13 +208,19 @@ ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
     memory src(e->src, Engine(), x.untyped_data());
     memory user_w(e->other_user, Engine(), w.untyped_data());
     memory dst(e->out, Engine(), y->untyped_data());
+    memory scratch(e->scratch, Engine());
     if (e->reorder_other) {
       memory tmp(e->other, Engine());
       e->other_reorder->execute(stream, user_w, tmp);
-      e->prim.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, tmp}, {DNNL_ARG_DST, dst}});
+      e->prim.execute(stream, {{DNNL_ARG_SRC, src},
+                               {DNNL_ARG_WEIGHTS, tmp},
+                               {DNNL_ARG_DST, dst},
+                               {DNNL_ARG_SCRATCHPAD, scratch}});
     } else {
-      e->prim.execute(stream,
-                      {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, user_w}, {DNNL_ARG_DST, dst}});
+      e->prim.execute(stream, {{DNNL_ARG_SRC, src},
+                               {DNNL_ARG_WEIGHTS, user_w},
+                               {DNNL_ARG_DST, dst},
+                               {DNNL_ARG_SCRATCHPAD, scratch}});
     }
     stream.wait();
   } catch (const dnnl::error& err) {
