@@ -14,9 +14,9 @@ Two measurements, both A/B in alternating rounds, medians, wall and process CPU 
   surrounding program (lost fusion, threads).
 
 Run (after build.sh):  PYTHONPATH=$PWD python benchmarks/ffi_onednn/bench.py [layers] [step]
-Environment: FNN_ONEDNN_ANY_WEIGHTS=1 lets oneDNN pick its weight layout (its direct JIT kernel,
-then a reorder to HWIO) instead of HWIO (its im2col + GEMM kernel); OMP_WAIT_POLICY=passive
-stops oneDNN's OpenMP threads spinning after each call.
+Environment: FNN_ONEDNN_HWIO_WEIGHTS=1 makes oneDNN take HWIO weights in place (its im2col + GEMM
+kernel) instead of its own blocked layout (its direct JIT kernel, then a reorder);
+OMP_WAIT_POLICY=passive stops oneDNN's OpenMP threads spinning after each call.
 """
 
 from __future__ import annotations
@@ -142,7 +142,33 @@ def _onednn_kernel_grad(x, g, k_shape, cfg):
     return onednn_ffi.kernel_grad(x, g, k_shape[:2], cfg.strides, cfg.padding)
 
 
+def _onednn_plain(x, w, cfg):
+    """Drop-in for ``fnn.conv._plain`` (forward, and the input gradient's convolution)."""
+    simple = (
+        x.ndim == 4
+        and x.dtype == jnp.float32
+        and cfg.groups == 1
+        and all(d == 1 for d in (*cfg.lhs_dilation, *cfg.rhs_dilation))
+        and all(p >= 0 for pair in cfg.padding for p in pair)
+    )
+    if not simple:
+        return _FNN_PLAIN(x, w, cfg)
+    return onednn_ffi.conv_forward(x, w, cfg.strides, cfg.padding)
+
+
+def _auto_with_plain_default(x, w, cfg):
+    """``fnn.conv._auto`` whose non-CPU branch keeps XLA's differentiable convolution."""
+    return lax.platform_dependent(
+        x,
+        w,
+        cpu=lambda a, b: conv._canonical(a, b, cfg),
+        default=lambda a, b: _FNN_PLAIN(a, b, cfg),
+    )
+
+
 _FNN_KERNEL_GRAD = conv._kernel_grad
+_FNN_PLAIN = conv._plain
+_FNN_AUTO = conv._IMPL["auto"]
 
 
 def bench_step(rounds=10, steps=5):
@@ -159,24 +185,32 @@ def bench_step(rounds=10, steps=5):
     key = jax.random.key(0)
     loss = fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)
 
-    def make(patched):
+    def make(kernel_grad, plain):
         model = fnn.models.build(lambda: ReferenceCNN(rngs=nnx.Rngs(0)))
         state = fnn.train.TrainState.create(model, fnn.optimizers.get("adam"))
         step = fnn.train.make_train_step(loss)
-        conv._kernel_grad = _onednn_kernel_grad if patched else _FNN_KERNEL_GRAD
+        conv._kernel_grad, conv._plain = kernel_grad, plain
+        if plain is not _FNN_PLAIN:
+            conv._IMPL["auto"] = _auto_with_plain_default
         try:
             state, m = step(state, {"image": xs[0], "label": ys[0]}, key)
             jax.block_until_ready(m)
+            text = step.lower(state, {"image": xs[0], "label": ys[0]}, key).as_text()
         finally:
-            conv._kernel_grad = _FNN_KERNEL_GRAD
+            conv._kernel_grad, conv._plain = _FNN_KERNEL_GRAD, _FNN_PLAIN
+            conv._IMPL["auto"] = _FNN_AUTO
+        # The patched programs hold the custom calls, the shipped one does not.
+        assert ("fnn_onednn_conv_bwd_w" in text) == (kernel_grad is not _FNN_KERNEL_GRAD)
+        assert ("fnn_onednn_conv_fwd" in text) == (plain is not _FNN_PLAIN)
         return {"step": step, "state": state, "loss": float(m["loss"])}
 
-    runs = {"fnn": make(False), "onednn": make(True)}
-    assert abs(runs["fnn"]["loss"] - runs["onednn"]["loss"]) < 1e-4, runs
-    # The patched program holds the custom call, the shipped one does not.
-    for name, r in runs.items():
-        text = r["step"].lower(r["state"], {"image": xs[0], "label": ys[0]}, key).as_text()
-        assert ("fnn_onednn_conv_bwd_w" in text) == (name == "onednn"), name
+    runs = {
+        "fnn": make(_FNN_KERNEL_GRAD, _FNN_PLAIN),
+        "onednn dW": make(_onednn_kernel_grad, _FNN_PLAIN),
+        "onednn dW + fwd + dx": make(_onednn_kernel_grad, _onednn_plain),
+    }
+    losses = [r["loss"] for r in runs.values()]
+    assert max(losses) - min(losses) < 1e-4, losses
 
     def epoch(r):
         def run():
@@ -189,11 +223,13 @@ def bench_step(rounds=10, steps=5):
     times = _ab({k: (epoch(r), ()) for k, r in runs.items()}, rounds, 1)
     print(f"\nwhole train step (reference CNN, batch 128, Adam), medians of {rounds} rounds × "
           f"{steps} steps")
-    print("| variant | ms per step (CPU ms) | images/s |")
-    print("|---|---|---|")
+    print("| variant | ms per step (CPU ms) | images/s | speed-up, wall (CPU) |")
+    print("|---|---|---|---|")
     for k, (w, c) in times.items():
-        print(f"| {k} | {w / steps:.1f} ({c / steps:.1f}) | {128 * steps / w * 1e3:.0f} |")
-    print(f"speed-up onednn / fnn: {times['fnn'][0] / times['onednn'][0]:.3f}×")
+        print(
+            f"| {k} | {w / steps:.1f} ({c / steps:.1f}) | {128 * steps / w * 1e3:.0f} | "
+            f"{times['fnn'][0] / w:.3f}× ({times['fnn'][1] / c:.3f}×) |"
+        )
 
 
 if __name__ == "__main__":
@@ -202,7 +238,7 @@ if __name__ == "__main__":
         sys.exit(err)
     what = sys.argv[1:] or ["layers", "step"]
     print(
-        f"jax {jax.__version__}, FNN_ONEDNN_ANY_WEIGHTS={os.environ.get('FNN_ONEDNN_ANY_WEIGHTS')}, "
+        f"jax {jax.__version__}, FNN_ONEDNN_HWIO_WEIGHTS={os.environ.get('FNN_ONEDNN_HWIO_WEIGHTS')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load {os.getloadavg()[0]:.1f}, "
         f"{time.strftime('%H:%M UTC', time.gmtime())}"
     )
