@@ -85,7 +85,9 @@ def bench_layers(rounds=15, calls=5):
         a, b = fnn_kg(x, g), dnn_kg(x, g)
         err = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
         assert err < 2e-5, f"kernel gradient differs: {err}"
-        xla_fwd = jax.jit(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), PADS, None, None, DNUMS))
+        xla_fwd = jax.jit(
+            lambda x, w: lax.conv_general_dilated(x, w, (1, 1), PADS, None, None, DNUMS)
+        )
         dnn_fwd = jax.jit(lambda x, w: onednn_ffi.conv_forward(x, w, (1, 1), PADS))
         fa, fb = xla_fwd(x, w), dnn_fwd(x, w)
         ferr = float(jnp.max(jnp.abs(fa - fb)) / jnp.max(jnp.abs(fa)))
@@ -98,7 +100,7 @@ def bench_layers(rounds=15, calls=5):
     def all_kg(use_dnn):
         def f(*xs_gs):
             outs = []
-            for (n, s, c, o), x, g in zip(LAYERS, xs_gs[0::2], xs_gs[1::2]):
+            for (_, _, c, o), x, g in zip(LAYERS, xs_gs[0::2], xs_gs[1::2]):
                 if use_dnn:
                     outs.append(onednn_ffi.kernel_grad(x, g, (3, 3), (1, 1), PADS))
                 else:
@@ -111,8 +113,10 @@ def bench_layers(rounds=15, calls=5):
     total = _ab({"fnn": (all_kg(False), flat), "onednn": (all_kg(True), flat)}, rounds, calls)
 
     print(f"\nkernel gradient (dL/dW) and forward, batch 128, medians of {rounds} rounds × {calls}")
-    print("| layer | GFLOP | dW fnn ms (CPU) | dW oneDNN ms (CPU) | dW speed-up | fwd XLA ms | "
-          "fwd oneDNN ms | fwd speed-up |")
+    print(
+        "| layer | GFLOP | dW fnn ms (CPU) | dW oneDNN ms (CPU) | dW speed-up | fwd XLA ms | "
+        "fwd oneDNN ms | fwd speed-up |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     sums = np.zeros(4)
     for name, gflop, kg, fw in rows:
@@ -122,11 +126,15 @@ def bench_layers(rounds=15, calls=5):
             f"{kg['onednn'][0]:.2f} ({kg['onednn'][1]:.2f}) | {kg['fnn'][0] / kg['onednn'][0]:.2f}× | "
             f"{fw['xla'][0]:.2f} | {fw['onednn'][0]:.2f} | {fw['xla'][0] / fw['onednn'][0]:.2f}× |"
         )
-    print(f"| sum of layers | | {sums[0]:.2f} | {sums[1]:.2f} | {sums[0] / sums[1]:.2f}× | "
-          f"{sums[2]:.2f} | {sums[3]:.2f} | {sums[2] / sums[3]:.2f}× |")
-    print(f"| four dW in one program | | {total['fnn'][0]:.2f} ({total['fnn'][1]:.2f}) | "
-          f"{total['onednn'][0]:.2f} ({total['onednn'][1]:.2f}) | "
-          f"{total['fnn'][0] / total['onednn'][0]:.2f}× | | | |")
+    print(
+        f"| sum of layers | | {sums[0]:.2f} | {sums[1]:.2f} | {sums[0] / sums[1]:.2f}× | "
+        f"{sums[2]:.2f} | {sums[3]:.2f} | {sums[2] / sums[3]:.2f}× |"
+    )
+    print(
+        f"| four dW in one program | | {total['fnn'][0]:.2f} ({total['fnn'][1]:.2f}) | "
+        f"{total['onednn'][0]:.2f} ({total['onednn'][1]:.2f}) | "
+        f"{total['fnn'][0] / total['onednn'][0]:.2f}× | | | |"
+    )
 
 
 def _onednn_kernel_grad(x, g, k_shape, cfg):
@@ -172,12 +180,13 @@ _FNN_AUTO = conv._IMPL["auto"]
 
 
 def bench_step(rounds=10, steps=5):
+    from flax import nnx
+
     import fnn.losses
     import fnn.models
     import fnn.optimizers
     import fnn.train
     from fnn.models import ReferenceCNN
-    from flax import nnx
 
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.uniform(0, 1, (steps, 128, 32, 32, 3)).astype(np.float32))
@@ -221,8 +230,10 @@ def bench_step(rounds=10, steps=5):
         return run
 
     times = _ab({k: (epoch(r), ()) for k, r in runs.items()}, rounds, 1)
-    print(f"\nwhole train step (reference CNN, batch 128, Adam), medians of {rounds} rounds × "
-          f"{steps} steps")
+    print(
+        f"\nwhole train step (reference CNN, batch 128, Adam), medians of {rounds} rounds × "
+        f"{steps} steps"
+    )
     print("| variant | ms per step (CPU ms) | images/s | speed-up, wall (CPU) |")
     print("|---|---|---|---|")
     for k, (w, c) in times.items():

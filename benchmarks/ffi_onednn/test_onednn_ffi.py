@@ -18,7 +18,7 @@ from jax import lax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import onednn_ffi  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not onednn_ffi.available(), reason=str(onednn_ffi.load()))
+needs_library = pytest.mark.skipif(not onednn_ffi.available(), reason=str(onednn_ffi.load()))
 
 DNUMS = ("NHWC", "HWIO", "NHWC")
 # (batch, size, C, O, stride, padding): the reference CNN's four layers at a small batch, plus
@@ -45,19 +45,21 @@ def _conv(x, w, stride, padding):
     )
 
 
+@needs_library
 @pytest.mark.parametrize("n,s,c,o,stride,padding", CASES)
 def test_kernel_grad_equals_vjp(n, s, c, o, stride, padding):
     x, w = _data(n, s, c, o, 0)
     y, vjp = jax.vjp(lambda w: _conv(x, w, stride, padding), w)
     g = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape, dtype=np.float32))
     (expected,) = vjp(g)
-    got = jax.jit(
-        lambda x, g: onednn_ffi.kernel_grad(x, g, (3, 3), (stride, stride), padding)
-    )(x, g)
+    got = jax.jit(lambda x, g: onednn_ffi.kernel_grad(x, g, (3, 3), (stride, stride), padding))(
+        x, g
+    )
     scale = float(jnp.max(jnp.abs(expected)))
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * scale)
 
 
+@needs_library
 @pytest.mark.parametrize("n,s,c,o,stride,padding", CASES)
 def test_forward_equals_lax(n, s, c, o, stride, padding):
     x, w = _data(n, s, c, o, 2)
@@ -65,3 +67,13 @@ def test_forward_equals_lax(n, s, c, o, stride, padding):
     got = jax.jit(lambda x, w: onednn_ffi.conv_forward(x, w, (stride, stride), padding))(x, w)
     scale = float(jnp.max(jnp.abs(expected)))
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * scale)
+
+
+def test_missing_library_is_reported_not_raised(monkeypatch, tmp_path):
+    """Without a built library the module says why (the fallback's message), and calls raise it."""
+    monkeypatch.setattr(onednn_ffi, "LIBRARY", tmp_path / "libonednn_conv.so")
+    monkeypatch.setattr(onednn_ffi, "_state", {})
+    assert not onednn_ffi.available()
+    assert "not built" in onednn_ffi.load() and "build.sh" in onednn_ffi.load()
+    with pytest.raises(RuntimeError, match="not built"):
+        onednn_ffi.kernel_grad(jnp.ones((1, 4, 4, 1)), jnp.ones((1, 4, 4, 1)), (3, 3))
