@@ -67,7 +67,7 @@ import jax
 import numpy as np
 
 from fnn._validation import unknown_name_error
-from fnn.dataset import Dataset, _num_examples, check_same_length
+from fnn.dataset import Dataset, _num_examples, check_finite, check_same_length
 
 __all__ = [
     "Dataset",
@@ -103,48 +103,6 @@ class Splits(NamedTuple):
 # --------------------------------------------------------------------------------------------
 # Input checks (public so that fit and user code raise the same clear errors).
 # --------------------------------------------------------------------------------------------
-
-
-def check_finite(x, name: str = "x") -> None:
-    """Raise a ValueError when ``x`` holds NaN or ±inf, naming the argument and the first index.
-
-    Integer and boolean arrays are always finite and return at once. For a ``jax.Array`` the test
-    runs on its device and only one boolean comes back to the host; the location is computed
-    only when the check fails.
-
-    Args:
-      x: an array, e.g. images ``[N, H, W, C]``.
-      name: the argument name used in the message (``"x"``, ``"validation_data[0]"``, ...).
-
-    Raises:
-      ValueError: ``"x contains 3 non-finite values (NaN or inf); the first is nan at index
-      (0, 4, 2, 0) ..."``.
-
-    Examples:
-      >>> import numpy as np
-      >>> check_finite(np.ones((2, 3)), "x")
-      >>> check_finite(np.array([1.0, np.nan]), "x")
-      Traceback (most recent call last):
-      ...
-      ValueError: x contains 1 non-finite value (NaN or inf); the first is nan at index (1,). Clean or impute the data before training.
-    """
-    dtype = np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
-    if not np.issubdtype(dtype, np.inexact):
-        return
-    if isinstance(x, jax.Array):
-        if bool(jax.numpy.isfinite(x).all()):
-            return
-    x = np.asarray(x)
-    bad = ~np.isfinite(x)
-    if not bad.any():
-        return
-    count = int(bad.sum())
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    plural = "s" if count > 1 else ""
-    raise ValueError(
-        f"{name} contains {count} non-finite value{plural} (NaN or inf); the first is "
-        f"{x[first]} at index {first}. Clean or impute the data before training."
-    )
 
 
 def _check_fraction(value, name: str, *, allow_count: bool) -> None:

@@ -1,7 +1,8 @@
-"""The in-memory dataset type, `Dataset`, and the length checks every data source shares.
+"""The in-memory dataset type, `Dataset`, and the input checks every data source shares.
 
 Its own module so that data sources (`fnn.data`'s loaders, `fnn.shapes`' generator) can build a
-`Dataset` without importing one another; `fnn.data` re-exports everything here.
+`Dataset` without importing one another, and `fit` can check arrays without importing Grain;
+`fnn.data` re-exports everything here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["Dataset", "check_same_length"]
+__all__ = ["Dataset", "check_same_length", "check_finite"]
 
 
 class Dataset(dict):
@@ -153,3 +154,45 @@ def check_same_length(**arrays) -> int:
             "Pass one label per image."
         )
     return next(iter(lengths.values()))
+
+
+def check_finite(x, name: str = "x") -> None:
+    """Raise a ValueError when ``x`` holds NaN or ±inf, naming the argument and the first index.
+
+    Integer and boolean arrays are always finite and return at once. For a ``jax.Array`` the test
+    runs on its device and only one boolean comes back to the host; the location is computed
+    only when the check fails.
+
+    Args:
+      x: an array, e.g. images ``[N, H, W, C]``.
+      name: the argument name used in the message (``"x"``, ``"validation_data[0]"``, ...).
+
+    Raises:
+      ValueError: ``"x contains 3 non-finite values (NaN or inf); the first is nan at index
+      (0, 4, 2, 0) ..."``.
+
+    Examples:
+      >>> import numpy as np
+      >>> check_finite(np.ones((2, 3)), "x")
+      >>> check_finite(np.array([1.0, np.nan]), "x")
+      Traceback (most recent call last):
+      ...
+      ValueError: x contains 1 non-finite value (NaN or inf); the first is nan at index (1,). Clean or impute the data before training.
+    """
+    dtype = np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    if not np.issubdtype(dtype, np.inexact):
+        return
+    if isinstance(x, jax.Array):
+        if bool(jax.numpy.isfinite(x).all()):
+            return
+    x = np.asarray(x)
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    count = int(bad.sum())
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    plural = "s" if count > 1 else ""
+    raise ValueError(
+        f"{name} contains {count} non-finite value{plural} (NaN or inf); the first is "
+        f"{x[first]} at index {first}. Clean or impute the data before training."
+    )

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import parallel
+from fnn import dataset, parallel, runtime  # not fnn.data: it imports Grain (0.7 s)
 
 __all__ = ["Feeder", "Upload", "ArrayFeed", "StreamFeed", "prepare_arrays", "is_streaming_input"]
 
@@ -67,11 +67,9 @@ def as_array(value, name: str) -> np.ndarray:
 
 
 def check_finite(arr, name: str) -> None:
-    """`fnn.data.check_finite` (imported lazily: `fnn.data` pulls in Grain), and for wider floats
-    (float64) a check that the values fit float32, the dtype they are trained in."""
-    from fnn import data as data_lib
-
-    data_lib.check_finite(arr, name)
+    """`fnn.data.check_finite`, and for wider floats (float64) a check that the values fit
+    float32, the dtype they are trained in."""
+    dataset.check_finite(arr, name)
     arr = np.asarray(arr)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and arr.size:
         biggest = float(np.max(np.abs(arr)))
@@ -121,10 +119,8 @@ def prepare_arrays(x, y, sample_weight, class_weight, *, name="x"):
     if y is None:
         raise ValueError(f"y is required with {name} (labels [N] or [N, K])")
     y = labels_array(y, "y")
-    from fnn import data as data_lib
-
     named = {f"y[{k!r}]": v for k, v in _label_items(y)} if is_structured(y) else {"y": y}
-    data_lib.check_same_length(**{name: x}, **named)
+    dataset.check_same_length(**{name: x}, **named)
     if len(x) == 0:
         raise ValueError(f"{name}: no examples (shape {x.shape}); pass at least one")
     check_finite(x, name)
@@ -435,14 +431,18 @@ class Feeder:
 
     Args:
       mesh: the trainer's mesh (batches are split over its ``"data"`` axis).
-      shuffle_key: seeds every epoch's permutation (``fold_in(shuffle_key, epoch)``).
+      key: seeds every epoch's permutation (``fold_in(derive(key), epoch)``).
+      derive: the shuffle key from ``key``, traced inside the permutation program (default the
+        key itself), so that deriving it compiles no program of its own.
       jit: how to compile (``jax.jit``, or the identity under ``run_eagerly``).
       call: how to call a compiled program (under ``run_eagerly``: with `jax.disable_jit`).
     """
 
-    def __init__(self, mesh, shuffle_key, *, jit: Callable = jax.jit, call: Callable | None = None):
+    def __init__(self, mesh, key, *, derive: Callable = lambda key: key,
+                 jit: Callable = jax.jit, call: Callable | None = None):  # fmt: skip
         self.mesh = mesh
-        self.shuffle_key = shuffle_key
+        self.key = key
+        self._derive = derive
         self._jit = jit
         self._call = call or (lambda fn, *args: fn(*args))
         self._programs: dict = {}
@@ -457,22 +457,29 @@ class Feeder:
 
     def perm(self, n: int, total: int, epoch: int, shuffle: bool, start: int = 0):
         """Row indices of one epoch, ``total`` long: rows ``start .. start+n-1``, permuted on the
-        device when ``shuffle`` (key ``fold_in(shuffle_key, epoch)``), then repeated from the
-        beginning to fill the last batch (those repeats get zero weight)."""
+        device when ``shuffle`` (key ``fold_in(derive(key), epoch)``), then repeated from the
+        beginning to fill the last batch (those repeats get zero weight).
+
+        The permutation is a small program compiled without LLVM optimisation
+        (`fnn.runtime.QUICK_COMPILE`: it runs once per epoch, and its integers are the same).
+        """
         if not shuffle:
             order = np.resize(np.arange(start, start + n, dtype=np.int32), total)
             return jax.device_put(order, parallel.replicated(self.mesh))
         key = ("perm", n, total)
         if key not in self._programs:
 
-            def perm_fn(shuffle_key, epoch):
-                p = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+            def perm_fn(key, epoch, start):
+                p = jax.random.permutation(jax.random.fold_in(self._derive(key), epoch), n)
                 reps = -(-total // n)
-                return jnp.tile(p, reps)[:total].astype(jnp.int32)
+                return jnp.tile(p, reps)[:total].astype(jnp.int32) + start
 
-            self._programs[key] = jax.jit(perm_fn, out_shardings=parallel.replicated(self.mesh))
-        perm = self._programs[key](self.shuffle_key, epoch)
-        return perm + start if start else perm
+            self._programs[key] = jax.jit(
+                perm_fn,
+                out_shardings=parallel.replicated(self.mesh),
+                compiler_options=runtime.QUICK_COMPILE,
+            )
+        return self._programs[key](self.key, np.int32(epoch), np.int32(start))
 
     def gather(self, data, perm, done: int, n, k: int, batch_size: int):
         """Steps ``done .. done + k - 1`` of an epoch, stacked ``[k, B, ...]`` (`gather_steps`)."""

@@ -320,7 +320,8 @@ class Objective:
         epoch metric infers its number of classes from the outputs."""
         if self._stat_shapes is None:
             raise RuntimeError("Objective.empty_stats: call check_targets(y, out) first")
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._stat_shapes)
+        # NumPy zeros: the trainer transfers them (jax.numpy zeros compile a program per shape)
+        return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self._stat_shapes)
 
     def __call__(self, batch, y_pred) -> tuple[jax.Array, dict[str, metrics_lib.Mean]]:
         from fnn import losses as losses_lib
@@ -390,7 +391,7 @@ class Objective:
         # the shapes.
         batch_size = jax.tree.leaves(out)[0].shape[0]
         labels = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), jnp.asarray(a[:1]).dtype),
+            lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), _jax_dtype(a)),
             y,
         )
         batch_spec = {"label": labels, "mask": jax.ShapeDtypeStruct((batch_size,), jnp.float32)}
@@ -426,9 +427,18 @@ def _check_label_keys(labels, keys, *, name: str = "y") -> None:
         )
 
 
+def _jax_dtype(a) -> np.dtype:
+    """The dtype ``a`` has on the device (int64 → int32 without x64), read on the host:
+    ``jnp.asarray(a[:1]).dtype`` would compile a program for the transfer."""
+    dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+    if jnp.issubdtype(dtype, np.number) or jnp.issubdtype(dtype, np.bool_):
+        return jax.dtypes.canonicalize_dtype(dtype)
+    return jnp.asarray(a[:1]).dtype  # strings, objects: the error jax.numpy gives
+
+
 def _check_head(head: _Head, y: np.ndarray, out, name: str) -> None:
     batch_size = out.shape[0]
-    y_spec = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), jnp.asarray(y[:1]).dtype)
+    y_spec = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), _jax_dtype(y))
     try:
         values = jax.eval_shape(lambda yt, yp: _head_values(head, yt, yp), y_spec, out)
     except Exception as e:  # noqa: BLE001 - re-raised with the shapes

@@ -141,11 +141,11 @@ class TrainState(struct.PyTreeNode):
         loss_scale = precision.resolve_loss_scale(loss_scale, model)
         params, model_state, loss_scale = _own_copies((params, model_state, loss_scale))
         return cls(
-            step=jnp.zeros((), jnp.int32),
+            step=jax.device_put(np.zeros((), np.int32)),  # transfers: jnp.zeros compiles
             params=params,
             model_state=model_state,
             opt_state=_init_optimizer(tx, params),
-            lr_scale=jnp.ones((), jnp.float32),
+            lr_scale=jax.device_put(np.ones((), np.float32)),
             spec=ModelSpec(model, tx),
             loss_scale=loss_scale,
         )
@@ -420,16 +420,19 @@ NO_BAD_STEP = np.iinfo(np.int32).max  # "no non-finite step yet" in an accumulat
 def init_accumulator(
     kind: str, objective: Objective, *, has_lr: bool, mesh, loss_scale: bool = False
 ):
-    """Empty epoch sums for ``kind`` ``"train"`` or ``"eval"``, replicated over ``mesh``."""
+    """Empty epoch sums for ``kind`` ``"train"`` or ``"eval"``, replicated over ``mesh``.
+
+    Made on the host and transferred: zeros made with `jax.numpy` compile a program per shape.
+    """
     acc = objective.empty_stats()  # Means and epoch-metric counts, shaped by check_targets
     if kind == "train":
-        acc["grad_norm"] = metrics_lib.Mean.empty()
-        acc["param_norm"] = jnp.zeros((), jnp.float32)
+        acc["grad_norm"] = metrics_lib.Mean(np.zeros((), np.float32), np.zeros((), np.float32))
+        acc["param_norm"] = np.zeros((), np.float32)
         if has_lr:
-            acc["learning_rate"] = jnp.zeros((), jnp.float32)
+            acc["learning_rate"] = np.zeros((), np.float32)
         if loss_scale:
-            acc["loss_scale"] = jnp.zeros((), jnp.float32)
-        acc["nonfinite_step"] = jnp.asarray(NO_BAD_STEP, jnp.int32)
+            acc["loss_scale"] = np.zeros((), np.float32)
+        acc["nonfinite_step"] = np.asarray(NO_BAD_STEP, np.int32)
     return parallel.replicate(acc, mesh)
 
 

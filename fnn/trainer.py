@@ -56,6 +56,36 @@ def _resolve_optimizer(optimizer) -> optax.GradientTransformation:
     )
 
 
+def seed_key(seed: int) -> jax.Array:
+    """``jax.random.key(seed)``, made on the host (JAX compiles a seeding program for it).
+
+    The default threefry key of a 32-bit seed is the pair ``(0, seed mod 2³²)``; other seeds
+    and other PRNG implementations go through `jax.random.key`.
+    """
+    if jax.config.jax_default_prng_impl == "threefry2x32" and -(2**31) <= seed < 2**31:
+        return jax.random.wrap_key_data(np.array([0, seed % 2**32], np.uint32))
+    return jax.random.key(seed)
+
+
+def _shuffle_key_of(key: jax.Array) -> jax.Array:
+    """The epochs' shuffle key: the first half of ``split(key)`` (traced inside a program)."""
+    return jax.random.split(key)[0]
+
+
+def _step_key_of(key: jax.Array) -> jax.Array:
+    """The steps' key (Dropout, augmentation): the second half of ``split(key)``."""
+    return jax.random.split(key)[1]
+
+
+def _with_step_key(run):
+    """``run`` taking the trainer's key in place of the step key, derived inside the program."""
+
+    def run_from_key(*args):
+        return run(*args[:-1], _step_key_of(args[-1]))
+
+    return run_from_key
+
+
 class _LazyLogs(Mapping):
     """Logs that fetch device values only when a callback reads them (logging time)."""
 
@@ -76,6 +106,12 @@ class _LazyLogs(Mapping):
 
     def __len__(self):
         return len(self._get())
+
+
+def _copy(tree):
+    """Own device copies of ``tree``'s arrays (the next step donates the state's buffers), made
+    by transfers: `jnp.copy` compiles one program per array shape (10 for the reference CNN)."""
+    return jax.tree.map(lambda a: jax.device_put(a, may_alias=False), tree)
 
 
 class Trainer:
@@ -133,8 +169,12 @@ class Trainer:
         state = TrainState.create(model, self.tx, loss_scale=loss_scale)
         self.state = parallel.replicate(state, self.mesh)
         self._has_lr = steps_lib.learning_rate(self.state.opt_state) is not None
-        shuffle_key, self._step_key = jax.random.split(jax.random.key(self.seed))
-        self.feeder = feeding.Feeder(self.mesh, shuffle_key, jit=self._jit, call=self._call)
+        # One key from the seed; the shuffle key and the step key are its split, derived inside
+        # the programs that use them (no key programs compiled before the first step).
+        self._key = seed_key(self.seed)
+        self.feeder = feeding.Feeder(
+            self.mesh, self._key, derive=_shuffle_key_of, jit=self._jit, call=self._call
+        )
         self._runners: dict = {}
         self._runner_keeps: dict = {}  # the keep_last_finite each train runner was built with
         self.stop_training = False
@@ -174,7 +214,7 @@ class Trainer:
         """Multiply every future update by ``factor`` (works with any optimizer)."""
         if not np.isfinite(factor) or factor < 0:
             raise ValueError(f"factor must be finite and >= 0, got {factor}")
-        scale = jnp.asarray(float(self.state.lr_scale) * factor, jnp.float32)
+        scale = np.asarray(float(self.state.lr_scale) * factor, np.float32)
         self.state = self.state.replace(
             lr_scale=jax.device_put(scale, parallel.replicated(self.mesh))
         )
@@ -183,15 +223,20 @@ class Trainer:
 
     def get_weights(self):
         """A copy of ``(params, model_state)`` (on the device)."""
-        return jax.tree.map(jnp.copy, (self.state.params, self.state.model_state))
+        return _copy((self.state.params, self.state.model_state))
 
     def set_weights(self, weights) -> None:
         """Replace ``(params, model_state)`` with a copy of ``weights`` (see `get_weights`)."""
-        params, model_state = jax.tree.map(jnp.copy, weights)
+        params, model_state = _copy(weights)
         self.state = self.state.replace(params=params, model_state=model_state)
 
+    @property
+    def _step_key(self) -> jax.Array:
+        """The key the train steps receive (derived inside their programs; tests read it)."""
+        return _step_key_of(self._key)
+
     def _sync_model(self) -> None:
-        nnx.update(self.model, *jax.tree.map(jnp.copy, (self.state.params, self.state.model_state)))
+        nnx.update(self.model, *_copy((self.state.params, self.state.model_state)))
 
     def save(self, directory, *, epoch: int, weights_only: bool = False) -> None:
         """Write the state to ``directory/<epoch>`` with Orbax (`fnn.checkpoints`).
@@ -264,6 +309,8 @@ class Trainer:
                 update_batch_stats=self.update_batch_stats,
                 keep_last_finite=self._keep_last_finite,
             )
+            if kind != "predict":
+                run = _with_step_key(run)
             donate = {"train": (0, 1), "eval": (1,), "predict": ()}[kind]
             self._runners[key] = self._jit(run, donate_argnums=donate)
         return self._runners[key]
@@ -415,7 +462,7 @@ class Trainer:
         done = 0
         for k, batches in feed(epoch, self.steps_per_execution):
             run = self._runner("train", k, feed.batch_size)
-            self.state, acc = self._call(run, self.state, acc, batches, self._step_key)
+            self.state, acc = self._call(run, self.state, acc, batches, self._key)
             if not done and epoch == self._initial_epoch:
                 self._check_probabilities(acc, feed.batch_size * k)
             done += k
@@ -433,7 +480,7 @@ class Trainer:
         acc = steps_lib.init_accumulator("eval", self.objective, has_lr=False, mesh=self.mesh)
         for k, batches in feed(0, self.steps_per_execution):
             run = self._runner("eval", k, feed.batch_size)
-            acc = self._call(run, self.state, acc, batches, self._step_key)
+            acc = self._call(run, self.state, acc, batches, self._key)
         return self._logs(acc)
 
     # -- evaluate / predict -------------------------------------------------------------------
