@@ -14,6 +14,7 @@ a peer whose framework is missing is skipped with a message.
     python benchmarks/bench_training.py --quick    # a short run
     python benchmarks/bench_training.py --only fnn-fit,torch --repeats 5
     python benchmarks/bench_training.py --xla-variants   # also fnn with XLA:CPU fusion flags
+    python benchmarks/bench_training.py --cold-start     # first step: fit vs make_train_step
 
 Implementations:
   fnn-fit          fnn.train.compile(...).fit(x, y, batch_size=128), one jit per step
@@ -234,6 +235,88 @@ def worker_fnn_step(args, setup_only: bool = False) -> dict:
     return {"rates": _timed_epochs(epoch, len(x), args.repeats), "first_step_s": first}
 
 
+def _count_compilations() -> list[str]:
+    """Names of the XLA programs compiled (or read from the disk cache) from now on."""
+    import jax.monitoring
+
+    names: list[str] = []
+
+    def on_duration(event, seconds, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(kwargs.get("fun_name", "?"))
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    return names
+
+
+def worker_cold(args, *, through_fit: bool) -> dict:
+    """Model construction (`fnn.models.build`) to the first step's result, as a user writes it:
+    ``compile(...).fit(x, y, batch_size=128, epochs=1)`` (shuffled) or ``TrainState.create`` +
+    ``make_train_step``. Reports wall and CPU seconds (all threads: less load-dependent) and
+    the XLA programs compiled on the way (their count does not depend on the load at all)."""
+    import jax
+    from flax import nnx
+
+    import fnn.losses
+    import fnn.models
+    import fnn.optimizers
+    import fnn.train
+    from fnn.models import ReferenceCNN
+
+    x, y = _data(BATCH)
+    loss = fnn.losses.get("sparse_categorical_crossentropy", from_logits=True)
+    names = _count_compilations()
+    t0, c0 = time.perf_counter(), time.process_time()
+    model = fnn.models.build(lambda: ReferenceCNN(rngs=nnx.Rngs(0)))
+    if through_fit:
+        trainer = fnn.train.compile(model, optimizer="adam", loss=loss)
+        trainer.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    else:
+        state = fnn.train.TrainState.create(model, fnn.optimizers.get("adam"))
+        step = fnn.train.make_train_step(loss)
+        state, m = step(state, {"image": x, "label": y}, jax.random.key(0))
+        jax.block_until_ready(m)
+    return {
+        "first_step_s": time.perf_counter() - t0,
+        "first_cpu_s": time.process_time() - c0,
+        "programs": names,
+    }
+
+
+def main_cold_start(args) -> int:
+    """Alternate fresh fit / make_train_step processes on empty caches, then once each warm."""
+    rows = []
+    for i in range(args.pairs):
+        for name in ("fnn-fit-cold", "fnn-step-cold"):
+            cache = tempfile.mkdtemp(prefix="fnn-bench-cache-")
+            env = {"FNN_COMPILATION_CACHE": cache}
+            rows.append(
+                (
+                    f"{name} (empty cache, pair {i + 1})",
+                    _launch(name, sys.executable, args, extra_env=env),
+                )
+            )
+            rows.append(
+                (
+                    f"{name} (warm cache, pair {i + 1})",
+                    _launch(name, sys.executable, args, extra_env=env),
+                )
+            )
+            shutil.rmtree(cache, ignore_errors=True)
+    print("| run | first step (s) | CPU (s) | XLA programs | programs |")
+    print("|---|---|---|---|---|")
+    for label, res in rows:
+        if "programs" not in res:
+            print(f"| {label} | {res} | | | |")
+            continue
+        names = ", ".join(p.removeprefix("jit(").removesuffix(")") for p in res["programs"])
+        print(
+            f"| {label} | {res['first_step_s']:.2f} | {res['first_cpu_s']:.2f} | "
+            f"{len(res['programs'])} | {names} |"
+        )
+    return 0
+
+
 def worker_flax(args, setup_only: bool = False) -> dict:
     import jax
     import optax
@@ -440,6 +523,8 @@ def run_worker(name: str, args) -> dict:
         return worker_fnn_fit(args, augment=True)
     if name == "fnn-step":
         return worker_fnn_step(args)
+    if name in ("fnn-fit-cold", "fnn-step-cold"):
+        return worker_cold(args, through_fit=name == "fnn-fit-cold")
     if name == "interleaved":
         return worker_interleaved(args)
     if name == "flax-nnx":
@@ -503,6 +588,12 @@ def main(argv=None) -> int:
     p.add_argument("--pool", default="fnn", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=BATCH, help=argparse.SUPPRESS)
     p.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="only the first step: fit against make_train_step, compile counts and CPU seconds",
+    )
+    p.add_argument("--pairs", type=int, default=3, help="--cold-start: fresh process pairs")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per implementation")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -516,6 +607,8 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps(out), flush=True)
         return 0
 
+    if args.cold_start:
+        return main_cold_start(args)
     if args.interleave:
         res = _launch("interleaved", sys.executable, args)
         if "interleaved" not in res:
