@@ -84,3 +84,16 @@ def test_fit_first_epoch_compiles_few_programs(mode, extra, step_programs):
     programs = _compiled(mode)
     assert len(step_programs) <= 3, step_programs
     assert len(programs) <= len(step_programs) + extra, (programs, step_programs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345, 2**31 - 1, -1, -(2**31)])
+def test_host_made_key_is_jax_random_key(seed):
+    """The trainer's key, made on the host without a seeding program, is `jax.random.key`."""
+    import jax
+    import numpy as np
+
+    from fnn.trainer import seed_key
+
+    ours, jax_key = seed_key(seed), jax.random.key(seed)
+    assert ours.dtype == jax_key.dtype
+    np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(jax_key))
