@@ -13,19 +13,21 @@ convolutions, ``feature_group_count = C``, for depthwise), ``reduce_window`` and
 each formulation has a structural signature, below, and each check also runs for ``cpu``, where
 the opposite must hold, so that a gate that picks the wrong branch fails here.
 
-Adding a model (the zoo's MobileNetV2, ResNet, VGG, DenseNet, ...): append one line to `MODELS`,
-``(name, factory, input_shape)``, where ``factory(rngs)`` builds the model and ``input_shape`` is
-a small ``[N, H, W, C]`` batch (the model is only traced, never run; a batch that equals no
-layer's channel count, as the kernel-gradient signature below needs). Per-layer expectations come from the model itself: every convolution kernel
-larger than 1×1 must have a native kernel-gradient convolution on GPU/TPU and none on CPU, and
-every grouped or depthwise layer a grouped convolution on GPU/TPU and none on CPU. A model
-built on ``flax.nnx.Conv`` rather than `fnn.conv.Conv` fails the CPU half: that is the slow path
+Adding a model: append one line to `MODELS`, ``(name, factory, input_shape)`` (and its name to
+`HEAVY` when its three exports take over a minute), where ``factory(rngs)`` builds the model and
+``input_shape`` is a small ``[N, H, W, C]`` batch (the model is only traced, never run; a batch
+that equals no layer's channel count, as the kernel-gradient signature below needs). Per-layer
+expectations come from the model itself: every convolution kernel larger than 1×1 must have a
+native kernel-gradient convolution on GPU/TPU and none on CPU, and every grouped or depthwise
+layer a grouped convolution on GPU/TPU and none on CPU. A model built on ``flax.nnx.Conv`` rather
+than `fnn.conv.Conv` fails the CPU half: that is the slow path
 inside compiled loops that fnn's convolution exists to avoid.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 
 import jax
@@ -40,6 +42,14 @@ from fnn.conv import Conv, conv2d
 from fnn.models.efficientnet_lite import DepthwiseConv, _grouped, depthwise_conv2d
 from fnn.pool import max_pool
 from fnn.steps import ModelSpec, TrainState, make_train_step
+
+
+def _zoo(module: str, cls: str, *args, **kw):
+    """A zoo network with 10 classes (the families not exported by `fnn.models`)."""
+    return getattr(importlib.import_module(f"fnn.models.{module}"), cls)(
+        *args, num_classes=10, **kw
+    )
+
 
 # (name, factory(rngs) -> model, input shape [N, H, W, C]): one line per model in fnn.
 MODELS = [
@@ -59,7 +69,50 @@ MODELS = [
     ("MobileNetV2", lambda rngs: fnn.models.MobileNetV2(num_classes=10, rngs=rngs), (2, 32, 32, 3)),
     ("ResNet50", lambda rngs: fnn.models.ResNet(50, num_classes=10, rngs=rngs), (2, 32, 32, 3)),
     ("VGG16", lambda rngs: fnn.models.VGG(16, num_classes=10, rngs=rngs), (2, 32, 32, 3)),
+    ("MobileNet", lambda rngs: _zoo("mobilenet_v1", "MobileNet", rngs=rngs), (2, 32, 32, 3)),
+    (
+        "MobileNetV3Small",
+        lambda rngs: _zoo("mobilenet_v3", "MobileNetV3", "small", rngs=rngs),
+        (2, 32, 32, 3),
+    ),
+    (
+        "MobileNetV3Large",
+        lambda rngs: _zoo("mobilenet_v3", "MobileNetV3", "large", rngs=rngs),
+        (2, 32, 32, 3),
+    ),
+    (
+        "EfficientNetB0",
+        lambda rngs: _zoo("efficientnet", "EfficientNet", "b0", rngs=rngs),
+        (2, 32, 32, 3),
+    ),
+    ("ResNet50V2", lambda rngs: _zoo("resnet_v2", "ResNetV2", 50, rngs=rngs), (2, 32, 32, 3)),
+    ("DenseNet121", lambda rngs: _zoo("densenet", "DenseNet", 121, rngs=rngs), (2, 32, 32, 3)),
+    ("Xception", lambda rngs: _zoo("xception", "Xception", rngs=rngs), (2, 71, 71, 3)),
+    ("InceptionV3", lambda rngs: _zoo("inception_v3", "InceptionV3", rngs=rngs), (2, 75, 75, 3)),
+    (
+        "InceptionResNetV2[repeats=1,1,1]",  # each block type once: the full network is heavy
+        lambda rngs: _zoo("inception_resnet_v2", "InceptionResNetV2", repeats=(1, 1, 1), rngs=rngs),
+        (2, 75, 75, 3),
+    ),
+    (
+        "InceptionResNetV2",
+        lambda rngs: _zoo("inception_resnet_v2", "InceptionResNetV2", rngs=rngs),
+        (2, 75, 75, 3),
+    ),
 ]
+# Models whose three exports (cpu, cuda, tpu) take over a minute here: `heavy`, opt-in with
+# --run-heavy (measured 2026-12-06, CPU seconds per export: InceptionResNetV2 39, DenseNet121 17,
+# InceptionV3 12, EfficientNetB0 and MobileNetV3Large 7, the others under 6).
+HEAVY = {"InceptionResNetV2"}
+
+
+def _model_names() -> list:
+    return [
+        pytest.param(name, marks=pytest.mark.heavy) if name in HEAVY else name
+        for name, _, _ in MODELS
+    ]
+
+
 PLATFORMS = ("cpu", "cuda", "tpu")
 NATIVE = ("cuda", "tpu")
 _FORWARD_DIMS = "[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]"  # channels-last, as the layers run
@@ -263,7 +316,7 @@ def test_abstract_state_matches_train_state_create():
 
 
 @pytest.mark.parametrize("platform", NATIVE)
-@pytest.mark.parametrize("name", [m[0] for m in MODELS])
+@pytest.mark.parametrize("name", _model_names())
 def test_train_step_lowers_to_native_operations_on_gpu_and_tpu(name, platform):
     text = _exported_step(name, platform)
     batch = _model(name)[1][0]
@@ -289,7 +342,7 @@ def test_train_step_lowers_to_native_operations_on_gpu_and_tpu(name, platform):
         assert native["reduce_window"] and native["select_and_scatter"], native
 
 
-@pytest.mark.parametrize("name", [m[0] for m in MODELS])
+@pytest.mark.parametrize("name", _model_names())
 def test_train_step_uses_fnns_cpu_formulations_on_cpu(name):
     """fnn's own layers take their CPU forms on CPU. (Models built on ``flax.nnx.Conv``, as the
     zoo's are today, get XLA's own forms there, and only their GPU/TPU half is checked.)"""
