@@ -8,6 +8,8 @@ errors.
 """
 
 import functools
+import importlib.util
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -619,3 +621,40 @@ def test_heads_reject_encoders_whose_reductions_do_not_fit():
 
     with pytest.raises(ValueError, match=r"doubling from map to map, got \(2, 8\)"):
         UNet(5, encoder=Skipping(), rngs=nnx.Rngs(0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Sliding window = convolution (examples/face_detection.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def _face_example():
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "face_detection.py"
+    spec = importlib.util.spec_from_file_location("face_detection_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fully_convolutional_run_equals_the_window_by_window_classifier():
+    """The slide's claim: one pass over a larger image gives, at cell (i, j), the classifier's
+    output on the 22×22 window at (4i, 4j); the boxes of the cells are those windows."""
+    fd = _face_example()
+    net = fd.FaceNet(width=4, rngs=nnx.Rngs(0))
+    photo = jax.random.uniform(jax.random.key(0), (1, 54, 62, 1))
+    heat = net(photo)
+    assert heat.shape == (1, 9, 11, 1)  # (54 - 22) / 4 + 1, (62 - 22) / 4 + 1
+    cells = [(0, 0), (3, 5), (8, 10), (2, 9), (8, 0)]
+    windows = jnp.stack([photo[0, 4 * i : 4 * i + 22, 4 * j : 4 * j + 22] for i, j in cells])
+    one_by_one = net(windows)
+    assert one_by_one.shape == (5, 1, 1, 1)
+    np.testing.assert_allclose(
+        [heat[0, i, j, 0] for i, j in cells], one_by_one[:, 0, 0, 0], rtol=1e-5, atol=1e-6
+    )
+    shifted = net(photo[:, 1:23, 0:22])[0, 0, 0, 0]  # the window one pixel lower is another one
+    assert abs(float(shifted) - float(heat[0, 0, 0, 0])) > 1e-4
+    classifier = fd.WindowClassifier(net, rngs=nnx.Rngs(1))
+    classifier.eval()  # the training view without its augmentation: the same numbers
+    np.testing.assert_allclose(classifier(windows)[:, 0], one_by_one[:, 0, 0, 0], rtol=1e-6)
+    # Cell (3, 5) of the photo rescaled by 0.5 is the window x 40..84, y 24..68 of the original.
+    np.testing.assert_allclose(fd.cell_boxes((9, 11), 0.5)[3, 5], [40, 24, 84, 68])
