@@ -17,12 +17,18 @@ window slid over the image (Sermanet et al. 2014, OverFeat). Here:
      once with scikit-image's LBP face cascade: ``xyxy = (175, 70, 268, 163)``.
 
 Run:
-  python examples/face_detection.py           # default: ≈ 30–60 s on 2 CPU cores
-  python examples/face_detection.py --quick   # smoke run for `nox -s examples`
+  python examples/face_detection.py           # default: ≈ 30 CPU seconds
+  python examples/face_detection.py --quick   # smoke run for `nox -s examples` (≈ 9 CPU s)
 
 Prints the validation accuracy of the window classifier, the number of boxes after NMS and the
 IoU of the best box with the astronaut's face (found when ≥ 0.5); saves
 ``outputs/face_detection/face_detection.png`` (photo + boxes, heat map).
+
+Measured (default run, seed 0, a 2-core machine shared with other jobs: 29 CPU seconds, 110 s
+wall): window accuracy 0.997 on 340 held-out windows; 3 boxes after NMS, the best-scoring one on
+the face (IoU 0.60), two false positives on the flag and the suit's collar. Without the hard
+negative round (``--hard-negatives 0``): 11 boxes, the face found (IoU 0.60) but not first. The
+``--quick`` run is a smoke test: too short to find the face.
 """
 
 from __future__ import annotations
