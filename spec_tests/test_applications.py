@@ -582,7 +582,7 @@ def test_one_train_step_on_a_pretrained_backbone(name):
     params = nnx.state(model, nnx.Param)
     grads = nnx.jit(nnx.grad(loss_fn))(model, batch)
     assert all(np.isfinite(v).all() for v in jax.tree.leaves(grads))
-    g = _by_path(grads.to_pure_dict())
+    g = _by_path(nnx.to_pure_dict(grads))
     encoder_grads = [v for k, v in g.items() if k.startswith("encoder/")]
     assert encoder_grads and sum(v > 0 for v in encoder_grads) > 0.9 * len(encoder_grads)
     jax.tree.map(
@@ -591,8 +591,8 @@ def test_one_train_step_on_a_pretrained_backbone(name):
         jax.tree.map(np.array, nnx.state(model.encoder, nnx.BatchStat)),
     )
     tx = fnn.transfer.freeze(optax.sgd(0.1), frozen=r"encoder/.*")
-    pure = params.to_pure_dict()
-    updates, _ = tx.update(grads.to_pure_dict(), tx.init(pure), pure)
+    pure = nnx.to_pure_dict(params)
+    updates, _ = tx.update(nnx.to_pure_dict(grads), tx.init(pure), pure)
     moved = _by_path(updates)
     assert all(v == 0 for k, v in moved.items() if k.startswith("encoder/"))
     assert any(v > 0 for k, v in moved.items() if not k.startswith("encoder/"))
