@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from fnn.models.zoo_spec import Preprocess
 
-__all__ = ["apply", "center_crop", "resize", "resize_short_side"]
+__all__ = ["apply", "center_crop", "normalize", "resize", "resize_short_side"]
 
 _METHODS = {"bilinear": "linear", "bicubic": "cubic"}
 
@@ -177,9 +177,42 @@ def apply(images, spec: Preprocess, *, value_range: tuple[float, float] = (0.0, 
         top, left = (h - crop + 1) // 2, (w - crop + 1) // 2
         x = x[:, top : top + crop, left : left + crop].astype(jnp.float32)  # TF: float
         x = resize(x, spec.size, method=spec.interpolation, antialias=spec.antialias)
+    return _normalize(x, spec, lo, hi)
+
+
+def _normalize(x, spec: Preprocess, lo, hi):
     x = (x.astype(jnp.float32) - lo) * (255.0 / (hi - lo))
     if spec.bgr:
         x = x[..., ::-1]
     mean = jnp.asarray(spec.mean, jnp.float32)
     std = jnp.asarray(spec.std, jnp.float32)
     return (x - mean) / std
+
+
+def normalize(images, spec: Preprocess, *, value_range: tuple[float, float] = (0.0, 255.0)):
+    """Only the pixel part of `apply`: ``(p − mean) / std`` (after ``bgr``), no resize or crop.
+
+    For dense tasks on a pretrained backbone (boxes, masks, ``features=True``): the images keep
+    their size, so boxes and masks stay aligned, yet the backbone sees the pixel statistics it
+    was trained on. ``fnn.pretrained.load(...).preprocess(images, keep_size=True)`` binds it.
+
+    Args:
+      images: ``[N, H, W, 3]`` / ``[H, W, 3]`` (or 1 gray channel), uint8 or float.
+      spec: the model's preprocessing.
+      value_range: ``(low, high)`` of float pixels; uint8 is always 0..255.
+
+    Returns:
+      float32 ``[N, H, W, 3]``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from fnn.models.zoo_spec import torchvision_preprocess
+      >>> x = normalize(np.full((8, 8, 3), 0.5), torchvision_preprocess(), value_range=(0, 1))
+      >>> x.shape, [round(float(v), 3) for v in x[0, 0, 0]]  # (0.5 - mean) / std
+      ((1, 8, 8, 3), [0.066, 0.196, 0.418])
+    """
+    x = _as_batch(images)
+    lo, hi = (0.0, 255.0) if x.dtype == jnp.uint8 else value_range
+    if x.shape[-1] == 1:
+        x = jnp.repeat(x, 3, axis=-1)
+    return _normalize(x, spec, lo, hi)

@@ -301,7 +301,10 @@ def load(
       pooling: without the top: None (the last feature map), ``"avg"`` or ``"max"``.
       classifier_activation: None (logits) or ``"softmax"``.
       features: the backbone returns its multi-scale maps (strides 2, 4, 8, 16, 32; the spec's
-        ``feature_channels``), timm's ``features_only``.
+        ``feature_channels``), timm's ``features_only``; the model then has ``channels`` and
+        ``reductions``, so it is an ``encoder=`` of `fnn.models.Localizer`, `fnn.models.UNet` and
+        `fnn.models.CenterNet` (see `fnn.models.encoder`). Feed it ``preprocess(images,
+        keep_size=True)``: its pixel normalisation without the crop and resize.
       dont_load: extra regexes of Flax paths to keep freshly initialised.
       weights_file: the old name of ``weights=path`` (kept working).
       layout: None (detect from the file's keys), ``"timm"`` (timm's names and preprocessing;
@@ -377,15 +380,27 @@ def load(
     model.eval()
     size = int(s.input_size[0])
 
-    def prep(images, *, value_range=(0.0, 255.0), crop_fraction: float | None = None):
+    def prep(
+        images,
+        *,
+        value_range=(0.0, 255.0),
+        crop_fraction: float | None = None,
+        keep_size: bool = False,
+    ):
         p = s.preprocess
+        if keep_size:
+            return preprocessing.normalize(images, p, value_range=value_range)
         if crop_fraction is not None:
             p = dataclasses.replace(p, crop_fraction=crop_fraction)
         return preprocessing.apply(images, p, value_range=value_range)
 
     prep.__doc__ = (
-        f"{s.name}'s evaluation preprocessing: `fnn.preprocessing.apply` with {s.preprocess}."
+        f"{s.name}'s evaluation preprocessing: `fnn.preprocessing.apply` with {s.preprocess}; "
+        "``keep_size=True``: only its pixel normalisation (`fnn.preprocessing.normalize`)."
     )
+    if features:  # the backbone contract of the task heads (`fnn.models.encoder`)
+        model.channels = tuple(int(c) for c in s.feature_channels)
+        model.reductions = tuple(int(r) for r in s.feature_reductions)
     return Pretrained(model, prep, class_names(), size)
 
 

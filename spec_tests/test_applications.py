@@ -8,6 +8,8 @@ errors.
 """
 
 import functools
+import importlib.util
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 import fnn
 from fnn import augment, boxes, tasks
 from fnn.models import CenterNet, ConvEncoder, Localizer, UNet, detection
+from fnn.models.encoder import check_backbone
 from fnn.train import TrainState
 
 
@@ -493,3 +496,165 @@ def test_nearest_neighbours_exclude_self_and_precision():
         retrieval.cosine_distances(np.ones((1, 3)), db)
     with pytest.raises(ValueError, match=r"exclude_self needs the queries to be the database"):
         retrieval.nearest_neighbors(db[:2], db, k=1, exclude_self=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pretrained backbones under the heads (random weights: the contract, not the ImageNet numbers)
+# ------------------------------------------------------------------------------------------------
+
+# timm's ``feature_info.channels()`` of the same networks (mobilenetv2_100, efficientnet_lite0,
+# resnet50) with ``features_only=True``; reductions 2, 4, 8, 16, 32 for all three.
+BACKBONE_CHANNELS = {
+    "mobilenet_v2": (16, 24, 32, 96, 320),
+    "efficientnet_lite0": (16, 24, 40, 112, 320),
+    "resnet50": (64, 256, 512, 1024, 2048),
+}
+
+
+def _images(n=2, size=64):
+    return jnp.asarray(_data("segmentation", size=size)["image"][:n])  # floats in [0, 1]
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONE_CHANNELS))
+def test_pretrained_features_keep_the_backbone_contract(name):
+    base = fnn.pretrained.load(name, weights=None, features=True)
+    channels, reductions = check_backbone(base.model)
+    assert channels == BACKBONE_CHANNELS[name] and reductions == (2, 4, 8, 16, 32)
+    x = base.preprocess(_images(size=96), value_range=(0, 1), keep_size=True)
+    assert x.shape == (2, 96, 96, 3)  # its normalisation, not its 224 crop
+    maps = base.model(x)
+    assert [m.shape for m in maps] == [
+        (2, 96 // r, 96 // r, c) for c, r in zip(channels, reductions)
+    ]
+
+
+def _localization_loss(model, batch):
+    out = model(batch["image"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(out["class"], batch["label"])
+    return jnp.mean(ce + jnp.abs(out["box"] - batch["box"]).mean(-1) / 64)
+
+
+def _segmentation_loss(model, batch):
+    logits = model(batch["image"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["mask"]).mean()
+
+
+def _detection_loss(model, batch):
+    t = jax.vmap(
+        lambda b, l: detection.centernet_targets(b, l, num_classes=4, image_size=(64, 64))
+    )(batch["box"], batch["label"])
+    return detection.centernet_loss(y_true=t, y_pred=model(batch["image"])).mean()
+
+
+HEADS = {  # one backbone per head keeps the test small; each pair is one train step
+    "mobilenet_v2": ("localization", _localization_loss),
+    "efficientnet_lite0": ("segmentation", _segmentation_loss),
+    "resnet50": ("detection", _detection_loss),
+}
+
+
+def _head(task, encoder):
+    if task == "localization":
+        return Localizer(4, input_shape=(64, 64, 3), encoder=encoder, hidden=16, rngs=nnx.Rngs(1))
+    if task == "segmentation":
+        return UNet(5, encoder=encoder, rngs=nnx.Rngs(1))
+    return CenterNet(4, encoder=encoder, head_width=8, rngs=nnx.Rngs(1))
+
+
+def _by_path(tree):
+    """``{"encoder/stem/kernel": max |leaf|}`` of a pure-dict tree."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {fnn.transfer.path_str(p): float(jnp.abs(v).max()) for p, v in leaves}
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_one_train_step_on_a_pretrained_backbone(name):
+    """The gradient reaches the backbone; an optimizer mask freezes its weights and
+    ``freeze_batchnorm`` its statistics, while the head trains."""
+    task, loss_fn = HEADS[name]
+    base = fnn.pretrained.load(name, weights=None, features=True, freeze_batchnorm=True)
+    model = _head(task, base.model)
+    ds = _data(task)
+    batch = {k: jnp.asarray(ds[k][:2]) for k in ("label", "box", "mask") if k in ds}
+    batch["image"] = base.preprocess(ds["image"][:2], value_range=(0, 1), keep_size=True)
+    model.train()  # the heads' training mode; the frozen BatchNorm stays in inference mode
+    stats_before = jax.tree.map(np.array, nnx.state(model.encoder, nnx.BatchStat))
+    params = nnx.state(model, nnx.Param)
+    grads = nnx.jit(nnx.grad(loss_fn))(model, batch)
+    assert all(np.isfinite(v).all() for v in jax.tree.leaves(grads))
+    g = _by_path(nnx.to_pure_dict(grads))
+    encoder_grads = [v for k, v in g.items() if k.startswith("encoder/")]
+    assert encoder_grads and sum(v > 0 for v in encoder_grads) > 0.9 * len(encoder_grads)
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        stats_before,
+        jax.tree.map(np.array, nnx.state(model.encoder, nnx.BatchStat)),
+    )
+    tx = fnn.transfer.freeze(optax.sgd(0.1), frozen=r"encoder/.*")
+    pure = nnx.to_pure_dict(params)
+    updates, _ = tx.update(nnx.to_pure_dict(grads), tx.init(pure), pure)
+    moved = _by_path(updates)
+    assert all(v == 0 for k, v in moved.items() if k.startswith("encoder/"))
+    assert any(v > 0 for k, v in moved.items() if not k.startswith("encoder/"))
+    # Without freeze_batchnorm the same forward pass overwrites the running statistics.
+    model.encoder.freeze_batchnorm = False
+    nnx.jit(lambda m, x: m(x))(model, batch["image"])
+    after = jax.tree.leaves(jax.tree.map(np.array, nnx.state(model.encoder, nnx.BatchStat)))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stats_before), after))
+
+
+def test_heads_reject_encoders_whose_reductions_do_not_fit():
+    base = fnn.pretrained.load("mobilenet_v2", weights=None, features=True)
+    with pytest.raises(
+        ValueError,
+        match=r"stride must be one of the encoder's reductions \(2, 4, 8, 16, 32\), got 1",
+    ):
+        CenterNet(4, encoder=base.model, stride=1, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"input_shape \(48, 48, 3\) must be divisible by .* 32"):
+        Localizer(4, input_shape=(48, 48, 3), encoder=base.model, rngs=nnx.Rngs(0))
+    unet = UNet(5, encoder=base.model, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"multiples of the deepest reduction.*\(1, 3, 3, 96\)"):
+        unet(jnp.zeros((1, 48, 48, 3)))  # 48 / 32 is not an integer: maps 24, 12, 6, 3, 2
+
+    class Skipping(nnx.Module):  # reductions 2, 8: a missing level
+        channels, reductions = (4, 8), (2, 8)
+
+    with pytest.raises(ValueError, match=r"doubling from map to map, got \(2, 8\)"):
+        UNet(5, encoder=Skipping(), rngs=nnx.Rngs(0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Sliding window = convolution (examples/face_detection.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def _face_example():
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "face_detection.py"
+    spec = importlib.util.spec_from_file_location("face_detection_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fully_convolutional_run_equals_the_window_by_window_classifier():
+    """The slide's claim: one pass over a larger image gives, at cell (i, j), the classifier's
+    output on the 22×22 window at (4i, 4j); the boxes of the cells are those windows."""
+    fd = _face_example()
+    net = fd.FaceNet(width=4, rngs=nnx.Rngs(0))
+    photo = jax.random.uniform(jax.random.key(0), (1, 54, 62, 1))
+    heat = net(photo)
+    assert heat.shape == (1, 9, 11, 1)  # (54 - 22) / 4 + 1, (62 - 22) / 4 + 1
+    cells = [(0, 0), (3, 5), (8, 10), (2, 9), (8, 0)]
+    windows = jnp.stack([photo[0, 4 * i : 4 * i + 22, 4 * j : 4 * j + 22] for i, j in cells])
+    one_by_one = net(windows)
+    assert one_by_one.shape == (5, 1, 1, 1)
+    np.testing.assert_allclose(
+        [heat[0, i, j, 0] for i, j in cells], one_by_one[:, 0, 0, 0], rtol=1e-5, atol=1e-6
+    )
+    shifted = net(photo[:, 1:23, 0:22])[0, 0, 0, 0]  # the window one pixel lower is another one
+    assert abs(float(shifted) - float(heat[0, 0, 0, 0])) > 1e-4
+    classifier = fd.WindowClassifier(net, rngs=nnx.Rngs(1))
+    classifier.eval()  # the training view without its augmentation: the same numbers
+    np.testing.assert_allclose(classifier(windows)[:, 0], one_by_one[:, 0, 0, 0], rtol=1e-6)
+    # Cell (3, 5) of the photo rescaled by 0.5 is the window x 40..84, y 24..68 of the original.
+    np.testing.assert_allclose(fd.cell_boxes((9, 11), 0.5)[3, 5], [40, 24, 84, 68])

