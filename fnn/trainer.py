@@ -584,6 +584,9 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         ``(N,)`` binary labels fit a one-unit ``(N, 1)`` output; other mismatches raise before
         the first step. A loss bound with ``ignore_class`` (``fnn.losses.get(
         "sparse_categorical_crossentropy", ignore_class=-1)``) averages over valid entries only.
+        A loss may return one value per entry (``[N, H, W]`` per pixel); it is averaged over
+        them as Keras averages them. Several outputs: a dict ``{output: loss}``; one loss over
+        all outputs and labels at once: `fnn.objective.JointLoss`.
       metrics: names (``"accuracy"`` resolves from the shapes as in Keras; ``"precision"``,
         ``"auc"``, ``"f1_score"``, ``"mean_io_u"``, ... are epoch metrics), callables, or
         `fnn.metrics.EpochMetric` objects with options (``fnn.metrics.AUC(curve="PR")``).
