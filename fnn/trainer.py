@@ -614,13 +614,13 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         them for several outputs, e.g. ``{"class": [B], "box": [B, 4]}``); it must return the
         same structure, shapes and dtypes (checked when the step is first compiled). It runs
         inside the compiled train step, before the forward pass, in training only (never in
-        ``evaluate``, ``predict`` or validation), with the key
-        ``fold_in(fold_in(seed_key, state.step), 2**20)``: the same seed gives the same
+        ``evaluate``, ``predict`` or validation), with the key ``fold_in(fold_in(step_key,
+        state.step), 2**20)`` (``step_key`` derived from ``seed``): the same seed gives the same
         augmentation, and so do ``steps_per_execution`` and a resumed run (the key depends on
         the step count only); with several devices it runs on the sharded batch. Use it for
-        augmentation that must move the targets with the images, e.g. the
-        `fnn.augment` ``*_with_targets`` functions vmapped over
-        ``jax.random.split(key, B)`` (flips that move boxes and masks). Why not a layer: a layer
+        augmentation that must move the targets with the images, e.g. the `fnn.augment`
+        ``*_with_targets`` functions vmapped over ``jax.random.split(key, B)`` (flips that move
+        boxes and masks). Why not a layer: a layer
         (`fnn.layers.RandomFlip`, Keras' preprocessing layers inside a model) sees only ``x``,
         so it cannot move a box or a mask; Keras moves targets in the input pipeline instead
         (``tf.data``'s ``dataset.map(lambda x, y: ...)``, Keras 3's ``bounding_boxes`` dicts),
