@@ -127,7 +127,8 @@ def main(argv=None) -> dict:
     with open(os.path.join(config.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(
-        f"held-out: mean_iou {results['mean_iou']:.4f}, pixel_accuracy {results['pixel_accuracy']:.4f}, "
+        f"held-out: mean_iou {results['mean_iou']:.4f}, "
+        f"pixel_accuracy {results['pixel_accuracy']:.4f}, "
         f"per-class IoU {results['per_class_iou']} ({results['seconds']:.0f} s, "
         f"{results['cpu_seconds']:.0f} CPU s); wrote {config.out}/"
     )

@@ -1937,7 +1937,8 @@ def get(name_or_callable: str | Callable, **options) -> Callable:
         >>> get("mse") is mean_squared_error
         True
         >>> import jax.numpy as jnp
-        >>> get("GIoULoss")(y_true=jnp.array([[0.0, 0, 2, 2]]), y_pred=jnp.array([[1.0, 0, 3, 2]])).round(4)
+        >>> box, shifted = jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 2]])
+        >>> get("GIoULoss")(y_true=box, y_pred=shifted).round(4)
         Array([0.6667], dtype=float32)
         >>> get("categorical_crossentropy", from_logits=True)(
         ...     y_true=jnp.array([[1.0, 0.0]]), y_pred=jnp.array([[0.0, 0.0]])).round(4)

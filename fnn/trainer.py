@@ -567,7 +567,8 @@ class Trainer:
 def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
             weighted_metrics=None, run_eagerly: bool = False, steps_per_execution: int = 1,
             jit_compile="auto", seed: int = 0, devices=None, terminate_on_nan: bool = True,
-            update_batch_stats: bool = True, loss_scale="auto", augment=None) -> Trainer:  # fmt: skip
+            update_batch_stats: bool = True, loss_scale="auto",
+            augment=None) -> Trainer:  # fmt: skip
     """Keras' ``model.compile(...)``: bind a model, an optimizer, a loss and metrics for training.
 
     The slides' ``model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",

@@ -241,7 +241,8 @@ def test_augment_that_is_not_callable_is_a_type_error():
             lambda k, x, y: (x, {"class": y["class"]}),
             r"\(x, y\) with x \(16, 8, 8, 1\) float32 and y \{'box': '\(16, 4\) "
             r"float32', 'class': '\(16,\) int32'\} \(the same structure, shapes and dtypes as it "
-            r"was given\); it returned x \(16, 8, 8, 1\) float32 and y \{'class': '\(16,\) int32'\}",
+            r"was given\); it returned x \(16, 8, 8, 1\) float32 and y "
+            r"\{'class': '\(16,\) int32'\}",
         ),
         (lambda k, x, y: (x[:, :4], y), r"it returned x \(16, 4, 8, 1\) float32"),
         (
