@@ -42,7 +42,6 @@ _SUBMODULES = (
     "runtime",
     "shapes",
     "steps",
-    "tasks",
     "train",
     "trainer",
     "transfer",

@@ -296,8 +296,10 @@ def iou_loss(*, y_true, y_pred) -> jax.Array:
     """IoU loss ``L = 1 - IoU(box_true, box_pred)`` per example: ``[N, ..., 4]`` → ``[N]``.
 
     Extra axes between the batch and the coordinates (several boxes per example) are averaged.
-    ``keras_cv.losses.IoULoss(mode="linear")`` is the same number; torchvision has no plain IoU
-    loss. Its gradient is zero when the boxes do not overlap; prefer :func:`giou_loss` then.
+    ``keras_cv.losses.IoULoss(mode="linear")`` is the same number (its default ``mode="log"`` is
+    ``-ln IoU``, and it takes a ``bounding_box_format``; here boxes are ``xyxy``); Keras 3 has no
+    box loss, torchvision no plain IoU loss. Its gradient is zero when the boxes do not overlap;
+    prefer :func:`giou_loss` then. ``fnn.losses.get("iou_loss")`` (or ``"IoULoss"``) returns it.
 
     Examples:
       >>> iou_loss(y_true=[[0.0, 0.0, 2.0, 2.0]], y_pred=[[1.0, 0.0, 3.0, 2.0]]).round(4)
@@ -311,8 +313,12 @@ def giou_loss(*, y_true, y_pred) -> jax.Array:
     """GIoU loss ``L = 1 - GIoU(box_true, box_pred)`` per example, in ``[0, 2)``: ``[N, ..., 4]``
     → ``[N]``.
 
+    ``GIoU = IoU - |C \\ (A ∪ B)| / |C|``, ``C`` the smallest box enclosing both (:func:`giou`).
     ``torchvision.ops.generalized_box_iou_loss(pred, true, reduction="none")`` is the same
-    (eps ``1e-7``); ``keras_cv.losses.GIoULoss`` too. Extra middle axes are averaged.
+    (eps ``1e-7``; its default ``reduction`` is also ``"none"``, where a Keras loss averages over
+    the batch); ``keras_cv.losses.GIoULoss(bounding_box_format="xyxy")`` too, before its batch
+    reduction. Extra middle axes are averaged. ``fnn.losses.get("giou_loss")`` (``"giou"``,
+    ``"GIoULoss"``, ``"generalized_box_iou_loss"``) returns it.
 
     Examples:
       >>> giou_loss(y_true=[[0.0, 0.0, 1.0, 1.0]], y_pred=[[2.0, 0.0, 3.0, 1.0]]).round(4)

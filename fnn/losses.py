@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fnn import boxes as _boxes
 from fnn._validation import lookup, unknown_name_error
 
 __all__ = [
@@ -1848,6 +1849,11 @@ _LOSSES: dict[str, Callable] = {
     "ctc": ctc,
     "multiclass_hinge": multiclass_hinge,
     "smooth_l1": smooth_l1,
+    # Box losses live with the boxes (`fnn.boxes`: formats, IoU, NMS); registered here so that
+    # compile(loss={"box": "giou_loss"}) works. A bare "iou" is not a loss name: in Keras (and
+    # fnn.metrics) "iou" is the segmentation metric IoU / MeanIoU.
+    "iou_loss": _boxes.iou_loss,
+    "giou_loss": _boxes.giou_loss,
 }
 
 # Keras' short aliases (keras.losses.ALL_OBJECTS_DICT and keras._legacy.losses), Keras class
@@ -1882,11 +1888,16 @@ _ALIASES = {
     "crammer_singer": "multiclass_hinge",
     "smooth_l1_loss": "smooth_l1",
     "smoothl1loss": "smooth_l1",
+    "iouloss": "iou_loss",  # keras_cv.losses.IoULoss (its default mode is "log", not this)
+    "giou": "giou_loss",
+    "giouloss": "giou_loss",  # keras_cv.losses.GIoULoss
+    "generalized_box_iou_loss": "giou_loss",  # torchvision.ops.generalized_box_iou_loss
 }
 # "Did you mean" suggestions and the "Known" list use the function names and Keras' short aliases.
 _SUGGESTED = tuple(_LOSSES) + (
     "bce", "kld", "kullback_leibler_divergence", "mse", "mae", "mape", "msle", "logcosh",
-    "huber_loss", "svm", "multiclass_hinge_loss", "smooth_l1_loss",
+    "huber_loss", "svm", "multiclass_hinge_loss", "smooth_l1_loss", "giou",
+    "generalized_box_iou_loss",
 )  # fmt: skip
 _LOSSES.update({alias: _LOSSES[target] for alias, target in _ALIASES.items()})
 
@@ -1901,7 +1912,14 @@ def get(name_or_callable: str | Callable, **options) -> Callable:
     class names (``"MeanSquaredError"``, ``"CTC"``, ``"BinaryFocalCrossentropy"``, ...;
     case-insensitive, so an option such as ``from_logits`` goes in ``**options``). Also fnn's own:
     ``multiclass_svm`` (alias ``svm``), ``multiclass_hinge`` (aliases
-    ``multiclass_hinge_loss``, ``crammer_singer``) and ``smooth_l1`` (``smooth_l1_loss``).
+    ``multiclass_hinge_loss``, ``crammer_singer``), ``smooth_l1`` (``smooth_l1_loss``), and the
+    box losses of `fnn.boxes` on ``xyxy`` boxes ``[N, ..., 4]``: ``iou_loss`` (``1 - IoU``;
+    alias ``IoULoss``) and ``giou_loss`` (``1 - GIoU``; aliases ``giou``, ``GIoULoss``,
+    ``generalized_box_iou_loss``). Keras 3 itself has no box loss; keras_cv's ``IoULoss`` /
+    ``GIoULoss`` classes take a ``bounding_box_format`` and ``IoULoss`` defaults to
+    ``mode="log"`` (``-ln IoU``), where fnn's ``iou_loss`` is its ``mode="linear"``;
+    torchvision's ``generalized_box_iou_loss`` is ``giou_loss`` with ``reduction="none"``.
+    A bare ``"iou"`` is not a loss: it names the segmentation metric (`fnn.metrics`).
     A callable passes through unchanged.
 
     Args:
@@ -1919,6 +1937,9 @@ def get(name_or_callable: str | Callable, **options) -> Callable:
         >>> get("mse") is mean_squared_error
         True
         >>> import jax.numpy as jnp
+        >>> box, shifted = jnp.array([[0.0, 0, 2, 2]]), jnp.array([[1.0, 0, 3, 2]])
+        >>> get("GIoULoss")(y_true=box, y_pred=shifted).round(4)
+        Array([0.6667], dtype=float32)
         >>> get("categorical_crossentropy", from_logits=True)(
         ...     y_true=jnp.array([[1.0, 0.0]]), y_pred=jnp.array([[0.0, 0.0]])).round(4)
         Array([0.6931], dtype=float32)

@@ -25,7 +25,7 @@ import numpy as np
 
 from fnn import metrics as metrics_lib
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "JointLoss"]
 
 
 def _name_of(fn) -> str:
@@ -157,6 +157,50 @@ def _not_probabilities(p, kind: str, mask) -> jax.Array:
     return jnp.sum(rows * mask)
 
 
+class JointLoss:
+    """A loss over ALL the outputs and ALL the labels at once: ``fn(*, y_true, y_pred) -> [B]``
+    with ``y_true`` the whole label structure and ``y_pred`` the model's whole output structure.
+
+    ``compile(loss={"class": ..., "box": ...})`` gives each output its own loss on its own
+    labels. Some losses need several targets together: CenterNet's builds its heat maps from
+    the boxes AND the class ids of the (augmented) batch, and its size and offset terms count
+    only the centre cells of the heat map. ``compile(loss=JointLoss(fn))`` hands ``fn`` the
+    labels as given to ``fit`` (e.g. ``y={"box": [N, M, 4], "label": [N, M]}``, keys that need
+    not match the outputs) and the model's output dict; ``fn`` returns one value per example,
+    reduced as every fnn loss is (``sample_weight``, the padding mask, ``loss_weights`` as one
+    number), logged as ``loss``. ``metrics`` are then callables ``m(*, y_true, y_pred) -> [B]`` of
+    the same whole structures (names such as ``"accuracy"`` need one output's shapes).
+
+    Keras' way to the same thing is to subclass ``keras.Model`` and override ``compute_loss(x,
+    y, y_pred, sample_weight)``; a PyTorch loop calls such a loss by hand (torchvision's
+    detection models compute it inside ``forward`` in training mode).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> def centre_loss(*, y_true, y_pred):  # a loss reading two labels and two outputs
+      ...     return jnp.abs(y_pred["a"] + y_pred["b"] - y_true["x"] * y_true["w"]).mean(-1)
+      >>> objective = Objective(JointLoss(centre_loss))
+      >>> batch = {"label": {"x": jnp.ones((2, 3)), "w": jnp.full((2, 3), 2.0)}}
+      >>> loss, _ = objective(batch, {"a": jnp.ones((2, 3)), "b": jnp.zeros((2, 3))})
+      >>> float(loss), objective.names
+      (1.0, ['loss'])
+    """
+
+    def __init__(self, fn, *, name: str | None = None):
+        if not callable(fn):
+            raise TypeError(
+                f"JointLoss takes a callable fn(*, y_true, y_pred) -> [B], got {type(fn).__name__}"
+            )
+        self.fn = fn
+        self.__name__ = name or _name_of(fn)
+
+    def __call__(self, *, y_true, y_pred):
+        return self.fn(y_true=y_true, y_pred=y_pred)
+
+    def __repr__(self) -> str:
+        return f"JointLoss({self.__name__})"
+
+
 class _Head:
     """One output's loss and metrics: ``key`` selects it from the outputs and labels."""
 
@@ -236,6 +280,10 @@ class Objective:
         self.heads: list[_Head] | None = None
         self.output_keys = None
         self._stat_shapes = None  # set by check_targets, read by empty_stats
+        self.joint = isinstance(loss, JointLoss)
+        if self.joint:
+            self._bind_joint()
+            return
         single = (
             isinstance(loss, str | Callable)
             and not isinstance(metrics, Mapping)
@@ -265,8 +313,36 @@ class Objective:
         self.heads = [_Head(None, "", c["loss"], weights, c["metrics"], c["weighted_metrics"])]
         self.output_keys = None
 
+    def _bind_joint(self):
+        c = self._config
+        for arg in ("loss_weights", "metrics", "weighted_metrics"):
+            value = c[arg]
+            if isinstance(value, Mapping):
+                raise ValueError(
+                    f"{arg}={value!r} is given per output, but loss is a JointLoss of all the "
+                    f"outputs together; pass {'one number' if arg == 'loss_weights' else 'a list'}"
+                )
+        for arg in ("metrics", "weighted_metrics"):
+            value = c[arg]
+            named = [m for m in _metric_list(value, arg) if isinstance(m, str)]
+            if named:
+                raise ValueError(
+                    f"{arg}={named!r}: with a JointLoss, metrics are callables m(*, y_true, "
+                    f"y_pred) -> [B] of the whole label and output structures (a name needs "
+                    f"one output's shapes)"
+                )
+        weights = c["loss_weights"]
+        if isinstance(weights, Sequence):
+            if len(weights) != 1:
+                raise ValueError(f"loss_weights={weights!r}: a JointLoss takes one number")
+            weights = weights[0]
+        self.heads = [_Head(None, "", c["loss"], weights, c["metrics"], c["weighted_metrics"])]
+        self.output_keys = None
+
     def bind(self, y_pred) -> Objective:
         """Fix the output structure (from the model's outputs or their shapes); idempotent."""
+        if self.joint:
+            return self
         keys = _output_keys(y_pred)
         if keys is None:
             if self.output_keys is not None or self.heads is None:
@@ -306,12 +382,13 @@ class Objective:
         weighted = [n for h in heads for n in h.weighted_names]
         return ["loss", *losses, *metrics, *weighted]
 
-    @staticmethod
-    def _batch_state(m, y, y_pred, weight):
+    def _batch_state(self, m, y, y_pred, weight):
         """One batch's `Mean` of per-example values, or an epoch metric's counts."""
-        metric = metrics_lib.resolve(m, jnp.shape(y), jnp.shape(y_pred))
+        shapes = ((), ()) if self.joint else (jnp.shape(y), jnp.shape(y_pred))
+        metric = metrics_lib.resolve(m, *shapes)
         if isinstance(metric, metrics_lib.MeanMetric):
-            return metrics_lib.Mean.from_values(metric.fn(y_true=y, y_pred=y_pred), weight)
+            values = metric.fn(y_true=y, y_pred=y_pred)
+            return metrics_lib.Mean.from_values(_per_example(values, weight.shape[0]), weight)
         return metric.from_batch(y, y_pred, weight)
 
     def empty_stats(self) -> dict:
@@ -328,7 +405,8 @@ class Objective:
 
         self.bind(y_pred)
         labels = batch["label"]
-        _check_label_keys(labels, self.output_keys)
+        if not self.joint:
+            _check_label_keys(labels, self.output_keys)
         n = jax.tree.leaves(y_pred)[0].shape[0]
         mask = batch.get("mask", jnp.ones((n,), jnp.float32))
         weight = mask * batch["sample_weight"] if "sample_weight" in batch else mask
@@ -337,16 +415,18 @@ class Objective:
         stats = {}
         for h in self.heads:
             y, p = h.pick(labels), h.pick(y_pred)
-            per_ex = jnp.asarray(_head_values(h, y, p), jnp.float32)
+            values = jnp.asarray(_head_values(h, y, p), jnp.float32)
             if h.ignore_class is None:
-                head_total = jnp.sum(per_ex * weight)
+                head_total = jnp.sum(_per_example(values, n) * weight)
             else:
-                valid = jnp.reshape(y != h.ignore_class, (n,)) & (mask > 0)
-                head_total = losses_lib.reduce(per_ex, weight, mask=valid) * count
+                real = jnp.reshape(mask > 0, (n,) + (1,) * (values.ndim - 1))
+                valid = jnp.reshape(losses_lib.align_ranks(y, p)[0] != h.ignore_class, values.shape)
+                head_total = losses_lib.reduce(values, weight, mask=valid & real) * count
             total = total + h.scale * head_total
             if h.loss_log:
                 stats[h.loss_log] = metrics_lib.Mean(head_total, count)
-            y, p = losses_lib.align_ranks(y, p)
+            if not self.joint:
+                y, p = losses_lib.align_ranks(y, p)
             for names, ms, w in (
                 (h.metric_names, h.metrics, mask),
                 (h.weighted_names, h.weighted_metrics, weight),
@@ -381,8 +461,11 @@ class Objective:
         cross-entropy labels must lie in [0, 1].
         """
         self.bind(out)
-        _check_label_keys(y, self.output_keys, name=name)
-        for h in self.heads:
+        if self.joint:
+            _check_joint(self.heads[0], y, out, name)
+        else:
+            _check_label_keys(y, self.output_keys, name=name)
+        for h in self.heads if not self.joint else ():
             where = name if h.key is None else f"{name}[{h.key!r}]"
             _check_head(h, np.asarray(h.pick(y)), h.pick(out), where)
             _warn_multi_hot_accuracy(h, np.asarray(h.pick(y)), where)
@@ -398,8 +481,19 @@ class Objective:
         self._stat_shapes = jax.eval_shape(lambda b, p: self(b, p)[1], batch_spec, out)
 
 
+def _per_example(values, n: int) -> jax.Array:
+    """Per-example values ``[n]`` from a loss's (or metric's) values ``[n, ...]``: a per-pixel
+    loss ``[n, H, W]`` becomes each image's mean. Every example has as many entries, so the
+    batch mean of these is Keras' ``sum_over_batch_size`` over all the entries."""
+    values = jnp.asarray(values, jnp.float32)
+    return values if values.ndim == 1 else values.reshape(n, -1).mean(axis=1)
+
+
 def _head_values(head: _Head, y_true, y_pred) -> jax.Array:
     from fnn import losses as losses_lib
+
+    if isinstance(head.loss_fn, JointLoss):
+        return head.loss_fn(y_true=y_true, y_pred=y_pred)
 
     y_true, y_pred = losses_lib.align_ranks(y_true, y_pred)
     return head.loss_fn(y_true=y_true, y_pred=y_pred)
@@ -436,6 +530,31 @@ def _jax_dtype(a) -> np.dtype:
     return jnp.asarray(a[:1]).dtype  # strings, objects: the error jax.numpy gives
 
 
+def _check_joint(head: _Head, y, out, name: str) -> None:
+    """A JointLoss must take the whole label and output structures and give ``[B]``."""
+    batch_size = jax.tree.leaves(out)[0].shape[0]
+    y_spec = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct((batch_size, *np.shape(a)[1:]), _jax_dtype(a)), y
+    )
+    try:
+        values = jax.eval_shape(lambda yt, yp: head.loss_fn(y_true=yt, y_pred=yp), y_spec, out)
+    except Exception as e:  # noqa: BLE001 - re-raised with the structures
+        raise ValueError(
+            f"loss {head.loss_name!r} cannot take {name} {_shapes(y_spec)} with the model's "
+            f"outputs {_shapes(out)}: {type(e).__name__}: {e}"
+        ) from e
+    if getattr(values, "shape", None) != (batch_size,):
+        raise ValueError(
+            f"loss {head.loss_name!r} must return one value per example, shape ({batch_size},), "
+            f"for {name} {_shapes(y_spec)} and outputs {_shapes(out)}; it returned "
+            f"{getattr(values, 'shape', values)}"
+        )
+
+
+def _shapes(tree) -> str:
+    return str(jax.tree.map(lambda a: tuple(a.shape), tree))
+
+
 def _check_head(head: _Head, y: np.ndarray, out, name: str) -> None:
     batch_size = out.shape[0]
     y_spec = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), _jax_dtype(y))
@@ -446,14 +565,19 @@ def _check_head(head: _Head, y: np.ndarray, out, name: str) -> None:
             f"the model's output shape {tuple(out.shape)} does not fit loss "
             f"{head.loss_name!r} with {name} of shape {(batch_size, *y.shape[1:])}: {e}"
         ) from e
-    if getattr(values, "shape", None) != (batch_size,):
+    shape = getattr(values, "shape", None)
+    if shape is None or shape[:1] != (batch_size,):
         raise ValueError(
             f"loss {head.loss_name!r} must return one value per example, shape "
-            f"({batch_size},), for output {tuple(out.shape)} and {name} "
-            f"{(batch_size, *y.shape[1:])}; it returned {getattr(values, 'shape', values)}"
+            f"({batch_size},) (or one per entry, ({batch_size}, ...), such as a loss per "
+            f"pixel), for output {tuple(out.shape)} and {name} {(batch_size, *y.shape[1:])}; "
+            f"it returned {getattr(values, 'shape', values)}"
         )
     sparse = y.ndim == 1 or (y.ndim == len(out.shape) and y.shape[-1] == 1)
-    if sparse and len(out.shape) == 2 and out.shape[-1] > 1:
+    dense_map = (  # class ids per entry [N, H, W] against scores [N, H, W, K] (segmentation)
+        len(out.shape) > 2 and y.shape[1:] == tuple(out.shape[1:-1]) and y.dtype.kind in "iu"
+    )
+    if (sparse and len(out.shape) == 2 or dense_map) and out.shape[-1] > 1:
         k = out.shape[-1]
         if np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y)):
             raise ValueError(

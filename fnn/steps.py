@@ -40,7 +40,14 @@ from fnn import metrics as metrics_lib
 from fnn import parallel, precision, runtime
 from fnn.objective import PROBABILITY_CHECK, Objective
 
-__all__ = ["TrainState", "learning_rate", "make_train_step", "make_eval_step", "make_runner"]
+__all__ = [
+    "TrainState",
+    "learning_rate",
+    "make_train_step",
+    "make_eval_step",
+    "make_runner",
+    "check_augment",
+]
 
 
 class ModelSpec:
@@ -252,7 +259,54 @@ def _scaled_update(state: TrainState, grads, model_state):
     return new_state, grads, finite
 
 
-def _train_core(objective: Objective, *, update_batch_stats: bool = True):
+# ``augment``'s key is ``fold_in(fold_in(key, step), AUGMENT_FOLD)``: its own stream, apart from
+# the model's RNG streams (``fold_in(fold_in(key, step), i)`` for the i-th stream name).
+AUGMENT_FOLD = 1 << 20
+
+
+def check_augment(augment):
+    """``augment`` itself: ``None`` or a callable ``fn(key, x, y) -> (x, y)``; else a TypeError."""
+    if augment is not None and not callable(augment):
+        raise TypeError(
+            f"augment must be a callable fn(key, x, y) -> (x, y) applied to each training "
+            f"batch, or None; got {type(augment).__name__} {augment!r}"
+        )
+    return augment
+
+
+def _describe(tree) -> str:
+    return str(jax.tree.map(lambda a: f"{tuple(jnp.shape(a))} {jnp.result_type(a)}", tree))
+
+
+def _augment_batch(augment, key: jax.Array, batch, mesh=None):
+    """``batch`` with ``(image, label)`` replaced by ``augment(key, image, label)``.
+
+    The result must keep the structure, shapes and dtypes of ``(x, y)`` (checked while the step
+    is traced, so a wrong ``augment`` fails before the first step runs, naming both).
+    """
+    x, y = batch["image"], batch["label"]
+    out = augment(key, x, y)
+    want = f"(x, y) with x {_describe(x)} and y {_describe(y)}"
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise ValueError(
+            f"augment(key, x, y) must return a pair {want}; it returned "
+            f"{type(out).__name__} {_describe(out) if jax.tree.leaves(out) else out!r}"
+        )
+    new_x, new_y = out
+    same = jax.tree.structure((x, y)) == jax.tree.structure((new_x, new_y)) and all(
+        jnp.shape(a) == jnp.shape(b) and jnp.result_type(a) == jnp.result_type(b)
+        for a, b in zip(jax.tree.leaves((x, y)), jax.tree.leaves((new_x, new_y)))
+    )
+    if not same:
+        raise ValueError(
+            f"augment(key, x, y) must return {want} (the same structure, shapes and dtypes as "
+            f"it was given); it returned x {_describe(new_x)} and y {_describe(new_y)}"
+        )
+    return parallel.constrain_batch({**batch, "image": new_x, "label": new_y}, mesh)
+
+
+def _train_core(objective: Objective, *, update_batch_stats: bool = True, augment=None,
+                mesh=None):  # fmt: skip
     """The un-jitted step: ``(state, batch, key) -> (state, stats)`` with `Mean` stats."""
 
     def step(state: TrainState, batch, key):
@@ -260,6 +314,8 @@ def _train_core(objective: Objective, *, update_batch_stats: bool = True):
         graphdef = spec.graphdef if update_batch_stats else spec.frozen_graphdef
         step_key = jax.random.fold_in(key, state.step)
         ls = state.loss_scale
+        if augment is not None:  # training only: evaluate and predict never augment
+            batch = _augment_batch(augment, jax.random.fold_in(step_key, AUGMENT_FOLD), batch, mesh)
 
         seeded = _reseeded(spec, state.params, state.model_state, step_key)
 
@@ -322,6 +378,7 @@ def make_train_step(
     weighted_metrics=None,
     loss_weights=None,
     update_batch_stats: bool = True,
+    augment=None,
     mesh=None,
     jit: bool = True,
 ):
@@ -343,6 +400,8 @@ def make_train_step(
       update_batch_stats: ``False`` keeps BatchNorm in inference mode (running statistics used
         and left unchanged) while the parameters train, e.g. for a frozen base; independent of
         which parameters the optimizer freezes.
+      augment: ``None`` or ``fn(key, x, y) -> (x, y)``, run on the batch before the forward
+        pass (see `fnn.trainer.compile`).
       mesh: a `jax.sharding.Mesh` with a ``"data"`` axis: the batch is split over it.
       jit: ``False`` returns the plain Python function (debugging).
 
@@ -372,7 +431,12 @@ def make_train_step(
     objective = Objective(
         loss, metrics=metrics, weighted_metrics=weighted_metrics, loss_weights=loss_weights
     )
-    core = _train_core(objective, update_batch_stats=update_batch_stats)
+    core = _train_core(
+        objective,
+        update_batch_stats=update_batch_stats,
+        augment=check_augment(augment),
+        mesh=mesh,
+    )
 
     def step(state, batch, key):
         state, stats = core(state, parallel.constrain_batch(batch, mesh), key)
@@ -502,7 +566,7 @@ def read_accumulator(acc) -> tuple[dict[str, float], int | None]:
 
 
 def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_stats=True,
-                keep_last_finite: bool = False):  # fmt: skip
+                keep_last_finite: bool = False, augment=None):  # fmt: skip
     """The un-jitted program running ``k`` steps on batches stacked ``[k, B, ...]``.
 
     ``kind``: ``"train"`` ``(state, acc, batches, key) -> (state, acc)``, ``"eval"``
@@ -512,7 +576,7 @@ def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_s
     (`fnn.callbacks.TerminateOnNaN` on), a step whose loss, gradient norm or updated
     parameters are not finite, and every later step of the epoch, leaves the state unchanged
     (one select per state array and step, fused with the update): the state stays at the last
-    good step.
+    good step. ``augment`` (train only) transforms each batch first (`fnn.trainer.compile`).
     """
     names = objective.names
 
@@ -522,7 +586,9 @@ def make_runner(kind: str, objective: Objective, *, k: int, mesh, update_batch_s
         return jax.lax.scan(one, carry, batches)
 
     if kind == "train":
-        core = _train_core(objective, update_batch_stats=update_batch_stats)
+        core = _train_core(
+            objective, update_batch_stats=update_batch_stats, augment=augment, mesh=mesh
+        )
 
         def run(state, acc, batches, key):
             def one(carry, batch):

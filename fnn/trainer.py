@@ -146,7 +146,7 @@ class Trainer:
     def __init__(self, model, *, optimizer, loss, metrics=None, loss_weights=None,
                  weighted_metrics=None, run_eagerly: bool = False, steps_per_execution: int = 1,
                  seed: int = 0, devices=None, terminate_on_nan: bool = True,
-                 update_batch_stats: bool = True, loss_scale="auto"):  # fmt: skip
+                 update_batch_stats: bool = True, loss_scale="auto", augment=None):  # fmt: skip
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
         self.model = model
@@ -163,6 +163,7 @@ class Trainer:
         self.seed = int(seed)
         self.terminate_on_nan = bool(terminate_on_nan)
         self.update_batch_stats = bool(update_batch_stats)
+        self.augment = steps_lib.check_augment(augment)
         self.mesh = parallel.make_mesh(devices)
         if self.steps_per_execution > 1:  # flax.nnx.Conv is ~12x slower in lax.scan on CPU
             conv.make_loop_safe(model)
@@ -308,6 +309,7 @@ class Trainer:
                 mesh=self.mesh,
                 update_batch_stats=self.update_batch_stats,
                 keep_last_finite=self._keep_last_finite,
+                augment=self.augment,
             )
             if kind != "predict":
                 run = _with_step_key(run)
@@ -565,7 +567,8 @@ class Trainer:
 def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
             weighted_metrics=None, run_eagerly: bool = False, steps_per_execution: int = 1,
             jit_compile="auto", seed: int = 0, devices=None, terminate_on_nan: bool = True,
-            update_batch_stats: bool = True, loss_scale="auto") -> Trainer:  # fmt: skip
+            update_batch_stats: bool = True, loss_scale="auto",
+            augment=None) -> Trainer:  # fmt: skip
     """Keras' ``model.compile(...)``: bind a model, an optimizer, a loss and metrics for training.
 
     The slides' ``model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
@@ -582,6 +585,9 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         ``(N,)`` binary labels fit a one-unit ``(N, 1)`` output; other mismatches raise before
         the first step. A loss bound with ``ignore_class`` (``fnn.losses.get(
         "sparse_categorical_crossentropy", ignore_class=-1)``) averages over valid entries only.
+        A loss may return one value per entry (``[N, H, W]`` per pixel); it is averaged over
+        them as Keras averages them. Several outputs: a dict ``{output: loss}``; one loss over
+        all outputs and labels at once: `fnn.objective.JointLoss`.
       metrics: names (``"accuracy"`` resolves from the shapes as in Keras; ``"precision"``,
         ``"auc"``, ``"f1_score"``, ``"mean_io_u"``, ... are epoch metrics), callables, or
         `fnn.metrics.EpochMetric` objects with options (``fnn.metrics.AUC(curve="PR")``).
@@ -604,6 +610,25 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         and in checkpoints; ``None`` turns it off; a `fnn.precision.DynamicLossScale` sets it
         (`fnn.precision` says what is guaranteed). Keras wraps the optimizer in a
         ``LossScaleOptimizer`` instead.
+      augment: ``None`` or a function ``augment(key, x, y) -> (x, y)`` of a whole training
+        batch: ``x`` the inputs ``[B, ...]``, ``y`` the labels (an array, or a dict / tuple of
+        them for several outputs, e.g. ``{"class": [B], "box": [B, 4]}``); it must return the
+        same structure, shapes and dtypes (checked when the step is first compiled). It runs
+        inside the compiled train step, before the forward pass, in training only (never in
+        ``evaluate``, ``predict`` or validation), with the key ``fold_in(fold_in(step_key,
+        state.step), 2**20)`` (``step_key`` derived from ``seed``): the same seed gives the same
+        augmentation, and so do ``steps_per_execution`` and a resumed run (the key depends on
+        the step count only); with several devices it runs on the sharded batch. Use it for
+        augmentation that must move the targets with the images, e.g. the `fnn.augment`
+        ``*_with_targets`` functions vmapped over ``jax.random.split(key, B)`` (flips that move
+        boxes and masks). Why not a layer: a layer
+        (`fnn.layers.RandomFlip`, Keras' preprocessing layers inside a model) sees only ``x``,
+        so it cannot move a box or a mask; Keras moves targets in the input pipeline instead
+        (``tf.data``'s ``dataset.map(lambda x, y: ...)``, Keras 3's ``bounding_boxes`` dicts),
+        and PyTorch in the ``Dataset``'s transforms (``torchvision.transforms.v2`` with
+        ``tv_tensors.BoundingBoxes``), both on the host, per example. Here it is one compiled
+        batch function on the device (DESIGN.md: augmentation inside the compiled step).
+        Image-only augmentation can stay a layer.
 
     Returns:
       a `Trainer`.
@@ -629,5 +654,5 @@ def compile(model: nnx.Module, *, optimizer="rmsprop", loss=None, metrics=None, 
         weighted_metrics=weighted_metrics, run_eagerly=run_eagerly,
         steps_per_execution=steps_per_execution, seed=seed, devices=devices,
         terminate_on_nan=terminate_on_nan, update_batch_stats=update_batch_stats,
-        loss_scale=loss_scale,
+        loss_scale=loss_scale, augment=augment,
     )  # fmt: skip

@@ -21,10 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnn
-from fnn import augment, boxes, tasks
+from fnn import augment, boxes
 from fnn.models import CenterNet, ConvEncoder, Localizer, UNet, detection
 from fnn.models.encoder import check_backbone
-from fnn.train import TrainState
 
 
 @functools.cache
@@ -412,38 +411,49 @@ def test_centernet_loss_prefers_the_right_answer_and_has_finite_gradients():
 
 
 # ------------------------------------------------------------------------------------------------
-# The training loop for several outputs
+# Training several outputs with compile / fit (the examples' pipeline, small)
 # ------------------------------------------------------------------------------------------------
 
 
-def test_tasks_step_trains_a_two_output_model_and_augments_targets():
+def test_localizer_trains_with_fit_and_target_aware_augmentation():
     ds = _data("localization", n=32, size=32)
-
-    def loss_fn(out, batch):
-        ce = optax.softmax_cross_entropy_with_integer_labels(out["class"], batch["label"])
-        return jnp.mean(ce + boxes.giou_loss(y_true=batch["box"], y_pred=out["box"])), {}
-
     seen = []
 
-    def aug(key, batch):
+    def flip(key, x, y):
         seen.append(True)
-        img, t = jax.vmap(lambda k, im, b: augment.random_flip_with_targets(k, im, {"box": b}))(
-            jax.random.split(key, batch["image"].shape[0]), batch["image"], batch["box"]
-        )
-        return {**batch, "image": img, "box": t["box"]}
+        one = lambda k, im, b: augment.random_flip_with_targets(k, im, {"box": b})  # noqa: E731
+        x, t = jax.vmap(one)(jax.random.split(key, x.shape[0]), x, y["box"])
+        return x, {**y, "box": t["box"]}
 
     model = Localizer(4, input_shape=(32, 32, 3), filters=(4, 8), rngs=nnx.Rngs(0))
-    state = TrainState.create(model, optax.adam(3e-3))
-    step = tasks.make_step(loss_fn, augment=aug)
-    data = {k: ds[k] for k in ("image", "label", "box")}
-    before = float(loss_fn(tasks.predict(state, data["image"]), data)[0])
-    state, m = tasks.train(state, data, step, steps=25, batch_size=16)
-    after = float(loss_fn(tasks.predict(state, data["image"]), data)[0])
-    assert int(state.step) == 25 and seen == [True]  # traced once, compiled once
-    assert after < before
-    assert set(m) == {"loss", "grad_norm"}
-    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 32\]"):
-        tasks.train(state, data, step, steps=1, batch_size=64)
+    trainer = fnn.train.compile(
+        model,
+        optimizer=optax.adam(3e-3),
+        loss={"class": fnn.losses.get("sparse_categorical_crossentropy", from_logits=True),
+              "box": "giou_loss"},
+        metrics={"box": [boxes.box_iou]},
+        augment=flip,
+        devices=1,
+    )  # fmt: skip
+    y = {"class": ds["label"], "box": ds["box"]}
+    before = trainer.evaluate(ds["image"], y, batch_size=16, verbose=0, return_dict=True)
+    h = trainer.fit(ds["image"], y, batch_size=16, epochs=12, verbose=0).history
+    after = trainer.evaluate(ds["image"], y, batch_size=16, verbose=0, return_dict=True)
+    assert seen == [True]  # traced once, compiled once
+    assert {"class_loss", "box_loss", "box_box_iou"} <= set(h)
+    assert after["loss"] < before["loss"] and after["box_box_iou"] > before["box_box_iou"]
+
+
+def test_centernet_decode_gives_valid_boxes_for_negative_predicted_sizes():
+    out = {
+        "heatmap": jnp.full((4, 4, 2), -5.0).at[1, 2, 0].set(5.0),
+        "size": jnp.full((4, 4, 2), -0.3),
+        "offset": jnp.zeros((4, 4, 2)),
+    }
+    d = detection.decode(out, image_size=(16, 16), max_detections=3)
+    b = np.asarray(d["boxes"])
+    assert (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
+    np.testing.assert_allclose(b[0], [8.0, 4.0, 8.0, 4.0])  # the centre, an empty box
 
 
 # ------------------------------------------------------------------------------------------------

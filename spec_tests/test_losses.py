@@ -1750,6 +1750,15 @@ _one_hot = _ids.map(lambda i: np.eye(4, dtype=np.float32)[i])
 _nonneg = f32_arrays(_S, extreme_f32(1e30).map(abs))
 _CTC_FIXED = np.array([[1, 2, 0], [2, 2, 1], [0, 0, 0]], np.int32)  # all fit in 6 frames
 
+
+def _valid_boxes(a):
+    """Sort each box's x and y coordinates: ``[..., 4]`` → ``x1 <= x2, y1 <= y2``."""
+    xs, ys = np.sort(a[..., 0::2], -1), np.sort(a[..., 1::2], -1)
+    return np.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1]], -1).astype(np.float32)
+
+
+_boxes_extreme = f32_arrays((3, 4), extreme_f32(4e18)).map(_valid_boxes)
+
 # function -> list of (options, strategy of (y_true, y_pred)), inside the domain where the
 # mathematical value is a finite float32 (e.g. MSE needs |ŷ - y| < 1.8e19).
 FINITE_DOMAINS = {
@@ -1798,6 +1807,9 @@ FINITE_DOMAINS = {
     L.ctc: [
         ({}, st.tuples(st.just(_CTC_FIXED), f32_arrays((3, 6, 3), extreme_f32()))),
     ],
+    # Valid xyxy boxes (x1 <= x2, y1 <= y2) whose areas stay finite: |coordinate| <= 4e18.
+    L.get("iou_loss"): [({}, st.tuples(_boxes_extreme, _boxes_extreme))],
+    L.get("giou_loss"): [({}, st.tuples(_boxes_extreme, _boxes_extreme))],
 }
 _DOMAIN_CASES = [
     pytest.param(fn, kw, strategy, id=f"{fn.__name__}-{i}")
@@ -2249,3 +2261,127 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(L, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Box losses in the registry: IoU and GIoU losses of fnn.boxes (xyxy boxes [N, ..., 4] → [N]).
+
+BOX_LOSS_NAMES = {
+    "iou_loss": "iou",
+    "IoULoss": "iou",  # keras_cv.losses.IoULoss (mode="linear")
+    "giou_loss": "giou",
+    "giou": "giou",
+    "GIoULoss": "giou",  # keras_cv.losses.GIoULoss
+    "generalized_box_iou_loss": "giou",  # torchvision.ops
+}
+
+
+def np_box_losses(t, p):
+    """float64 oracle: ``1 - IoU`` and ``1 - GIoU`` (Rezatofighi et al. 2019), eps 1e-7 as
+    torchvision, averaged over the middle axes."""
+    t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+
+    def area(b):
+        return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+
+    iw = np.clip(np.minimum(t[..., 2], p[..., 2]) - np.maximum(t[..., 0], p[..., 0]), 0, None)
+    ih = np.clip(np.minimum(t[..., 3], p[..., 3]) - np.maximum(t[..., 1], p[..., 1]), 0, None)
+    inter = iw * ih
+    union = area(t) + area(p) - inter
+    cw = np.maximum(t[..., 2], p[..., 2]) - np.minimum(t[..., 0], p[..., 0])
+    ch = np.maximum(t[..., 3], p[..., 3]) - np.minimum(t[..., 1], p[..., 1])
+    enclosing = cw * ch
+    iou = inter / (union + 1e-7)
+    giou = iou - (enclosing - union) / (enclosing + 1e-7)
+    n = t.shape[0]
+    return {"iou": (1 - iou).reshape(n, -1).mean(1), "giou": (1 - giou).reshape(n, -1).mean(1)}
+
+
+def _random_boxes(rng, shape):
+    xy = rng.uniform(0, 50, shape + (2,))
+    wh = rng.uniform(0.5, 30, shape + (2,))
+    return np.concatenate([xy, xy + wh], -1).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", list(BOX_LOSS_NAMES))
+def test_box_losses_resolve_by_name_and_match_the_float64_oracle(name):
+    from fnn import boxes
+
+    fn = L.get(name)
+    assert fn is {"iou": boxes.iou_loss, "giou": boxes.giou_loss}[BOX_LOSS_NAMES[name]]
+    rng = np.random.default_rng(40)
+    for shape in ((16,), (6, 3)):  # one box per example, or several (averaged)
+        t, p = _random_boxes(rng, shape), _random_boxes(rng, shape)
+        p[:2] = t[:2]  # identical boxes: loss 0
+        got = fn(y_true=t, y_pred=p)
+        assert got.shape == (shape[0],)
+        np.testing.assert_allclose(got, np_box_losses(t, p)[BOX_LOSS_NAMES[name]], atol=1e-5)
+
+
+def test_box_losses_hand_computed_and_in_compile():
+    # [0,0,2,2] vs [1,0,3,2]: intersection 2, union 6, enclosing 3×2 = 6 → IoU = GIoU = 1/3;
+    # [0,0,1,1] vs [2,0,3,1]: disjoint, enclosing 3 → IoU 0, GIoU = 0 - (3 - 2)/3 = -1/3.
+    t = np.array([[0.0, 0, 2, 2], [0, 0, 1, 1]], np.float32)
+    p = np.array([[1.0, 0, 3, 2], [2, 0, 3, 1]], np.float32)
+    np.testing.assert_allclose(L.get("iou_loss")(y_true=t, y_pred=p), [2 / 3, 1.0], atol=1e-6)
+    np.testing.assert_allclose(L.get("giou")(y_true=t, y_pred=p), [2 / 3, 4 / 3], atol=1e-6)
+    # The name works where compile takes a loss, as one output's loss.
+    from fnn.objective import Objective
+
+    loss, _ = Objective({"box": "giou_loss"})({"label": {"box": t}}, {"box": jnp.asarray(p)})
+    assert float(loss) == pytest.approx((2 / 3 + 4 / 3) / 2, abs=1e-6)
+
+
+def test_bare_iou_is_not_a_loss_name():
+    # "iou" is the segmentation metric (keras.metrics.IoU / fnn.metrics), not a box loss.
+    with pytest.raises(ValueError, match="Unknown loss 'iou'"):
+        L.get("iou")
+
+
+@pytest.mark.crosscheck
+def test_giou_loss_by_name_matches_torchvision():
+    torch = pytest.importorskip("torch")
+    import sys
+    import types
+
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("stub"))
+    ops = pytest.importorskip("torchvision.ops")
+    rng = np.random.default_rng(41)
+    t, p = _random_boxes(rng, (32,)), _random_boxes(rng, (32,))
+    want = ops.generalized_box_iou_loss(torch.tensor(p), torch.tensor(t), reduction="none")
+    got = L.get("generalized_box_iou_loss")(y_true=t, y_pred=p)
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
+
+
+def _xywh_to_xyxy(a):
+    return np.concatenate([a[..., :2], a[..., :2] + a[..., 2:]], -1).astype(np.float32)
+
+
+# Boxes at least 0.125 wide and high, so the eps 1e-7 and float32 rounding stay below 1e-3.
+_box_pair = st.tuples(
+    *[
+        st.tuples(
+            f32_arrays((4, 2), st.floats(-100, 100, width=32)),
+            f32_arrays((4, 2), st.floats(0.125, 50, width=32)),
+        ).map(lambda a: _xywh_to_xyxy(np.concatenate(a, -1)))
+    ]
+    * 2
+)
+_iou_jit, _giou_jit = jax.jit(L.get("iou_loss")), jax.jit(L.get("giou_loss"))
+
+
+@given(_box_pair, st.floats(-50, 50, width=32), st.floats(0.25, 4.0, width=32))
+def test_box_losses_bounds_symmetry_translation_and_scale(pair, shift, scale):
+    t, p = pair
+    for fn, hi in ((_iou_jit, 1.0), (_giou_jit, 2.0)):
+        value = np.asarray(fn(y_true=t, y_pred=p))
+        assert np.all(value >= -1e-6) and np.all(value <= hi + 1e-6)
+        np.testing.assert_allclose(fn(y_true=p, y_pred=t), value, atol=1e-6)  # symmetric
+        moved = fn(y_true=t + np.float32(shift), y_pred=p + np.float32(shift))
+        np.testing.assert_allclose(moved, value, atol=1e-3)  # translation invariant
+        big = np.asarray(fn(y_true=t * np.float32(scale), y_pred=p * np.float32(scale)))
+        np.testing.assert_allclose(big, value, atol=1e-4)  # scale invariant
+    # GIoU loss >= IoU loss (the enclosing penalty is >= 0), equal when one box holds the other
+    assert np.all(
+        np.asarray(_giou_jit(y_true=t, y_pred=p)) >= np.asarray(_iou_jit(y_true=t, y_pred=p)) - 1e-6
+    )

@@ -238,6 +238,7 @@ def decode(
     size = outputs["size"].reshape(-1, 2)[cell]
     centre_x = (cx + off[:, 0]) * stride
     centre_y = (cy + off[:, 1]) * stride
+    size = jnp.maximum(size, 0.0)  # a negative predicted size (early in training) is an empty box
     bw, bh = size[:, 0] * image_size[1], size[:, 1] * image_size[0]
     b = jnp.stack([centre_x - bw / 2, centre_y - bh / 2, centre_x + bw / 2, centre_y + bh / 2], -1)
     b = boxes_lib.clip(b, image_size)
