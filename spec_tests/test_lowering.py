@@ -99,11 +99,17 @@ MODELS = [
         lambda rngs: _zoo("inception_resnet_v2", "InceptionResNetV2", rngs=rngs),
         (2, 75, 75, 3),
     ),
+    (
+        "NASNetMobile[1@96]",  # every cell and layer kind, narrow: the full network is heavy
+        lambda rngs: _zoo("nasnet", "NASNet", num_blocks=1, penultimate_filters=96, rngs=rngs),
+        (5, 32, 32, 3),  # it has layers of 1, 2, 4 and 8 channels
+    ),
+    ("NASNetMobile", lambda rngs: _zoo("nasnet", "NASNet", "mobile", rngs=rngs), (2, 32, 32, 3)),
 ]
 # Models whose three exports (cpu, cuda, tpu) take over a minute here: `heavy`, opt-in with
 # --run-heavy (measured 2026-12-06, CPU seconds per export: InceptionResNetV2 39, DenseNet121 17,
 # InceptionV3 12, EfficientNetB0 and MobileNetV3Large 7, the others under 6).
-HEAVY = {"InceptionResNetV2"}
+HEAVY = {"InceptionResNetV2", "NASNetMobile"}
 
 
 def _model_names() -> list:

@@ -1,5 +1,6 @@
 """The zoo's families beyond ResNet/VGG/MobileNetV2 (issue 14): DenseNet, MobileNetV3,
-Inception v3, Xception, ResNet v2, EfficientNet-B, MobileNet v1, Inception-ResNet-v2.
+Inception v3, Xception, ResNet v2, EfficientNet-B, MobileNet v1, Inception-ResNet-v2, NASNet
+(whose own checks are in test_zoo_nasnet.py).
 
 Tiers: (1) file round trips: tiny random weights written in each source layout with NumPy /
 h5py / safetensors (never by the code under test), read back and checked value by value against
@@ -35,6 +36,7 @@ FAMILIES = {
     "efficientnet": tuple(f"efficientnet_b{i}" for i in range(8)),
     "mobilenet_v1": ("mobilenet",),
     "inception_resnet_v2": ("inception_resnet_v2",),
+    "nasnet": ("nasnet_mobile", "nasnet_large"),
 }
 ALL = [(family, name) for family, names in FAMILIES.items() for name in names]
 
@@ -54,6 +56,7 @@ def tiny(family, **options):
         inception_resnet_v2,
         mobilenet_v1,
         mobilenet_v3,
+        nasnet,
         resnet_v2,
         xception,
     )
@@ -68,6 +71,9 @@ def tiny(family, **options):
         "mobilenet_v1": lambda: mobilenet_v1.MobileNet(alpha=0.25, blocks=5, rngs=rngs, **options),
         "inception_resnet_v2": lambda: inception_resnet_v2.InceptionResNetV2(
             repeats=(1, 1, 1), rngs=rngs, **options
+        ),
+        "nasnet": lambda: nasnet.NASNet(
+            "mobile", num_blocks=2, penultimate_filters=96, rngs=rngs, **options
         ),
     }
     model = builders[family]()
@@ -84,8 +90,11 @@ LAYOUT = {
     "resnet_v2": "keras",
     "mobilenet_v1": "keras",
     "inception_resnet_v2": "keras",
+    "nasnet": "keras",
 }
 TINY = [f for f in FAMILIES if f != "inception_v3"]  # Inception v3 has no small configuration
+# NASNet's eager first call compiles ~1,500 small programs: test_zoo_nasnet.py checks it jitted
+EAGER = [f for f in TINY if f != "nasnet"]
 
 
 def flat_params(model):
@@ -254,7 +263,7 @@ def test_keras_graph_order():
 # (3) shapes, features, bad inputs
 
 
-@pytest.mark.parametrize("family", TINY)
+@pytest.mark.parametrize("family", EAGER)
 def test_tiny_outputs(family):
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 75, 75, 3)), jnp.float32)
     logits = tiny(family, num_classes=7)(x)
@@ -280,6 +289,7 @@ def test_tiny_outputs(family):
 # of the same code only in slow runs (tracing them takes minutes on a shared CPU)
 QUICK = {"densenet121", "mobilenet_v3_small", "mobilenet_v3_large", "inception_v3", "xception"}
 QUICK |= {"resnet50_v2", "efficientnet_b0", "efficientnet_b3", "mobilenet", "inception_resnet_v2"}
+QUICK |= {"nasnet_mobile"}
 
 
 @pytest.mark.parametrize(
@@ -393,6 +403,8 @@ KERAS = {
     "resnet152_v2": "ResNet152V2",
     "mobilenet": "MobileNet",
     "inception_resnet_v2": "InceptionResNetV2",
+    "nasnet_mobile": "NASNetMobile",
+    "nasnet_large": "NASNetLarge",
 }
 
 
@@ -437,7 +449,10 @@ def test_crosscheck_torchvision(name, tmp_path):
 
 
 @pytest.mark.crosscheck
-@pytest.mark.parametrize("name", list(KERAS))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.heavy) if n == "nasnet_large" else n for n in KERAS],
+)
 def test_crosscheck_keras(name, tmp_path):
     keras = zr.keras()
     spec = spec_of(name)

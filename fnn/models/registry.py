@@ -28,6 +28,7 @@ _FAMILIES = (
     "fnn.models.efficientnet",
     "fnn.models.mobilenet_v1",
     "fnn.models.inception_resnet_v2",
+    "fnn.models.nasnet",
 )
 
 
