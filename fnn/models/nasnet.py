@@ -98,7 +98,15 @@ def _bn(graph, parent, channels, name, rngs):
 
 def correct_pad(x: jax.Array, kernel: int) -> jax.Array:
     """Keras' ``correct_pad`` zero padding before a stride-2 ``kernel``: ``(k//2 - 1, k//2)`` on
-    an even side, ``(k//2, k//2)`` on an odd one (the output is ``ceil(n / 2)``, as "SAME")."""
+    an even side, ``(k//2, k//2)`` on an odd one, so an unpadded stride-2 window gives
+    ``ceil(n / 2)`` outputs, as TensorFlow's "SAME" would; unlike "SAME" for pooling, the padding
+    is real zeros (PyTorch pads ``k//2`` on both sides instead).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> correct_pad(jnp.ones((1, 4, 5, 1)), 3).shape  # 4: (0, 1); 5: (1, 1)
+      (1, 5, 7, 1)
+    """
     pads = [(kernel // 2 - (1 - n % 2), kernel // 2) for n in x.shape[1:3]]
     return jnp.pad(x, ((0, 0), *pads, (0, 0)))
 
@@ -306,12 +314,14 @@ class NASNet(nnx.Module):
       rngs: `flax.nnx.Rngs`.
 
     Examples:
-      >>> import jax.numpy as jnp
+      >>> import jax
       >>> from flax import nnx
-      >>> model = NASNet("mobile", num_classes=3, num_blocks=1, penultimate_filters=96,
-      ...                rngs=nnx.Rngs(0))
+      >>> model = nnx.eval_shape(  # a small NASNet-A (1 @ 96), shapes only
+      ...     lambda: NASNet(num_classes=3, num_blocks=1, penultimate_filters=96, rngs=nnx.Rngs(0))
+      ... )
       >>> model.eval()
-      >>> model(jnp.zeros((1, 32, 32, 3))).shape
+      >>> x = jax.ShapeDtypeStruct((1, 224, 224, 3), "float32")
+      >>> nnx.eval_shape(lambda m, x: m(x), model, x).shape
       (1, 3)
     """
 
