@@ -15,6 +15,7 @@ the input size rule, options, the registry and the preprocessing.
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +43,8 @@ def tiny(variant="mobile", **options):
 
 
 @functools.cache
-def abstract(**config):
-    return nnx.eval_shape(lambda: nasnet.NASNet(rngs=nnx.Rngs(0), **config))
+def abstract(variant="mobile", **config):
+    return nnx.eval_shape(lambda: nasnet.NASNet(variant, rngs=nnx.Rngs(0), **config))
 
 
 def run(model, x):
@@ -204,6 +205,23 @@ def test_keras_names():
     )
     assert k3["cells/3/conv/conv/kernel"] == KERAS3["reduction_conv_1_reduce_1"]
     assert k3["head/fc/linear/kernel"] == "dense"
+
+
+# sha256 of Keras' "<layer name>=<Keras 3 key>" lines, sorted, for the 245 weighted layers of
+# keras.src.applications.nasnet.NASNet(penultimate_filters=96, num_blocks=2, ...) (the same for
+# skip_reduction True and False)
+KERAS3_TABLE = "6c6362cb20cd8a8b9961ea9ef7c1b36188df69403f25fbe902a05ecb15a1ec92"
+
+
+def test_keras3_key_table_matches_keras():
+    """Every weighted layer's Keras 3 key (its class rank in Keras' layer order, which the
+    graph's depths and branch order decide) against the table Keras gives for the same network
+    (stored as a hash; the ``crosscheck`` tests show the difference with Keras installed)."""
+    model = abstract(**TWO)
+    legacy, k3 = weight_names(model, "keras"), weight_names(model, "keras3")
+    lines = {f"{legacy[p][0].split('/')[0]}={k3[p][0].split('/')[0]}" for p in legacy}
+    assert len(lines) == 245
+    assert hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest() == KERAS3_TABLE
 
 
 # ---------------------------------------------------------------------------------------------
