@@ -254,6 +254,10 @@ def _read(path, layout: str) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         magic = f.read(8)
     if magic == b"\x89HDF\r\n\x1a\n":
+        if layout == "keras":  # "<layer>/<index>" keys, as the Keras-layout converters expect
+            from fnn.models._zoo_layers import read_keras_h5
+
+            return read_keras_h5(path)
         return weights.load_h5(path)
     return weights.load(path)
 

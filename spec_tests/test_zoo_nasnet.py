@@ -296,6 +296,16 @@ def test_mismatched_file_names_path_and_shapes(tmp_path):
     check_loaded(headless, flat, weight_names(headless, "keras3"))
 
 
+def test_load_reads_keras_files_by_layer(tmp_path):
+    """`pretrained.load(name, weights=path)` reads a Keras-layout family's HDF5 file as
+    ``"<layer>/<index>"`` keys (what the converters map), not as raw HDF5 dataset paths."""
+    flat = {"stem_conv1/0": np.ones((3, 3, 3, 32), np.float32), "stem_bn1/0": np.ones(32)}
+    write_keras3(tmp_path / "w.weights.h5", flat)
+    got = pretrained._read(tmp_path / "w.weights.h5", "keras")
+    assert sorted(got) == sorted(flat)
+    np.testing.assert_array_equal(got["stem_conv1/0"], flat["stem_conv1/0"])
+
+
 def test_registry_and_preprocess():
     assert {"nasnet_mobile", "nasnet_large"} <= set(pretrained.NAMES)
     mobile, large = registry.get("NASNetMobile"), registry.get("nasnet-large")
