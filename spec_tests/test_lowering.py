@@ -108,7 +108,8 @@ MODELS = [
 ]
 # Models whose three exports (cpu, cuda, tpu) take over a minute here: `heavy`, opt-in with
 # --run-heavy (measured 2026-12-06, CPU seconds per export: InceptionResNetV2 39, DenseNet121 17,
-# InceptionV3 12, EfficientNetB0 and MobileNetV3Large 7, the others under 6).
+# InceptionV3 12, EfficientNetB0 and MobileNetV3Large 7, the others under 6; NASNetMobile[1@96]
+# ~20 s wall per export on a loaded machine, the full NASNetMobile minutes).
 HEAVY = {"InceptionResNetV2", "NASNetMobile"}
 
 
