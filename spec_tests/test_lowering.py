@@ -5,8 +5,8 @@ formulations only on CPU.
 fnn has three hand-written formulations that pay on XLA:CPU only, each chosen by
 `jax.lax.platform_dependent`: `fnn.conv`'s canonical VJP (backward convolutions as channels-last
 forward convolutions, the input transposed eight images at a time), `fnn.pool`'s reshape pooling
-and EfficientNet-Lite's depthwise convolution as shifted sums (pads, k² strided slices, one
-variadic reduction of k² results in the backward pass). On GPU and TPU the same functions must
+and the depthwise convolution as shifted sums (EfficientNet-Lite's and the zoo's: pads, k²
+strided slices, one variadic reduction of k² results in the backward pass). On GPU and TPU the same functions must
 lower to ``stablehlo.convolution`` with JAX's own VJP (cuDNN, TPU convolution units; grouped
 convolutions, ``feature_group_count = C``, for depthwise), ``reduce_window`` and
 ``select_and_scatter``. The tests read the exported StableHLO text (no compilation, no device):
@@ -39,6 +39,7 @@ from flax import nnx
 
 import fnn.models
 from fnn.conv import Conv, conv2d
+from fnn.models._zoo_common import depthwise_conv as zoo_depthwise
 from fnn.models.efficientnet_lite import DepthwiseConv, _grouped, depthwise_conv2d
 from fnn.pool import max_pool
 from fnn.steps import ModelSpec, TrainState, make_train_step
@@ -351,8 +352,9 @@ def test_train_step_lowers_to_native_operations_on_gpu_and_tpu(name, platform):
 
 @pytest.mark.parametrize("name", _model_names())
 def test_train_step_uses_fnns_cpu_formulations_on_cpu(name):
-    """fnn's own layers take their CPU forms on CPU. (Models built on ``flax.nnx.Conv``, as the
-    zoo's are today, get XLA's own forms there, and only their GPU/TPU half is checked.)"""
+    """fnn's own layers take their CPU forms on CPU. (Models built on ``flax.nnx.Conv`` get XLA's
+    own forms there, and only their GPU/TPU half is checked; the zoo's families use
+    `fnn.conv.Conv`.)"""
     text = _exported_step(name, "cpu")
     ours = [(kernel, groups) for kernel, groups, own in _layers(name) if own]
     if not ours:
@@ -400,6 +402,10 @@ def _pool_loss(x):
     return jnp.sum(max_pool(x, (2, 2), strides=(2, 2)) ** 2)
 
 
+def _zoo_depthwise_loss(x, w):  # MobileNetV2's: PyTorch's symmetric padding, stride 2
+    return jnp.sum(zoo_depthwise(x, w, 2, 1) ** 2)
+
+
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_fnn_conv_gradient_by_platform(platform):
     text = _export(jax.grad(_conv_loss, argnums=(0, 1)), platform, (16, 32, 32, 32), (3, 3, 32, 8))
@@ -415,6 +421,22 @@ def test_fnn_conv_gradient_by_platform(platform):
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_depthwise_gradient_by_platform(platform):
     text = _export(jax.grad(_depthwise_loss, argnums=(0, 1)), platform, (2, 9, 9, 6), (3, 3, 1, 6))
+    cpu, native = cpu_signatures(text, 2), native_signatures(text)
+    if platform == "cpu":
+        assert cpu["shifted_windows"] >= 1 and cpu["tap_reduction"] == 1, cpu
+        assert native["convolution"] == 0, native
+    else:
+        assert not any(cpu.values()), cpu
+        convs = _convolutions(text)
+        assert sum(c["feature_groups"] == 6 for c in convs) == 2, convs  # forward, input grad
+        assert sum(c["batch_groups"] == 6 for c in convs) == 1, convs  # kernel gradient
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_zoo_depthwise_gradient_by_platform(platform):
+    text = _export(
+        jax.grad(_zoo_depthwise_loss, argnums=(0, 1)), platform, (2, 9, 9, 6), (3, 3, 1, 6)
+    )
     cpu, native = cpu_signatures(text, 2), native_signatures(text)
     if platform == "cpu":
         assert cpu["shifted_windows"] >= 1 and cpu["tap_reduction"] == 1, cpu

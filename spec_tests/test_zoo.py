@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from hypothesis import given
+from hypothesis import strategies as st
 from torch_files import zip_bytes
 
 from fnn import pretrained
@@ -183,6 +185,91 @@ def test_adaptive_avg_pool_matches_pytorch_definition():
             w0, w1 = (j * 9) // 4, -(-((j + 1) * 9) // 4)
             want[:, i, j] = x[:, h0:h1, w0:w1].mean(axis=(1, 2))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _oracle_depthwise(x, k, s, pads, g):
+    """float64 loops: the depthwise cross-correlation of zero-padded ``x`` and the gradients of
+    ``sum(y * g)`` with respect to ``x`` and the kernel."""
+    (t, b), (left, r) = pads
+    xp = np.pad(x, ((0, 0), (t, b), (left, r), (0, 0)))
+    kh, kw = k.shape[:2]
+    oh, ow = (xp.shape[1] - kh) // s + 1, (xp.shape[2] - kw) // s + 1
+    y, dxp, dk = np.zeros((x.shape[0], oh, ow, x.shape[3])), np.zeros(xp.shape), np.zeros(k.shape)
+    for i in range(oh):
+        for j in range(ow):
+            for a in range(kh):
+                for d in range(kw):
+                    pixel = xp[:, s * i + a, s * j + d]
+                    y[:, i, j] += pixel * k[a, d, 0]
+                    dxp[:, s * i + a, s * j + d] += g[:, i, j] * k[a, d, 0]
+                    dk[a, d, 0] += (g[:, i, j] * pixel).sum(axis=0)
+    return y, dxp[:, t : t + x.shape[1], left : left + x.shape[2]], dk
+
+
+@st.composite
+def _depthwise_cases(draw):
+    k = draw(st.sampled_from([1, 2, 3, 5]))
+    s = draw(st.integers(1, 3))
+    pads = tuple((draw(st.integers(0, k // 2 + 1)), draw(st.integers(0, k // 2 + 1))) for _ in "hw")
+    h, w = draw(st.integers(max(1, k - 2), 8)), draw(st.integers(max(1, k - 2), 8))
+    if h + pads[0][0] + pads[0][1] < k or w + pads[1][0] + pads[1][1] < k:
+        pads = ((k, k), (k, k))
+    return (draw(st.integers(1, 2)), h, w, draw(st.integers(1, 3))), k, s, pads
+
+
+@given(_depthwise_cases())
+def test_depthwise_conv_oracle_and_grouped_convolution(case):
+    """The zoo's depthwise convolution (shifted sums, hand-written backward pass on CPU) equals a
+    float64 oracle and XLA's grouped convolution, values and both gradients, for any padding."""
+    shape, kh, s, pads = case
+    rng = np.random.default_rng(sum(shape) + 7 * kh + s)
+    x = rng.standard_normal(shape)
+    k = rng.standard_normal((kh, kh, 1, shape[3]))
+    y, vjp = jax.vjp(
+        lambda a, b: _zoo_common.depthwise_conv(a, b, s, pads),
+        jnp.asarray(x, jnp.float32),
+        jnp.asarray(k, jnp.float32),
+    )
+    g = rng.standard_normal(y.shape)
+    y_ref, dx_ref, dk_ref = _oracle_depthwise(x, k, s, pads, g)
+    dx, dk = vjp(jnp.asarray(g, jnp.float32))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-4, atol=1e-4)
+
+    def grouped(a, b):
+        return jax.lax.conv_general_dilated(
+            a,
+            b,
+            (s, s),
+            pads,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=shape[3],
+        )
+
+    xla_y, xla_vjp = jax.vjp(grouped, jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
+    np.testing.assert_allclose(y, xla_y, rtol=1e-5, atol=1e-5)
+    for ours, xla in zip((dx, dk), xla_vjp(jnp.asarray(g, jnp.float32)), strict=True):
+        np.testing.assert_allclose(ours, xla, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_conv_symmetric_int_padding_and_zero_kernel():
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 4))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 1, 4))
+    np.testing.assert_array_equal(
+        _zoo_common.depthwise_conv(x, k, 2, 1),
+        _zoo_common.depthwise_conv(x, k, 2, ((1, 1), (1, 1))),
+    )
+    # invariant: linear in the kernel; a zero kernel gives zeros and a zero input gradient
+    np.testing.assert_allclose(
+        _zoo_common.depthwise_conv(x, 2.0 * k, 1, 1),
+        2.0 * _zoo_common.depthwise_conv(x, k, 1, 1),
+        rtol=1e-6,
+    )
+    zero = jnp.zeros_like(k)
+    assert not jnp.any(_zoo_common.depthwise_conv(x, zero, 1, 1))
+    dx = jax.grad(lambda a: jnp.sum(_zoo_common.depthwise_conv(a, zero, 1, 1)))(x)
+    assert not jnp.any(dx)
 
 
 def test_pool_and_activation_helpers():

@@ -7,6 +7,8 @@ and a dense classifier (``classifier_activation`` None for logits or ``"softmax"
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,43 +145,118 @@ def torch_linear_init(fan_in: int):
     return init
 
 
-def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, pad: int) -> jax.Array:
-    """Depthwise cross-correlation with symmetric zero padding, as a sum of k² shifted products.
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, pad) -> jax.Array:
+    """Depthwise cross-correlation with zero padding, as a sum of k² shifted products.
 
     ``y[n, i, j, c] = Σ_{a,b} x_pad[n, s·i + a, s·j + b, c] · kernel[a, b, 0, c]``: what
     ``nnx.Conv(..., feature_group_count=C)`` and PyTorch's ``Conv2d(groups=C)`` compute, but XLA:CPU
     runs grouped convolutions as a slow generic loop (see `fnn.models.efficientnet_lite`'s
-    ``depthwise_conv2d``, the same idea with TensorFlow's SAME padding). On CPU only
-    (`jax.lax.platform_dependent`): GPUs and TPUs get XLA's grouped convolution
-    (``spec_tests/test_lowering.py``).
+    ``depthwise_conv2d``, the same idea with TensorFlow's SAME padding). ``pad`` is an int
+    (symmetric, PyTorch's ``padding=``) or ``((top, bottom), (left, right))``.
+
+    The backward pass is written by hand, as EfficientNet-Lite's (``BENCHMARKS.md``): the kernel
+    gradient ``dK[a, b, 0, c] = Σ_{n,i,j} dy[n, i, j, c] · x_pad[n, s·i + a, s·j + b, c]`` is one
+    variadic reduction over the k² taps (autodiff emits k² reductions, each behind a materialised
+    shifted copy of ``x``), and the input gradient is the same shifted sum over ``dy``, dilated by
+    the stride, with the kernel flipped. Reverse mode only: ``jax.jvp`` through it raises.
+
+    On CPU only (`jax.lax.platform_dependent`): GPUs and TPUs get XLA's grouped convolution and
+    JAX's own VJP (``spec_tests/test_lowering.py``).
     """
+    pads = _pairs(pad)
     return jax.lax.platform_dependent(
         x,
         kernel,
-        cpu=lambda a, k: _shifted_depthwise(a, k, stride, pad),
+        cpu=lambda a, k: _depthwise(a, k.astype(a.dtype), stride, pads),
         default=lambda a, k: jax.lax.conv_general_dilated(
             a,
             k.astype(a.dtype),
             (stride, stride),
-            ((pad, pad), (pad, pad)),
+            pads,
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
             feature_group_count=a.shape[-1],
         ),
     )
 
 
-def _shifted_depthwise(x, kernel, stride: int, pad: int):
-    kh, kw = kernel.shape[:2]
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+def _pairs(pad) -> tuple[tuple[int, int], tuple[int, int]]:
+    """An int (symmetric) or two ``(low, high)`` pairs -> ``((top, bottom), (left, right))``."""
+    if isinstance(pad, int | np.integer):
+        return ((int(pad), int(pad)), (int(pad), int(pad)))
+    (t, b), (l, r) = pad
+    return ((int(t), int(b)), (int(l), int(r)))
+
+
+def _windows(x, kh: int, kw: int, stride: int, pads):
+    """The k² strided views ``x_pad[:, s·i + a, s·j + b]`` (row-major taps) and the output size."""
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
     oh = (xp.shape[1] - kh) // stride + 1
     ow = (xp.shape[2] - kw) // stride + 1
-    taps = kernel.reshape(kh * kw, -1).astype(x.dtype)
-    out = None
-    for a in range(kh):
-        for b in range(kw):
-            window = xp[
-                :, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride
-            ]
-            term = window * taps[a * kw + b]
-            out = term if out is None else out + term
+    views = [
+        xp[:, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride]
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    return views, (oh, ow)
+
+
+def _tap_sum(windows, kernel):
+    """``Σ_t windows[t] · kernel[t]`` over the k² taps of a ``[k, k, 1, C]`` kernel."""
+    taps = kernel.reshape(len(windows), -1)
+    out = windows[0] * taps[0]
+    for window, tap in zip(windows[1:], taps[1:], strict=True):
+        out = out + window * tap
     return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise(x, kernel, stride: int, pads):
+    return _tap_sum(_windows(x, *kernel.shape[:2], stride, pads)[0], kernel)
+
+
+def _depthwise_fwd(x, kernel, stride, pads):
+    return _depthwise(x, kernel, stride, pads), (x, kernel)
+
+
+def _depthwise_bwd(stride, pads, residuals, dy):
+    x, kernel = residuals
+    kh, kw = kernel.shape[:2]
+    (top, bottom), (left, right) = pads
+    h, w = x.shape[1:3]
+    oh, ow = dy.shape[1:3]
+    hp, wp = h + top + bottom, w + left + right
+    # dx_pad[p] = Σ_a dy_dilated[p - a] · k[a]: the shifted sum over dy (zero-dilated by the
+    # stride, padded by k - 1 in front) with the kernel flipped, cropped to x's rows and columns.
+    dyp = jax.lax.pad(
+        dy,
+        jnp.zeros((), dy.dtype),
+        (
+            (0, 0, 0),
+            (kh - 1, hp - (oh - 1) * stride - 1, stride - 1),
+            (kw - 1, wp - (ow - 1) * stride - 1, stride - 1),
+            (0, 0, 0),
+        ),
+    )
+    windows = [
+        dyp[:, top + a : top + a + h, left + b : left + b + w] for a in range(kh) for b in range(kw)
+    ]
+    dx = _tap_sum(windows, kernel[::-1, ::-1])
+    # One pass over dy and x for all taps: a variadic reduction that XLA fuses with the shifted
+    # windows, over W only, then the small [k², N, H', C] partial sums over N and H'. Keeping
+    # N·H'·C outputs spreads the work over threads and keeps the reads contiguous: 1.1-3.5x
+    # faster than reducing (H, W) first (EfficientNet-Lite's order) on MobileNetV2's maps at
+    # batch 2 and 8, most on the large ones (BENCHMARKS.md).
+    acc = jnp.promote_types(dy.dtype, jnp.float32)
+    dya = dy.astype(acc)
+    products = tuple(v.astype(acc) * dya for v in _windows(x, kh, kw, stride, pads)[0])
+    sums = jax.lax.reduce(
+        products,
+        tuple(jnp.zeros((), acc) for _ in products),
+        lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)),
+        (2,),
+    )
+    dk = jnp.stack(sums).sum(axis=(1, 2)).reshape(kernel.shape)
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)

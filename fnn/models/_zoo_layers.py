@@ -33,7 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fnn.models._zoo_common import check_images, pool
+from fnn import conv as fconv
+from fnn import pool as pooling
+from fnn.models._zoo_common import check_images, depthwise_conv, pool
 from fnn.models.zoo_spec import convert_named
 
 __all__ = [
@@ -214,6 +216,10 @@ class Conv(nnx.Module):
     ``padding`` is an ``int`` (symmetric, as PyTorch's ``nn.Conv2d``), a pair of ints per axis,
     or ``"same"``/``"valid"`` (TensorFlow's; ``"same"`` puts the odd pixel after).
     ``depthwise=True`` marks a Keras ``DepthwiseConv2D`` (its kernel is stored ``[k, k, C, 1]``).
+
+    On CPU the convolution is `fnn.conv.Conv`'s (1×1 as matrix products, the kernel gradient as a
+    forward convolution) and a depthwise one (``groups == cin == cout``) is
+    `fnn.models._zoo_common.depthwise_conv`'s shifted sums; GPUs and TPUs get XLA's convolutions.
     """
 
     def __init__(
@@ -232,7 +238,7 @@ class Conv(nnx.Module):
         rngs: nnx.Rngs,
     ):
         kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-        self.conv = nnx.Conv(
+        self.conv = fconv.Conv(
             cin,
             cout,
             kernel,
@@ -246,9 +252,21 @@ class Conv(nnx.Module):
         )
         self.ref = ref
         self.depthwise = depthwise
+        strides = {stride} if isinstance(stride, int) else set(stride)
+        self.shifted = groups > 1 and groups == cin == cout and dilation == 1 and len(strides) == 1
+        self.stride = strides.pop()
 
     def __call__(self, x):
-        return self.conv(x)
+        if not self.shifted:
+            return self.conv(x)
+        kernel = self.conv.kernel[...]
+        padding = self.conv.padding
+        if isinstance(padding, str):
+            padding = jax.lax.padtype_to_pads(
+                x.shape[1:3], kernel.shape[:2], (self.stride, self.stride), padding
+            )
+        y = depthwise_conv(x, kernel, self.stride, tuple(tuple(p) for p in padding))
+        return y + self.conv.bias[...].astype(y.dtype) if self.conv.bias is not None else y
 
     def names(self, layout: str, start: int = 0) -> dict[tuple, tuple[str, str]]:
         if layout == "torchvision":
@@ -467,8 +485,10 @@ class Head(nnx.Module):
 
 
 def max_pool(x, k: int, stride: int, padding="valid"):
-    """Max pooling; ``padding`` as `Conv`'s (padded cells never win: they are -inf)."""
-    return nnx.max_pool(x, (k, k), strides=(stride, stride), padding=_padding(padding))
+    """Max pooling; ``padding`` as `Conv`'s (padded cells never win: they are -inf).
+
+    `fnn.pool.max_pool`: fast backward passes on CPU, XLA's ``reduce_window`` elsewhere."""
+    return pooling.max_pool(x, (k, k), strides=(stride, stride), padding=_padding(padding))
 
 
 def avg_pool(x, k: int, stride: int, padding="valid", *, count_include_pad: bool = True):

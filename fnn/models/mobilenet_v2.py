@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from fnn.conv import Conv  # nnx.Conv's parameters; 1x1 as matrix products, CPU kernel gradient
 from fnn.models import _zoo_common as common
 from fnn.models.zoo_spec import ModelSpec, convert_named, torchvision_preprocess
 
@@ -38,7 +39,7 @@ class ConvBN(nnx.Module):
 
     def __init__(self, cin, cout, kernel=3, stride=1, *, groups=1, act=True, rngs: nnx.Rngs):
         pad = kernel // 2
-        self.conv = nnx.Conv(
+        self.conv = Conv(
             cin,
             cout,
             (kernel, kernel),

@@ -20,6 +20,8 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from fnn import pool as pooling
+from fnn.conv import Conv  # nnx.Conv's parameters; 1x1 as matrix products, CPU kernel gradient
 from fnn.models import _zoo_common as common
 from fnn.models.zoo_spec import ModelSpec, convert_named, torchvision_preprocess
 
@@ -34,7 +36,7 @@ FEATURE_REDUCTIONS = (2, 4, 8, 16, 32)
 
 def _conv(cin, cout, k, stride, rngs):
     p = k // 2
-    return nnx.Conv(
+    return Conv(
         cin,
         cout,
         (k, k),
@@ -170,7 +172,7 @@ class ResNet(nnx.Module):
         ura = True if self.freeze_batchnorm else None
         x = jax.nn.relu(self.bn1(self.conv1(x), use_running_average=ura))
         maps = [x]
-        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = pooling.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for stage in self._stages():
             for block in stage:
                 x = block(x, ura)
