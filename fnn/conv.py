@@ -41,11 +41,14 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax import lax
+from jax.interpreters import batching, mlir
 
+from fnn import onednn
 from fnn._validation import lookup
 
 __all__ = ["Conv", "conv2d", "conv_general_dilated", "make_loop_safe", "IMPLEMENTATIONS"]
@@ -118,8 +121,9 @@ def _canonical_fwd(x, w, cfg: _Config):
     return _plain(x, w, cfg), (x, w)
 
 
-def _input_grad(g, w, x_shape, cfg: _Config):
-    """dL/dx as one forward convolution of ``g`` with the flipped, channel-swapped kernel."""
+def _input_grad(g, w, x_shape, cfg: _Config, conv=None):
+    """dL/dx as one forward convolution of ``g`` with the flipped, channel-swapped kernel
+    (``conv(lhs, rhs, cfg)``, `_canonical` unless given)."""
     nd = g.ndim - 2
     groups = cfg.groups
     *ksize, cin_g, cout = w.shape
@@ -144,7 +148,7 @@ def _input_grad(g, w, x_shape, cfg: _Config):
         groups=groups,
         precision=cfg.precision,
     )
-    return _canonical(_dilate_spatial(g, cfg.strides), wt, t_cfg)
+    return (conv or _canonical)(_dilate_spatial(g, cfg.strides), wt, t_cfg)
 
 
 # Images per block in `_swap_batch_and_channels`, the most blocks it makes, and the fewest
@@ -276,11 +280,121 @@ def _pointwise(x, w, cfg: _Config):
     return y.reshape(*xs.shape[:-1], w.shape[-1])
 
 
+# ----------------------------------------------------------------------------------------------
+# oneDNN on CPU (`fnn.onednn`): the forward convolution and the kernel gradient as FFI custom calls.
+#
+# One primitive, ``kind="fwd"`` (``y = conv(x, w)``) or ``"bwd_w"`` (``dW`` from ``x`` and ``g``),
+# chosen when the program is lowered: for CPU it becomes the custom call, unless the program is
+# being exported (`jax.export` needs portable operations) or oneDNN did not load; then, and on
+# every other platform, it lowers to the pure-JAX computation (`_plain`, `_kernel_grad`), as does
+# `jax.vmap` of it. Custom calls have no derivative, so the primitive is used only inside the
+# custom VJPs below, whose backward passes use differentiable functions again.
+
+_onednn_p = jax.extend.core.Primitive("fnn_onednn_conv")
+
+
+def _onednn_pure(a, b, *, kind, cfg, k_shape):
+    return _plain(a, b, cfg) if kind == "fwd" else _kernel_grad(a, b, k_shape, cfg)
+
+
+def _onednn_abstract(a, b, *, kind, cfg, k_shape):
+    if kind == "bwd_w":
+        return jax.core.ShapedArray(k_shape, a.dtype)
+    spatial = [
+        (n + lo + hi - k) // s + 1
+        for n, (lo, hi), k, s in zip(a.shape[1:3], cfg.padding, b.shape[:2], cfg.strides)
+    ]
+    return jax.core.ShapedArray((a.shape[0], *spatial, b.shape[-1]), a.dtype)
+
+
+def _onednn_cpu_lowering(ctx, a, b, *, kind, cfg, k_shape):
+    if ctx.module_context.lowering_parameters.for_export or not onednn.available():
+        pure = functools.partial(_onednn_pure, kind=kind, cfg=cfg, k_shape=k_shape)
+        return mlir.lower_fun(pure, multiple_results=False)(ctx, a, b)
+    (pt, pb), (pl, pr) = cfg.padding
+    attrs = dict(stride_h=cfg.strides[0], stride_w=cfg.strides[1], pad_top=pt, pad_left=pl)
+    attrs.update(pad_bottom=pb, pad_right=pr)
+    if kind == "bwd_w":
+        attrs.update(kh=k_shape[0], kw=k_shape[1])
+    attrs = {k: np.int64(v) for k, v in attrs.items()}
+    return jax.ffi.ffi_lowering(onednn.TARGETS[kind])(ctx, a, b, **attrs)
+
+
+def _onednn_batched(args, dims, **params):
+    return jax.vmap(functools.partial(_onednn_pure, **params), in_axes=dims)(*args), 0
+
+
+_onednn_p.def_impl(
+    lambda a, b, **params: jax.jit(functools.partial(_onednn_p.bind, **params))(a, b)
+)
+_onednn_p.def_abstract_eval(_onednn_abstract)
+mlir.register_lowering(_onednn_p, mlir.lower_fun(_onednn_pure, multiple_results=False))
+mlir.register_lowering(_onednn_p, _onednn_cpu_lowering, platform="cpu")
+batching.primitive_batchers[_onednn_p] = _onednn_batched
+
+
+def _onednn_supports(x, w, cfg: _Config) -> bool:
+    """Whether the custom calls cover this convolution (and oneDNN loaded): 2-D, float32, one
+    group, no dilation, pads between 0 and the kernel size minus one, no empty axis."""
+    return (
+        x.ndim == 4
+        and x.dtype == w.dtype == jnp.float32
+        and cfg.groups == 1
+        and all(d == 1 for d in (*cfg.lhs_dilation, *cfg.rhs_dilation))
+        and all(0 <= p < k for (lo, hi), k in zip(cfg.padding, w.shape[:2]) for p in (lo, hi))
+        and all(n > 0 for n in (*x.shape, *w.shape))
+        and all(n + lo + hi >= k for n, (lo, hi), k in zip(x.shape[1:3], cfg.padding, w.shape))
+        and onednn.available()
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _onednn_conv(x, w, cfg: _Config):
+    return _onednn_p.bind(x, w, kind="fwd", cfg=cfg, k_shape=None)
+
+
+def _onednn_conv_fwd(x, w, cfg: _Config):
+    return _onednn_conv(x, w, cfg), (x, w)
+
+
+def _onednn_or_canonical(x, w, cfg: _Config):
+    return (_onednn_conv if _onednn_supports(x, w, cfg) else _canonical)(x, w, cfg)
+
+
+def _onednn_conv_bwd(cfg: _Config, res, g):
+    x, w = res
+    dx = _input_grad(g, w, x.shape, cfg, conv=_onednn_or_canonical)
+    return dx, _onednn_kernel_grad(x, g, w.shape, cfg)
+
+
+_onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _onednn_kernel_grad(x, g, k_shape, cfg: _Config):
+    return _onednn_p.bind(x, g, kind="bwd_w", cfg=cfg, k_shape=tuple(k_shape))
+
+
+def _onednn_kernel_grad_fwd(x, g, k_shape, cfg: _Config):
+    return _onednn_kernel_grad(x, g, k_shape, cfg), (x, g)
+
+
+def _onednn_kernel_grad_bwd(k_shape, cfg: _Config, res, ct):
+    # dW is bilinear in (x, g): <ct, dW(x, g)> = <g, conv(x, ct)>, so its cotangents are the
+    # input gradient of conv(x, ct) given g, and conv(x, ct) itself.
+    x, g = res
+    return _input_grad(g, ct, x.shape, cfg), _canonical(x, ct, cfg)
+
+
+_onednn_kernel_grad.defvjp(_onednn_kernel_grad_fwd, _onednn_kernel_grad_bwd)
+
+
 def _auto(x, w, cfg: _Config):
+    cpu = _onednn_conv if _onednn_supports(x, w, cfg) else _canonical
     return lax.platform_dependent(
         x,
         w,
-        cpu=lambda a, b: _canonical(a, b, cfg),
+        cpu=lambda a, b: cpu(a, b, cfg),
         default=lambda a, b: _plain(a, b, cfg),
     )
 

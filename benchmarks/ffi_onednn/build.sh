@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build liboneddn_conv.so: the XLA FFI convolution handlers of onednn_conv.cc (prototype, issue 18).
+# Build libonednn_conv.so from fnn/_onednn/onednn_conv.cc by hand (prototype, issue 18; fnn itself
+# builds it at first use, fnn/onednn.py).
 #
 # Needs g++ (C++17), jaxlib (its FFI headers: jax.ffi.include_dir()) and oneDNN from PyPI in the
 # same Python environment:   pip install onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0
@@ -18,6 +19,6 @@ fi
 mkdir -p "$here/build"
 "${CXX:-g++}" -std=c++17 -O2 -fPIC -shared \
   -I"$ffi_inc" -I"$prefix/include" \
-  "$here/onednn_conv.cc" -o "$here/build/libonednn_conv.so" \
+  "$here/../../fnn/_onednn/onednn_conv.cc" -o "$here/build/libonednn_conv.so" \
   -L"$prefix/lib" -ldnnl -Wl,-rpath,"$prefix/lib"
 echo "$here/build/libonednn_conv.so"

@@ -1,4 +1,5 @@
-// XLA FFI custom calls for 2-D convolutions on CPU, backed by oneDNN (prototype, issue 18).
+// XLA FFI custom calls for 2-D convolutions on CPU, backed by oneDNN (issue 18). Built and loaded
+// at first use by fnn/onednn.py; fnn/conv.py calls them in its CPU branch.
 //
 // Layouts are fnn's: images NHWC, kernels HWIO, float32, groups of 1, no dilation.
 //   fnn_onednn_conv_bwd_w: (x [N,H,W,C], g [N,OH,OW,O]) -> dW [KH,KW,C,O]  (the kernel gradient)
