@@ -32,6 +32,7 @@ _SUBMODULES = (
     "metrics",
     "models",
     "objective",
+    "onednn",
     "optimizers",
     "parallel",
     "plot",

@@ -285,10 +285,10 @@ def _pointwise(x, w, cfg: _Config):
 #
 # One primitive, ``kind="fwd"`` (``y = conv(x, w)``) or ``"bwd_w"`` (``dW`` from ``x`` and ``g``),
 # chosen when the program is lowered: for CPU it becomes the custom call, unless the program is
-# being exported (`jax.export` needs portable operations) or oneDNN did not load; then, and on
-# every other platform, it lowers to the pure-JAX computation (`_plain`, `_kernel_grad`), as does
-# `jax.vmap` of it. Custom calls have no derivative, so the primitive is used only inside the
-# custom VJPs below, whose backward passes use differentiable functions again.
+# being exported (`jax.export` needs portable operations), split over several devices by XLA's
+# partitioner, or oneDNN did not load; then, and on every other platform, it lowers to the
+# pure-JAX computation (`_plain`, `_kernel_grad`), as do `jax.vmap` of it and eager evaluation. Custom calls have no derivative, so the primitive is used
+# only inside the custom VJPs below, whose backward passes use differentiable functions again.
 
 _onednn_p = jax.extend.core.Primitive("fnn_onednn_conv")
 
@@ -299,16 +299,32 @@ def _onednn_pure(a, b, *, kind, cfg, k_shape):
 
 def _onednn_abstract(a, b, *, kind, cfg, k_shape):
     if kind == "bwd_w":
-        return jax.core.ShapedArray(k_shape, a.dtype)
+        return a.update(shape=tuple(k_shape), weak_type=False)  # keeps shard_map's axis types
     spatial = [
         (n + lo + hi - k) // s + 1
         for n, (lo, hi), k, s in zip(a.shape[1:3], cfg.padding, b.shape[:2], cfg.strides)
     ]
-    return jax.core.ShapedArray((a.shape[0], *spatial, b.shape[-1]), a.dtype)
+    return a.update(shape=(a.shape[0], *spatial, b.shape[-1]), weak_type=False)
+
+
+def _partitioned(axis_context) -> bool:
+    """Whether XLA's SPMD partitioner splits this program over several devices: it cannot split
+    a custom call (it would gather the whole batch onto every device), the pure form it can."""
+    if hasattr(axis_context, "num_devices"):  # jit with shardings
+        return axis_context.num_devices > 1
+    mesh = getattr(axis_context, "mesh", None)  # shard_map: fine where every axis is manual
+    return (
+        mesh is not None and mesh.size > 1 and set(axis_context.manual_axes) != set(mesh.axis_names)
+    )
 
 
 def _onednn_cpu_lowering(ctx, a, b, *, kind, cfg, k_shape):
-    if ctx.module_context.lowering_parameters.for_export or not onednn.available():
+    module = ctx.module_context
+    if (
+        module.lowering_parameters.for_export
+        or _partitioned(module.axis_context)
+        or not onednn.available()
+    ):
         pure = functools.partial(_onednn_pure, kind=kind, cfg=cfg, k_shape=k_shape)
         return mlir.lower_fun(pure, multiple_results=False)(ctx, a, b)
     (pt, pb), (pl, pr) = cfg.padding
@@ -324,9 +340,7 @@ def _onednn_batched(args, dims, **params):
     return jax.vmap(functools.partial(_onednn_pure, **params), in_axes=dims)(*args), 0
 
 
-_onednn_p.def_impl(
-    lambda a, b, **params: jax.jit(functools.partial(_onednn_p.bind, **params))(a, b)
-)
+_onednn_p.def_impl(_onednn_pure)  # evaluated eagerly (jax.disable_jit): the pure-JAX form
 _onednn_p.def_abstract_eval(_onednn_abstract)
 mlir.register_lowering(_onednn_p, mlir.lower_fun(_onednn_pure, multiple_results=False))
 mlir.register_lowering(_onednn_p, _onednn_cpu_lowering, platform="cpu")

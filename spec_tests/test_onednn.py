@@ -140,6 +140,26 @@ def test_export_sees_portable_convolutions_and_jit_the_custom_calls():
 
 
 @needs_onednn
+@pytest.mark.skipif(len(jax.devices()) < 2, reason="needs 2 host devices (spec_tests/conftest.py)")
+def test_partitioned_programs_use_pure_jax_and_shard_map_the_custom_calls():
+    """XLA's partitioner cannot split a custom call (it would gather the batch onto every device):
+    a batch-sharded jit gets the pure form; inside shard_map each device runs oneDNN on its part."""
+    from jax.sharding import AxisType, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((2,), ("b",), axis_types=(AxisType.Auto,), devices=jax.devices()[:2])
+    x, w = _data(4, 8, 3, 4)
+    xs = jax.device_put(x, NamedSharding(mesh, P("b")))
+    grad = jax.jit(jax.grad(lambda x, w: jnp.sum(conv2d(x, w) ** 2), argnums=(0, 1)))
+    assert "fnn_onednn" not in grad.lower(xs, w).compile().as_text()
+    per_device = jax.jit(
+        jax.shard_map(lambda x: conv2d(x, w), mesh=mesh, in_specs=P("b"), out_specs=P("b"))
+    )
+    assert onednn.TARGETS["fwd"] in per_device.lower(xs).compile().as_text()
+    _assert_close(per_device(xs), conv2d(x, w, implementation="canonical"))
+
+
+@needs_onednn
 def test_library_is_built_into_the_user_cache_not_the_source_tree():
     status = onednn.status()
     assert status.startswith("oneDNN (") and status.endswith(".so)"), status
