@@ -44,14 +44,20 @@ CASES = [
 
 
 @pytest.fixture
-def fresh_decision(monkeypatch, tmp_path):
-    """Let a test make fnn decide again (in an empty cache folder); restore the real decision."""
+def restore_decision():
+    """Put fnn's decision back as it was after the test."""
     saved = dict(onednn._state)
-    onednn._reset()
-    monkeypatch.setenv("FNN_ONEDNN_CACHE", str(tmp_path / "cache"))
     yield
     onednn._state.clear()
     onednn._state.update(saved)
+
+
+@pytest.fixture
+def fresh_decision(restore_decision, monkeypatch, tmp_path):
+    """Let a test make fnn decide again, in an empty cache folder."""
+    onednn._reset()
+    monkeypatch.setenv("FNN_ONEDNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FNN_ONEDNN", raising=False)
 
 
 def _data(n, s, c, o, seed=0):
@@ -185,7 +191,7 @@ def _fit_reference_cnn():
 
 
 @needs_onednn
-def test_fit_of_reference_cnn_matches_pure_jax(fresh_decision, monkeypatch):
+def test_fit_of_reference_cnn_matches_pure_jax(restore_decision, monkeypatch):
     assert onednn.available()
     losses, probe = _fit_reference_cnn()
     monkeypatch.setenv("FNN_ONEDNN", "0")

@@ -32,8 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-import fnn  # noqa: F401  (fnn's process settings, as in training)
-from fnn import conv
+# The baseline is fnn's pure-JAX path: fnn's own oneDNN integration (fnn.onednn) stays off here.
+os.environ["FNN_ONEDNN"] = "0"
+
+import fnn  # noqa: E402, F401  (fnn's process settings, as in training)
+from fnn import conv  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import onednn_ffi  # noqa: E402
