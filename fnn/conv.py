@@ -147,15 +147,23 @@ def _input_grad(g, w, x_shape, cfg: _Config, conv=None):
         lo = k_eff - cfg.padding[i][0] - 1
         hi = n_in + k_eff - 1 - n_out - lo
         pads.append((lo, hi))
+    # Padding beyond k - 1 in the forward pass makes lo / hi negative: crop ``g`` explicitly
+    # rather than hand a convolution negative padding (XLA:CPU's convolution got it wrong: a
+    # 2x4 kernel, stride (1, 3), padding 4 gave a wrong dx, spec_tests/test_conv.py).
+    gd = _dilate_spatial(g, cfg.strides)
+    crop = tuple(
+        slice(max(-lo, 0), gd.shape[1 + i] - max(-hi, 0)) for i, (lo, hi) in enumerate(pads)
+    )
+    gd = gd[(slice(None), *crop, slice(None))]
     t_cfg = _Config(
         strides=cfg.lhs_dilation,
-        padding=tuple(pads),
+        padding=tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads),
         lhs_dilation=(1,) * nd,
         rhs_dilation=cfg.rhs_dilation,
         groups=groups,
         precision=cfg.precision,
     )
-    return (conv or _canonical)(_dilate_spatial(g, cfg.strides), wt, t_cfg)
+    return (conv or _canonical)(gd, wt, t_cfg)
 
 
 # Images per block in `_swap_batch_and_channels`, the most blocks it makes, and the fewest

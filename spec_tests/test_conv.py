@@ -319,6 +319,32 @@ def _direct(x, w, *, strides, padding, kernel_dilation, feature_group_count, inp
     return y
 
 
+@pytest.mark.parametrize("implementation", ["canonical", "auto"])
+@pytest.mark.parametrize("kernel", [(2, 4), (4, 2), (1, 5)])
+def test_padding_wider_than_the_kernel_gradients(implementation, kernel):
+    """Padding > k - 1 makes the input gradient's padding negative (a crop). Found by
+    hypothesis: a 1x1 input, 2x4 kernel, stride (1, 3), padding 4 gave a dx off by 1.2."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 1, 1, 2)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(*kernel, 2, 3)), jnp.float32)
+    cfg = dict(window_strides=(1, 3), padding=((4, 4), (4, 4)), precision=HIGHEST)
+
+    def ref(x, w):
+        return lax.conv_general_dilated(x, w, dimension_numbers=("NHWC", "HWIO", "NHWC"), **cfg)
+
+    def ours(x, w):
+        return conv2d(
+            x, w, strides=(1, 3), padding=((4, 4), (4, 4)), precision=HIGHEST,
+            implementation=implementation,
+        )  # fmt: skip
+
+    ct = np.random.default_rng(1).normal(size=ref(x, w).shape).astype(np.float32)
+    for name, g, r in zip(
+        ("y", "dx", "dW"), _value_and_grads(ours, x, w, ct), _value_and_grads(ref, x, w, ct)
+    ):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 @settings(max_examples=4)
 @given(conv_configs(input_dilation=True))
 def test_input_dilation_matches_direct_sum(config):
