@@ -40,7 +40,7 @@ from flax import nnx
 import fnn.models
 from fnn.conv import Conv, conv2d
 from fnn.models._zoo_common import depthwise_conv as zoo_depthwise
-from fnn.models.efficientnet_lite import DepthwiseConv, _grouped, depthwise_conv2d
+from fnn.models.efficientnet_lite import DepthwiseConv, depthwise_conv2d
 from fnn.pool import max_pool
 from fnn.steps import ModelSpec, TrainState, make_train_step
 
@@ -458,6 +458,14 @@ def test_max_pool_gradient_by_platform(platform):
     else:
         assert cpu["window_reshapes"] == 0, cpu
         assert native["reduce_window"] >= 1 and native["select_and_scatter"] == 1, native
+
+
+def _grouped(x, w, stride):
+    """XLA's grouped convolution with TensorFlow "SAME" padding: what GPUs and TPUs run."""
+    return jax.lax.conv_general_dilated(
+        x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[-1],
+    )  # fmt: skip
 
 
 def test_depthwise_gpu_branch_equals_the_cpu_formulation():

@@ -30,17 +30,14 @@ once for the configured image size.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-try:  # the canonical-VJP convolution (fast inside lax.scan on XLA:CPU); same API as nnx.Conv
-    from fnn.conv import Conv
-except ImportError:  # pragma: no cover - fnn.conv not available
-    Conv = nnx.Conv
+from fnn.conv import Conv  # nnx.Conv's API, fnn's CPU backward pass (fast inside lax.scan too)
+from fnn.models._zoo_common import depthwise_conv
 
 __all__ = ["EfficientNetLite", "VARIANTS", "Variant", "depthwise_conv2d"]
 
@@ -109,21 +106,15 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Ar
 
     ``y[n, i, j, c] = Σ_{a,b} x_pad[n, s·i + a, s·j + b, c] · kernel[a, b, 0, c]`` (a
     cross-correlation, as ``lax.conv_general_dilated(..., feature_group_count=C)`` and PyTorch's
-    ``Conv2d(groups=C)`` compute it). XLA:CPU runs grouped convolutions as a slow generic loop;
-    these k² fused multiply-adds were 3-12x faster forward and 2.5-10x faster backward for
-    EfficientNet's shapes on this project's CPUs, and equal to the grouped convolution to float
-    rounding (the summation order differs).
+    ``Conv2d(groups=C)`` compute it), with TensorFlow's SAME padding (the odd pixel after).
+    XLA:CPU runs grouped convolutions as a slow generic loop; these k² fused multiply-adds were
+    3-12x faster forward and 2.5-10x faster backward for EfficientNet's shapes on this
+    project's CPUs, and equal to the grouped convolution to float rounding.
 
-    The backward pass is written by hand (a custom VJP; the fine-tune step ran 1.35x faster than
-    with autodiff's, BENCHMARKS.md). The kernel gradient
-    ``dK[a, b, 0, c] = Σ_{n,i,j} dy[n, i, j, c] · x_pad[n, s·i + a, s·j + b, c]`` is one variadic
-    reduction over all k² taps, where autodiff emits k² reductions, each behind a materialised
-    shifted copy of the input. The input gradient is the same shifted sum over ``dy``, dilated by
-    the stride, with the kernel flipped. Reverse mode only: ``jax.jvp`` through it raises.
-
-    All this is for XLA:CPU only. On GPU and TPU (`jax.lax.platform_dependent`) the same
-    function is XLA's grouped convolution (``feature_group_count=C``, JAX's own VJP), which cuDNN
-    and TPUs run natively (``spec_tests/test_lowering.py`` checks the exported programs).
+    The computation and its hand-written backward pass (the fine-tune step ran 1.35x faster than
+    with autodiff's, BENCHMARKS.md; reverse mode only) are the zoo's
+    `fnn.models._zoo_common.depthwise_conv`, given SAME's padding; on GPU and TPU it is XLA's
+    grouped convolution (`jax.lax.platform_dependent`; ``spec_tests/test_lowering.py``).
 
     Args:
       x: ``[N, H, W, C]``.
@@ -145,114 +136,15 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Ar
             f"{tuple(x.shape)} and kernel {tuple(kernel.shape)}"
         )
     stride = int(stride)
-    return jax.lax.platform_dependent(
-        x,
-        kernel,
-        cpu=lambda a, k: _depthwise(a, k, stride),
-        default=lambda a, k: _grouped(a, k, stride),
-    )
+    ph = _same_padding(x.shape[1], kernel.shape[0], stride)
+    pw = _same_padding(x.shape[2], kernel.shape[1], stride)
+    return depthwise_conv(x, kernel, stride, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
 
 
-def _grouped(x, kernel, stride):
-    """XLA's grouped convolution (``feature_group_count = C``) with TensorFlow "SAME" padding."""
-    _, ph = _same_padding(x.shape[1], kernel.shape[0], stride)
-    _, pw = _same_padding(x.shape[2], kernel.shape[1], stride)
-    return jax.lax.conv_general_dilated(
-        x,
-        kernel,
-        (stride, stride),
-        ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=x.shape[3],
-    )
-
-
-def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
-    """TensorFlow "SAME" along one axis: output length and total padding (the extra pixel after)."""
+def _same_padding(size: int, k: int, stride: int) -> int:
+    """TensorFlow "SAME" along one axis: the total padding (the extra pixel goes after)."""
     out = -(-size // stride)
-    return out, max((out - 1) * stride + k - size, 0)
-
-
-def _windows(x, kh, kw, stride):
-    """The k² strided views ``x_pad[:, s·i + a, s·j + b]`` of SAME-padded ``x``, row-major taps."""
-    oh, ph = _same_padding(x.shape[1], kh, stride)
-    ow, pw = _same_padding(x.shape[2], kw, stride)
-    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-    return [
-        xp[:, a : a + (oh - 1) * stride + 1 : stride, b : b + (ow - 1) * stride + 1 : stride]
-        for a in range(kh)
-        for b in range(kw)
-    ]
-
-
-def _tap_sum(windows, kernel):
-    """``Σ_t windows[t] · kernel[t]`` over the k² taps of a ``[k, k, 1, C]`` kernel."""
-    taps = kernel.reshape(len(windows), -1)
-    out = windows[0] * taps[0]
-    for window, tap in zip(windows[1:], taps[1:], strict=True):
-        out = out + window * tap
-    return out
-
-
-def _shifted_sum(x, kernel, stride):
-    return _tap_sum(_windows(x, *kernel.shape[:2], stride), kernel)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _depthwise(x, kernel, stride):
-    return _shifted_sum(x, kernel, stride)
-
-
-def _depthwise_fwd(x, kernel, stride):
-    return _shifted_sum(x, kernel, stride), (x, kernel)
-
-
-def _input_grad(dy, kernel, stride, h, w):
-    """``dx``: the shifted sum over ``dy`` (zero-dilated by the stride, padded by k - 1) with the
-    kernel flipped in both spatial axes, cropped to the input's SAME padding."""
-    kh, kw = kernel.shape[:2]
-    oh, ph = _same_padding(h, kh, stride)
-    ow, pw = _same_padding(w, kw, stride)
-    hp, wp = h + ph, w + pw
-    dyp = jax.lax.pad(
-        dy,
-        jnp.zeros((), dy.dtype),
-        (
-            (0, 0, 0),
-            (kh - 1, hp - (oh - 1) * stride - 1, stride - 1),
-            (kw - 1, wp - (ow - 1) * stride - 1, stride - 1),
-            (0, 0, 0),
-        ),
-    )
-    top, left = ph // 2, pw // 2
-    windows = [
-        dyp[:, top + a : top + a + h, left + b : left + b + w] for a in range(kh) for b in range(kw)
-    ]
-    return _tap_sum(windows, kernel[::-1, ::-1])
-
-
-def _depthwise_bwd(stride, residuals, dy):
-    x, kernel = residuals
-    dx = _input_grad(dy, kernel, stride, x.shape[1], x.shape[2])
-    kh, kw = kernel.shape[:2]
-    # One pass over dy and x for all taps: a variadic reduce that XLA fuses with the shifted
-    # windows. Reducing over (H, W) first and the batch afterwards keeps N·C outputs to spread
-    # over threads (1.4-3.3x faster than reducing all three axes at once on EfficientNet's
-    # larger maps, on this project's CPUs).
-    acc = jnp.promote_types(dy.dtype, jnp.float32)
-    dy = dy.astype(acc)
-    products = tuple(w.astype(acc) * dy for w in _windows(x, kh, kw, stride))
-    sums = jax.lax.reduce(
-        products,
-        tuple(jnp.zeros((), acc) for _ in products),
-        lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)),
-        (1, 2),
-    )
-    dk = jnp.stack(sums).sum(axis=1).reshape(kernel.shape)
-    return dx, dk.astype(kernel.dtype)
-
-
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+    return max((out - 1) * stride + k - size, 0)
 
 
 class DepthwiseConv(nnx.Module):
