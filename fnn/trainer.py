@@ -111,7 +111,7 @@ class _LazyLogs(Mapping):
 def _copy(tree):
     """Own device copies of ``tree``'s arrays (the next step donates the state's buffers), made
     by transfers: `jnp.copy` compiles one program per array shape (10 for the reference CNN)."""
-    return jax.tree.map(lambda a: jax.device_put(a, may_alias=False), tree)
+    return jax.tree.map(lambda a: jax.device_put(a, a.sharding, may_alias=False), tree)
 
 
 class Trainer:
