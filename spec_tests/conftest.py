@@ -5,15 +5,14 @@ breaks hypothesis deadlines, so both use `deadline=None`.
 """
 
 import os
-import tempfile
 
 # Several tests need 8 host devices (data parallelism); set before JAX initialises its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-# A persistent compilation cache of this run only (each xdist worker its own): the tests neither
-# read programs another run compiled into the user's ~/.cache/fnn/jax (on a long-used machine,
-# tens of thousands of entries; jitted functions there once showed empty dispatch caches,
-# `_cache_size() == 0`, only in full runs) nor fill it.
-os.environ.setdefault("FNN_COMPILATION_CACHE", tempfile.mkdtemp(prefix="fnn-tests-jax-cache-"))
+# No persistent compilation cache in the tests (the tests of the cache itself start their own
+# processes): they neither read programs other runs compiled into ~/.cache/fnn/jax (on a
+# long-used machine tens of thousands of entries; jitted functions then once showed empty
+# dispatch caches, `_cache_size() == 0`, in full runs only) nor spend time writing every program.
+os.environ.setdefault("FNN_COMPILATION_CACHE", "0")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
