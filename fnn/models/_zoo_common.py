@@ -150,11 +150,11 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, pad) -> jax.Arr
 
     ``y[n, i, j, c] = Σ_{a,b} x_pad[n, s·i + a, s·j + b, c] · kernel[a, b, 0, c]``: what
     ``nnx.Conv(..., feature_group_count=C)`` and PyTorch's ``Conv2d(groups=C)`` compute, but XLA:CPU
-    runs grouped convolutions as a slow generic loop (see `fnn.models.efficientnet_lite`'s
-    ``depthwise_conv2d``, the same idea with TensorFlow's SAME padding). ``pad`` is an int
+    runs grouped convolutions as a slow generic loop (`fnn.models.efficientnet_lite`'s
+    ``depthwise_conv2d`` is this function with TensorFlow's SAME padding). ``pad`` is an int
     (symmetric, PyTorch's ``padding=``) or ``((top, bottom), (left, right))``.
 
-    The backward pass is written by hand, as EfficientNet-Lite's (``BENCHMARKS.md``): the kernel
+    The backward pass is written by hand (``BENCHMARKS.md``): the kernel
     gradient ``dK[a, b, 0, c] = Σ_{n,i,j} dy[n, i, j, c] · x_pad[n, s·i + a, s·j + b, c]`` is one
     variadic reduction over the k² taps (autodiff emits k² reductions, each behind a materialised
     shifted copy of ``x``), and the input gradient is the same shifted sum over ``dy``, dilated by
@@ -244,7 +244,7 @@ def _depthwise_bwd(stride, pads, residuals, dy):
     # One pass over dy and x for all taps: a variadic reduction that XLA fuses with the shifted
     # windows, over W only, then the small [k², N, H', C] partial sums over N and H'. Keeping
     # N·H'·C outputs spreads the work over threads and keeps the reads contiguous: 1.1-3.5x
-    # faster than reducing (H, W) first (EfficientNet-Lite's order) on MobileNetV2's maps at
+    # faster than reducing (H, W) first (EfficientNet-Lite's former order) on MobileNetV2's maps at
     # batch 2 and 8, most on the large ones (BENCHMARKS.md).
     acc = jnp.promote_types(dy.dtype, jnp.float32)
     dya = dy.astype(acc)
