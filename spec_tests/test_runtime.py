@@ -77,7 +77,10 @@ def test_import_fnn_keeps_host_memory_and_stops_the_faults():
     assert system["state"] == "disabled"
     # ≈ 80 MiB freed and re-allocated per call: ≈ 21k fresh 4 KiB pages with glibc's defaults.
     assert system["faults"] > 4000, system
-    assert kept["faults"] < 100, kept
+    # Kept: the buffers are not re-faulted. A quiet machine shows ~0; a loaded CI machine once
+    # showed 322 (the runtime's own threads and Python allocations): 5% of the defaults' count
+    # separates the two states with a wide margin either way.
+    assert kept["faults"] < max(100, system["faults"] // 20), (kept, system)
 
 
 def test_too_late_once_the_backend_runs():
