@@ -14,6 +14,9 @@ Variants change one thing at a time:
               bound, not a valid step)
   opt         ``adam`` (`fnn.optimizers.adam`), ``sgd``, ``adam-flat`` (``optax.flatten``)
   options     XLA ``compiler_options`` for the step
+  flax-batchnorm  the model's batch normalisations traced as `flax.nnx.BatchNorm`'s own update
+              (``variable[...] = value``, quadratic tracing) instead of `fnn.layers.BatchNorm`'s
+              (``set_value``); same program, so compare the tracing ("lower") columns
 
 ``--runtime A B`` times the compiled steps of two variants in one process, alternating
 A B B A ... so neither order is favoured, and prints the median step times.
@@ -47,6 +50,7 @@ VARIANTS = {
     "no-expensive": ("concat", "adam", {"xla_llvm_disable_expensive_passes": True}),
     "opt-level-1": ("concat", "adam", {"xla_backend_optimization_level": 1}),
     "opt-level-0": ("concat", "adam", {"xla_backend_optimization_level": 0}),
+    "flax-batchnorm": ("concat", "adam", None),  # and Flax's BatchNorm update (`_setup`)
 }
 MODELS = {"efficientnet": (16, 112), "cnn": (128, 32)}  # batch, image side
 
@@ -67,6 +71,12 @@ def _setup(model_name: str, variant: str):
     from fnn import optimizers, steps
 
     norms, opt, options = VARIANTS[variant]
+    if variant == "flax-batchnorm":  # a worker's own process: the patch stays there
+        from flax import nnx
+
+        import fnn.layers
+
+        fnn.layers.BatchNorm.__call__ = nnx.BatchNorm.__call__
     if norms == "none":
         steps._global_norm = lambda tree: jnp.zeros((), jnp.float32)
     elif norms == "tree":

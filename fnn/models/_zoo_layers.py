@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 from fnn import conv as fconv
+from fnn import layers  # BatchNorm: nnx.BatchNorm's numbers, traced in linear time
 from fnn import pool as pooling
 from fnn.models._zoo_common import check_images, depthwise_conv, pool
 from fnn.models.zoo_spec import convert_named
@@ -296,7 +297,7 @@ class BatchNorm(nnx.Module):
         ref: str,
         rngs: nnx.Rngs,
     ):
-        self.bn = nnx.BatchNorm(
+        self.bn = layers.BatchNorm(
             channels, epsilon=eps, momentum=momentum, use_scale=scale, use_bias=center, rngs=rngs
         )
         self.ref = ref

@@ -27,6 +27,7 @@ from flax import nnx
 
 from fnn import pool as pooling
 from fnn.conv import Conv  # nnx.Conv's parameters, a backward pass fast inside compiled loops
+from fnn.layers import BatchNorm  # nnx.BatchNorm's numbers, traced in linear time
 
 __all__ = ["SimpleCNN", "ReferenceCNN"]
 
@@ -139,7 +140,7 @@ class SimpleCNN(nnx.Module):
                 convs.append(
                     Conv(cin, int(f), (kernel_size, kernel_size), padding="SAME", rngs=rngs)
                 )
-                norms.append(nnx.BatchNorm(int(f), rngs=rngs) if batch_norm else None)
+                norms.append(BatchNorm(int(f), rngs=rngs) if batch_norm else None)
                 cin = int(f)
         self.convs = nnx.List(convs)
         self.norms = nnx.List(norms)

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fnn.conv import Conv  # nnx.Conv's API, fnn's CPU backward pass (fast inside lax.scan too)
+from fnn.layers import BatchNorm  # nnx.BatchNorm's numbers, traced in linear time
 from fnn.models._zoo_common import depthwise_conv
 
 __all__ = ["EfficientNetLite", "VARIANTS", "Variant", "depthwise_conv2d"]
@@ -175,7 +176,7 @@ class ConvBN(nnx.Module):
                 kernel_init=_conv_init,
                 rngs=rngs,
             )
-        self.bn = nnx.BatchNorm(cout, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+        self.bn = BatchNorm(cout, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
         self.act = act
 
     def __call__(self, x, use_running_average=None):

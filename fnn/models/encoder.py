@@ -40,6 +40,7 @@ from flax import nnx
 
 from fnn import pool as pooling
 from fnn.conv import Conv  # nnx.Conv's parameters, a backward pass fast inside compiled loops
+from fnn.layers import BatchNorm  # nnx.BatchNorm's numbers, traced in linear time
 
 __all__ = ["ConvEncoder", "ConvBlock", "check_backbone"]
 
@@ -64,7 +65,7 @@ class ConvBlock(nnx.Module):
                 for i in range(depth)
             ]
         )
-        self.norms = nnx.List([nnx.BatchNorm(cout, rngs=rngs) for _ in range(depth)])
+        self.norms = nnx.List([BatchNorm(cout, rngs=rngs) for _ in range(depth)])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for conv, norm in zip(self.convs, self.norms):

@@ -21,6 +21,7 @@ import jax
 from flax import nnx
 
 from fnn.conv import Conv  # nnx.Conv's parameters; 1x1 as matrix products, CPU kernel gradient
+from fnn.layers import BatchNorm  # nnx.BatchNorm's numbers, traced in linear time
 from fnn.models import _zoo_common as common
 from fnn.models.zoo_spec import ModelSpec, convert_named, torchvision_preprocess
 
@@ -50,7 +51,7 @@ class ConvBN(nnx.Module):
             kernel_init=common.torch_conv_init,
             rngs=rngs,
         )
-        self.bn = nnx.BatchNorm(cout, epsilon=1e-5, momentum=0.9, rngs=rngs)
+        self.bn = BatchNorm(cout, epsilon=1e-5, momentum=0.9, rngs=rngs)
         self.act = act
         self.depthwise = groups > 1 and groups == cin == cout
         self.stride, self.pad = stride, pad

@@ -22,6 +22,7 @@ from flax import nnx
 
 from fnn import pool as pooling
 from fnn.conv import Conv  # nnx.Conv's parameters; 1x1 as matrix products, CPU kernel gradient
+from fnn.layers import BatchNorm  # nnx.BatchNorm's numbers, traced in linear time
 from fnn.models import _zoo_common as common
 from fnn.models.zoo_spec import ModelSpec, convert_named, torchvision_preprocess
 
@@ -49,7 +50,7 @@ def _conv(cin, cout, k, stride, rngs):
 
 
 def _bn(c, rngs):
-    return nnx.BatchNorm(c, epsilon=1e-5, momentum=0.9, rngs=rngs)
+    return BatchNorm(c, epsilon=1e-5, momentum=0.9, rngs=rngs)
 
 
 class Downsample(nnx.Module):
