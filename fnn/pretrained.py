@@ -328,9 +328,11 @@ def load(
       fnn.models.zoo_spec.WeightsMismatchError: a file that does not fit the network.
 
     Examples:
+      >>> from flax import nnx
       >>> from skimage import data
       >>> model, prep, names, size = load("efficientnet_lite0")
-      >>> logits = model(prep(data.chelsea()))
+      >>> predict = nnx.jit(lambda m, x: m(x))  # one compiled program, not op by op
+      >>> logits = predict(model, prep(data.chelsea()))
       >>> names[int(logits.argmax())]  # the cat photo; tabby and Egyptian cat follow
       'tiger cat'
     """

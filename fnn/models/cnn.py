@@ -185,7 +185,8 @@ class ReferenceCNN(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> ReferenceCNN(rngs=nnx.Rngs(0))(jnp.zeros((1, 32, 32, 3))).shape
+      >>> model = nnx.eval_shape(lambda: ReferenceCNN(rngs=nnx.Rngs(0)))  # shapes only
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 32, 32, 3))).shape
       (1, 10)
     """
 

@@ -86,9 +86,9 @@ class DenseNet(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> model = DenseNet(121, num_classes=4, block_config=(1, 1, 1, 1), rngs=nnx.Rngs(0))
-      >>> model.eval()
-      >>> model(jnp.zeros((1, 32, 32, 3))).shape
+      >>> model = nnx.eval_shape(lambda: DenseNet(121, num_classes=4, rngs=nnx.Rngs(0)))
+      >>> model.eval()  # shapes only: drop nnx.eval_shape to build the arrays
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 32, 32, 3))).shape
       (1, 4)
     """
 

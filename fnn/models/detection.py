@@ -72,8 +72,9 @@ class CenterNet(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> net = CenterNet(4, filters=(8, 8, 16, 16), rngs=nnx.Rngs(0))
-      >>> {k: v.shape for k, v in net(jnp.zeros((1, 32, 32, 3))).items()}
+      >>> net = nnx.eval_shape(lambda: CenterNet(4, rngs=nnx.Rngs(0)))  # shapes only
+      >>> out = nnx.eval_shape(lambda m, x: m(x), net, jnp.zeros((1, 32, 32, 3)))
+      >>> {k: v.shape for k, v in out.items()}
       {'heatmap': (1, 8, 8, 4), 'offset': (1, 8, 8, 2), 'size': (1, 8, 8, 2)}
     """
 

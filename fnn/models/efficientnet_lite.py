@@ -241,9 +241,9 @@ class EfficientNetLite(nnx.Module):
     Examples:
       >>> from flax import nnx
       >>> import jax.numpy as jnp
-      >>> model = EfficientNetLite("lite0", num_classes=5, rngs=nnx.Rngs(0))
-      >>> model.eval()
-      >>> model(jnp.zeros((2, 64, 64, 3))).shape
+      >>> model = nnx.eval_shape(lambda: EfficientNetLite("lite0", num_classes=5, rngs=nnx.Rngs(0)))
+      >>> model.eval()  # shapes only: drop nnx.eval_shape to build the arrays
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((2, 64, 64, 3))).shape
       (2, 5)
     """
 

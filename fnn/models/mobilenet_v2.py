@@ -105,8 +105,9 @@ class MobileNetV2(nnx.Module):
       >>> model = nnx.eval_shape(lambda: MobileNetV2(num_classes=3, rngs=nnx.Rngs(0)))  # shapes
       >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 224, 224, 3))).shape
       (1, 3)
-      >>> encoder = MobileNetV2(features=True, rngs=nnx.Rngs(0))
-      >>> [f.shape[1:] for f in encoder(jnp.zeros((1, 64, 64, 3)))]
+      >>> encoder = nnx.eval_shape(lambda: MobileNetV2(features=True, rngs=nnx.Rngs(0)))
+      >>> maps = nnx.eval_shape(lambda m, x: m(x), encoder, jnp.zeros((1, 64, 64, 3)))
+      >>> [f.shape[1:] for f in maps]
       [(32, 32, 16), (16, 16, 24), (8, 8, 32), (4, 4, 96), (2, 2, 320)]
     """
 

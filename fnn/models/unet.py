@@ -44,9 +44,11 @@ class UNetDecoder(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> enc = ConvEncoder(3, filters=(4, 8, 16), rngs=nnx.Rngs(0))
-      >>> dec = UNetDecoder(enc.channels, enc.reductions, rngs=nnx.Rngs(1))
-      >>> dec(enc(jnp.zeros((1, 8, 8, 3)))).shape
+      >>> dec = nnx.eval_shape(  # shapes only: drop nnx.eval_shape to build the arrays
+      ...     lambda: UNetDecoder((4, 8, 16), (1, 2, 4), rngs=nnx.Rngs(0))
+      ... )
+      >>> maps = [jnp.zeros((1, 8, 8, 4)), jnp.zeros((1, 4, 4, 8)), jnp.zeros((1, 2, 2, 16))]
+      >>> nnx.eval_shape(lambda m, x: m(x), dec, maps).shape
       (1, 8, 8, 4)
     """
 
@@ -96,8 +98,9 @@ class UNet(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> UNet(5, filters=(4, 8), rngs=nnx.Rngs(0))(jnp.zeros((1, 8, 8, 3))).shape
-      (1, 8, 8, 5)
+      >>> model = nnx.eval_shape(lambda: UNet(5, rngs=nnx.Rngs(0)))  # shapes only
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 32, 32, 3))).shape
+      (1, 32, 32, 5)
     """
 
     def __init__(

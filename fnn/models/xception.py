@@ -109,9 +109,9 @@ class Xception(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> model = Xception(num_classes=3, middle_blocks=0, rngs=nnx.Rngs(0))
-      >>> model.eval()
-      >>> model(jnp.zeros((1, 71, 71, 3))).shape
+      >>> model = nnx.eval_shape(lambda: Xception(num_classes=3, rngs=nnx.Rngs(0)))
+      >>> model.eval()  # shapes only: drop nnx.eval_shape to build the arrays
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.zeros((1, 71, 71, 3))).shape
       (1, 3)
     """
 
