@@ -10,6 +10,7 @@ files, input sizes and names. Optional (``crosscheck``): torchvision with the sa
 the same logits to 1e-4 (random weights saved by torchvision; the shipped MobileNetV2 weights).
 """
 
+import functools
 import importlib.util
 import json
 import logging
@@ -206,36 +207,27 @@ def _oracle_depthwise(x, k, s, pads, g):
     return y, dxp[:, t : t + x.shape[1], left : left + x.shape[2]], dk
 
 
-@st.composite
-def _depthwise_cases(draw):
-    k = draw(st.sampled_from([1, 2, 3, 5]))
-    s = draw(st.integers(1, 3))
-    pads = tuple((draw(st.integers(0, k // 2 + 1)), draw(st.integers(0, k // 2 + 1))) for _ in "hw")
-    h, w = draw(st.integers(max(1, k - 2), 8)), draw(st.integers(max(1, k - 2), 8))
-    if h + pads[0][0] + pads[0][1] < k or w + pads[1][0] + pads[1][1] < k:
-        pads = ((k, k), (k, k))
-    return (draw(st.integers(1, 2)), h, w, draw(st.integers(1, 3))), k, s, pads
+# (input shape, kernel size, stride, ((top, bottom), (left, right))): every kernel size the zoo
+# uses and an even one, strides 1-3 (with and without a remainder), symmetric, asymmetric
+# (TensorFlow's "SAME" at stride 2), zero and wider-than-k//2 padding, inputs smaller than the
+# kernel. A fixed set: each case is one compiled program, which the drawn values then share.
+_DEPTHWISE_CASES = (
+    ((2, 8, 7, 3), 3, 1, ((1, 1), (1, 1))),
+    ((1, 7, 8, 2), 3, 2, ((0, 1), (1, 0))),
+    ((2, 5, 6, 1), 5, 2, ((2, 3), (3, 2))),
+    ((1, 6, 5, 3), 2, 1, ((0, 1), (2, 0))),
+    ((2, 4, 8, 2), 1, 3, ((0, 0), (1, 2))),
+    ((1, 3, 3, 3), 5, 3, ((2, 2), (1, 3))),
+    ((2, 8, 8, 1), 3, 3, ((0, 0), (0, 0))),
+    ((1, 7, 5, 2), 5, 1, ((0, 0), (2, 2))),
+    ((2, 1, 2, 2), 2, 2, ((1, 0), (0, 1))),
+)
 
 
-@given(_depthwise_cases())
-def test_depthwise_conv_oracle_and_grouped_convolution(case):
-    """The zoo's depthwise convolution (shifted sums, hand-written backward pass on CPU) equals a
-    float64 oracle and XLA's grouped convolution, values and both gradients, for any padding."""
-    shape, kh, s, pads = case
-    rng = np.random.default_rng(sum(shape) + 7 * kh + s)
-    x = rng.standard_normal(shape)
-    k = rng.standard_normal((kh, kh, 1, shape[3]))
-    y, vjp = jax.vjp(
-        lambda a, b: _zoo_common.depthwise_conv(a, b, s, pads),
-        jnp.asarray(x, jnp.float32),
-        jnp.asarray(k, jnp.float32),
-    )
-    g = rng.standard_normal(y.shape)
-    y_ref, dx_ref, dk_ref = _oracle_depthwise(x, k, s, pads, g)
-    dx, dk = vjp(jnp.asarray(g, jnp.float32))
-    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dk, dk_ref, rtol=1e-4, atol=1e-4)
+@functools.cache
+def _depthwise_and_grouped(shape, kh, s, pads):
+    """One compiled program per case: the zoo's depthwise convolution and XLA's grouped
+    convolution, each with its VJP applied to the same cotangent ``g``."""
 
     def grouped(a, b):
         return jax.lax.conv_general_dilated(
@@ -247,28 +239,62 @@ def test_depthwise_conv_oracle_and_grouped_convolution(case):
             feature_group_count=shape[3],
         )
 
-    xla_y, xla_vjp = jax.vjp(grouped, jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
-    np.testing.assert_allclose(y, xla_y, rtol=1e-5, atol=1e-5)
-    for ours, xla in zip((dx, dk), xla_vjp(jnp.asarray(g, jnp.float32)), strict=True):
-        np.testing.assert_allclose(ours, xla, rtol=1e-4, atol=1e-4)
+    @jax.jit
+    def run(x, k, g):
+        y, vjp = jax.vjp(lambda a, b: _zoo_common.depthwise_conv(a, b, s, pads), x, k)
+        xla_y, xla_vjp = jax.vjp(grouped, x, k)
+        return (y, *vjp(g)), (xla_y, *xla_vjp(g))
+
+    return run
+
+
+@given(st.sampled_from(_DEPTHWISE_CASES), st.integers(0, 2**32 - 1))
+def test_depthwise_conv_oracle_and_grouped_convolution(case, seed):
+    """The zoo's depthwise convolution (shifted sums, hand-written backward pass on CPU) equals a
+    float64 oracle and XLA's grouped convolution, values and both gradients, for any padding."""
+    shape, kh, s, pads = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    k = rng.standard_normal((kh, kh, 1, shape[3]))
+    oh = (shape[1] + sum(pads[0]) - kh) // s + 1
+    ow = (shape[2] + sum(pads[1]) - kh) // s + 1
+    g = rng.standard_normal((shape[0], oh, ow, shape[3]))
+    f32 = [jnp.asarray(a, jnp.float32) for a in (x, k, g)]
+    (y, dx, dk), xla = _depthwise_and_grouped(shape, kh, s, pads)(*f32)
+    y_ref, dx_ref, dk_ref = _oracle_depthwise(x, k, s, pads, g)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y, xla[0], rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip((dx, dk), xla[1:], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
 def test_depthwise_conv_symmetric_int_padding_and_zero_kernel():
-    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 4))
-    k = jax.random.normal(jax.random.key(1), (3, 3, 1, 4))
-    np.testing.assert_array_equal(
-        _zoo_common.depthwise_conv(x, k, 2, 1),
-        _zoo_common.depthwise_conv(x, k, 2, ((1, 1), (1, 1))),
-    )
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 7, 7, 4)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 1, 4)), jnp.float32)
+    conv = _zoo_common.depthwise_conv
+
+    @jax.jit  # one program (eagerly each of the k² shifted products compiles on its own)
+    def run(x, k, zero):
+        dx = jax.grad(lambda a: jnp.sum(conv(a, zero, 1, 1)))(x)
+        pairs = conv(x, k, 2, ((1, 1), (1, 1)))
+        return (
+            conv(x, k, 2, 1),
+            pairs,
+            conv(x, 2.0 * k, 1, 1),
+            conv(x, k, 1, 1),
+            conv(x, zero, 1, 1),
+            dx,
+        )
+
+    as_int, as_pairs, doubled, single, of_zero, dx = run(x, k, np.zeros((3, 3, 1, 4), np.float32))
+    np.testing.assert_array_equal(as_int, as_pairs)
     # invariant: linear in the kernel; a zero kernel gives zeros and a zero input gradient
-    np.testing.assert_allclose(
-        _zoo_common.depthwise_conv(x, 2.0 * k, 1, 1),
-        2.0 * _zoo_common.depthwise_conv(x, k, 1, 1),
-        rtol=1e-6,
-    )
-    zero = jnp.zeros_like(k)
-    assert not jnp.any(_zoo_common.depthwise_conv(x, zero, 1, 1))
-    dx = jax.grad(lambda a: jnp.sum(_zoo_common.depthwise_conv(a, zero, 1, 1)))(x)
+    np.testing.assert_allclose(doubled, 2.0 * np.asarray(single), rtol=1e-6)
+    assert not jnp.any(of_zero)
     assert not jnp.any(dx)
 
 

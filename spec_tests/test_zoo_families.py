@@ -15,6 +15,7 @@ and strides as each `ModelSpec` declares them, and clear errors for bad inputs a
 from __future__ import annotations
 
 import importlib
+import zlib
 
 import h5py
 import jax
@@ -48,8 +49,8 @@ def spec_of(name):
     raise KeyError(name)
 
 
-def tiny(family, **options):
-    """A small network of each family (a few blocks), eval mode."""
+def _build(family, **options):
+    """A small network of each family (a few blocks)."""
     from fnn.models import (
         densenet,
         efficientnet,
@@ -76,9 +77,62 @@ def tiny(family, **options):
             "mobile", num_blocks=2, penultimate_filters=96, rngs=rngs, **options
         ),
     }
-    model = builders[family]()
+    return builders[family]()
+
+
+def tiny(family, **options):
+    """The small network as shapes only (`nnx.eval_shape`: initialising it eagerly compiles
+    hundreds of small XLA programs), eval mode. Its weights are whatever a test writes into it
+    (a file's), or `filled` values inside one compiled forward (`forward`)."""
+    model = nnx.eval_shape(lambda: _build(family, **options))
     model.eval()
     return model
+
+
+def filled(key, leaf):
+    """A value for one abstract state leaf, seeded by its path (``key``): every network built
+    with other options gets the same value at the same path (the same weights, as one seed
+    gives). Kernels ~ N(0, 1 / fan_in), BatchNorm scales near 1 and variances in [0.5, 1.5)."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.key(0)
+    if np.issubdtype(leaf.dtype, np.integer):
+        return np.zeros(leaf.shape, leaf.dtype)
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    name = key.rsplit("['", 1)[-1].split("']")[0]
+    if name == "var":
+        value = 0.5 + rng.random(leaf.shape)
+    elif name == "scale":
+        value = 1.0 + 0.1 * rng.standard_normal(leaf.shape)
+    elif len(leaf.shape) >= 2:
+        value = rng.standard_normal(leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
+    else:
+        value = 0.1 * rng.standard_normal(leaf.shape)
+    return np.asarray(value, leaf.dtype)
+
+
+def forward(models, x):
+    """``[model(x) for model in models]`` in ONE compiled program, the weights `filled` by path
+    and passed once: the networks' shared layers read the same inputs, so XLA's common
+    subexpression elimination compiles a backbone the variants share once."""
+    shared, parts = {}, []
+    for model in models:
+        graphdef, state = nnx.split(model)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+        keys = [jax.tree_util.keystr(path) for path, _ in leaves]
+        for key, (_, leaf) in zip(keys, leaves, strict=True):
+            if key not in shared:
+                shared[key] = filled(key, leaf)
+            assert shared[key].shape == leaf.shape, key  # one path, one shape in every variant
+        parts.append((graphdef, treedef, keys))
+
+    @jax.jit
+    def run(shared, x):
+        return [
+            nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, [shared[k] for k in keys]))(x)
+            for graphdef, treedef, keys in parts
+        ]
+
+    return run(shared, x)
 
 
 LAYOUT = {
@@ -93,13 +147,20 @@ LAYOUT = {
     "nasnet": "keras",
 }
 TINY = [f for f in FAMILIES if f != "inception_v3"]  # Inception v3 has no small configuration
-# NASNet's eager first call compiles ~1,500 small programs: test_zoo_nasnet.py checks it jitted
+# NASNet: test_zoo_nasnet.py checks its options (one network, jitted)
 EAGER = [f for f in TINY if f != "nasnet"]
 
 
 def flat_params(model):
+    """``{path: array}`` of the parameters and BatchNorm statistics (leaves nothing wrote into
+    an abstract model stay `jax.ShapeDtypeStruct`)."""
     state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
-    return {"/".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
+    return {
+        "/".join(map(str, p)): v.get_value()
+        if isinstance(v.get_value(), jax.ShapeDtypeStruct)
+        else np.asarray(v.get_value())
+        for p, v in nnx.to_flat_state(state)
+    }
 
 
 def source_shape(shape, kind):
@@ -165,6 +226,7 @@ def write_legacy(path, flat, rename=None):
 def check_loaded(model, flat, names):
     params = flat_params(model)
     for path, (key, kind) in names.items():
+        assert not isinstance(params[path], jax.ShapeDtypeStruct), f"{path} was not written"
         np.testing.assert_array_equal(params[path], to_flax(flat[key], kind), err_msg=path)
 
 
@@ -213,7 +275,10 @@ def test_known_source_names():
     """The names follow the references' (spot checks written from torchvision / Keras)."""
     from fnn.models import densenet, mobilenet_v1, xception
 
-    dn = weight_names(densenet.DenseNet(block_config=(1, 1, 1, 1), rngs=nnx.Rngs(0)), "torchvision")
+    def abstract(build, **kw):  # shapes only: the names need no weights
+        return nnx.eval_shape(lambda: build(rngs=nnx.Rngs(0), **kw))
+
+    dn = weight_names(abstract(densenet.DenseNet, block_config=(1, 1, 1, 1)), "torchvision")
     keys = {k for k, _ in dn.values()}
     assert {
         "features.conv0.weight",
@@ -221,11 +286,11 @@ def test_known_source_names():
         "features.transition3.norm.running_var",
         "classifier.weight",
     } <= keys
-    xc = weight_names(xception.Xception(middle_blocks=1, rngs=nnx.Rngs(0)), "keras")
+    xc = weight_names(abstract(xception.Xception, middle_blocks=1), "keras")
     assert xc["conv1/conv/conv/kernel"] == ("block1_conv1/0", "keras_conv")
     assert xc["block2/sep1/sep/depthwise/conv/kernel"] == ("block2_sepconv1/0", "keras_depthwise")
     assert xc["block2/shortcut/conv/kernel"] == ("conv2d#0/0", "keras_conv")
-    mn = weight_names(mobilenet_v1.MobileNet(blocks=2, rngs=nnx.Rngs(0)), "keras3")
+    mn = weight_names(abstract(mobilenet_v1.MobileNet, blocks=2), "keras3")
     assert mn["blocks/1/dw/conv/conv/kernel"] == ("depthwise_conv2d_1/0", "keras_depthwise")
     assert mn["preds/conv/kernel"] == ("conv2d_3/0", "keras_conv")
 
@@ -265,21 +330,26 @@ def test_keras_graph_order():
 
 @pytest.mark.parametrize("family", EAGER)
 def test_tiny_outputs(family):
+    """Every option of a small network (the same weights in each, one compiled program)."""
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 75, 75, 3)), jnp.float32)
-    logits = tiny(family, num_classes=7)(x)
+    options = [
+        dict(num_classes=7),
+        dict(num_classes=7, classifier_activation="softmax"),
+        dict(include_top=False),
+        dict(include_top=False, pooling="avg"),
+        dict(include_top=False, pooling="max"),
+        dict(features=True),
+    ]
+    logits, probs, fmap, avg, mx, maps = forward([tiny(family, **o) for o in options], x)
     assert logits.shape == (2, 7) and bool(jnp.all(jnp.isfinite(logits)))
-    probs = tiny(family, num_classes=7, classifier_activation="softmax")(x)
+    assert float(jnp.std(logits)) > 1e-3  # not a constant: the weights reached the logits
     np.testing.assert_allclose(np.asarray(probs), np.asarray(jax.nn.softmax(logits)), atol=1e-6)
-    fmap = tiny(family, include_top=False)(x)
     assert fmap.ndim == 4 and fmap.shape[0] == 2
-    avg = tiny(family, include_top=False, pooling="avg")(x)
-    mx = tiny(family, include_top=False, pooling="max")(x)
     scale = float(np.abs(np.asarray(fmap)).max())
     np.testing.assert_allclose(
         np.asarray(avg), np.asarray(fmap).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6 * scale
     )
     np.testing.assert_allclose(np.asarray(mx), np.asarray(fmap).max(axis=(1, 2)), rtol=1e-6)
-    maps = tiny(family, features=True)(x)
     assert [m.shape[0] for m in maps] == [2] * len(maps)
     sizes = [m.shape[1] for m in maps]
     assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
@@ -288,8 +358,33 @@ def test_tiny_outputs(family):
 # one network per family (and B3, whose width 1.2 rounds channels) always; the deeper variants
 # of the same code only in slow runs (tracing them takes minutes on a shared CPU)
 QUICK = {"densenet121", "mobilenet_v3_small", "mobilenet_v3_large", "inception_v3", "xception"}
-QUICK |= {"resnet50_v2", "efficientnet_b0", "efficientnet_b3", "mobilenet", "inception_resnet_v2"}
+QUICK |= {"resnet50_v2", "efficientnet_b0", "efficientnet_b3", "mobilenet"}
 # (NASNet: test_zoo_nasnet.py checks a narrow network's features; the full one traces in minutes)
+# Inception-ResNet-v2's 40 residual blocks keep their channels and grid: the quick test traces it
+# with one block of each kind (`test_shallow_features_match_spec`); the full depth's names are
+# test_timm_layout.py's `test_inception_resnet_v2_names` (898 keys)
+SHALLOW = ["inception_resnet_v2"]  # `_build`: repeats=(1, 1, 1)
+
+
+def _check_features(spec, build, label):
+    """Logits shape, and each feature map's channels and stride as ``spec`` declares them (the
+    stride checked as ceil(input / reduction), within the valid convolutions' lost pixels for
+    the Inception family), traced abstractly at the spec's input size."""
+    size = spec.input_size[0]
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    options = dict(include_top=True, pooling=None, classifier_activation=None)
+    model = nnx.eval_shape(
+        lambda: build(num_classes=10, features=False, rngs=nnx.Rngs(0), **options)
+    )
+    assert nnx.eval_shape(lambda m, x: m(x), model, x).shape == (1, 10)
+    fmodel = nnx.eval_shape(
+        lambda: build(num_classes=10, features=True, rngs=nnx.Rngs(0), **options)
+    )
+    maps = nnx.eval_shape(lambda m, x: m(x), fmodel, x)
+    assert tuple(m.shape[-1] for m in maps) == spec.feature_channels
+    for m, r in zip(maps, spec.feature_reductions, strict=True):
+        # "same" padding gives ceil(size / r); Inception's valid convolutions lose a few pixels
+        assert (size - 40) // r <= m.shape[1] <= -(-size // r), (label, m.shape, r)
 
 
 @pytest.mark.parametrize(
@@ -297,25 +392,22 @@ QUICK |= {"resnet50_v2", "efficientnet_b0", "efficientnet_b3", "mobilenet", "inc
     [(f, n) if n in QUICK else pytest.param(f, n, marks=pytest.mark.heavy) for f, n in ALL],
 )
 def test_full_features_match_spec(family, name):
-    """Full networks, traced abstractly: logits shape, and each feature map's channels and stride
-    as the spec declares (the stride checked as ceil(input / reduction), within the valid
-    convolutions' lost pixels for the Inception family)."""
+    """Full networks, traced abstractly (see `_check_features`)."""
     spec = spec_of(name)
-    size = spec.input_size[0]
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    options = dict(include_top=True, pooling=None, classifier_activation=None)
-    model = nnx.eval_shape(
-        lambda: spec.build(num_classes=10, features=False, rngs=nnx.Rngs(0), **options)
-    )
-    assert nnx.eval_shape(lambda m, x: m(x), model, x).shape == (1, 10)
-    fmodel = nnx.eval_shape(
-        lambda: spec.build(num_classes=10, features=True, rngs=nnx.Rngs(0), **options)
-    )
-    maps = nnx.eval_shape(lambda m, x: m(x), fmodel, x)
-    assert tuple(m.shape[-1] for m in maps) == spec.feature_channels
-    for m, r in zip(maps, spec.feature_reductions, strict=True):
-        # "same" padding gives ceil(size / r); Inception's valid convolutions lose a few pixels
-        assert (size - 40) // r <= m.shape[1] <= -(-size // r), (name, m.shape, r)
+    _check_features(spec, spec.build, name)
+
+
+@pytest.mark.parametrize("family", SHALLOW)
+def test_shallow_features_match_spec(family):
+    """The family's network with fewer repeated blocks (which keep channels and grid) against
+    the full network's spec; the full depth is ``heavy`` in `test_full_features_match_spec`."""
+    module = importlib.import_module(f"fnn.models.{family}")
+    spec = next(iter(module.SPECS.values()))
+
+    def build(rngs, **options):  # `_build` seeds its own nnx.Rngs(0)
+        return _build(family, **options)
+
+    _check_features(spec, build, family)
 
 
 @pytest.mark.parametrize("family", TINY)
@@ -357,7 +449,7 @@ def test_bad_options():
 def test_mismatched_files_name_the_parameter():
     from fnn.models import densenet, xception
 
-    model = densenet.DenseNet(block_config=(1, 1, 1, 1), rngs=nnx.Rngs(0))
+    model = nnx.eval_shape(lambda: densenet.DenseNet(block_config=(1, 1, 1, 1), rngs=nnx.Rngs(0)))
     spec = densenet.SPECS["densenet121"]
     flat, _ = random_source(model, "torchvision")
     bad = dict(flat)
@@ -375,11 +467,13 @@ def test_mismatched_files_name_the_parameter():
     ):
         spec.convert(model, missing)
     # a headless model tolerates the file's classifier; the head can be skipped
-    headless = densenet.DenseNet(block_config=(1, 1, 1, 1), include_top=False, rngs=nnx.Rngs(0))
+    headless = nnx.eval_shape(
+        lambda: densenet.DenseNet(block_config=(1, 1, 1, 1), include_top=False, rngs=nnx.Rngs(0))
+    )
     assert "classifier.weight" in flat and spec.convert(headless, flat)
     skipped = spec.convert(model, flat, skip=(r"head/.*",))
     assert not any(k.startswith("head/") for k in skipped)
-    xm = xception.Xception(middle_blocks=1, rngs=nnx.Rngs(0))
+    xm = nnx.eval_shape(lambda: xception.Xception(middle_blocks=1, rngs=nnx.Rngs(0)))
     with pytest.raises(WeightsMismatchError, match="missing keys"):
         xception.SPECS["xception"].convert(xm, {"block1_conv1/0": np.zeros((3, 3, 3, 32))})
 

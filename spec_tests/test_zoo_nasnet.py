@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import zoo_reference as zr
 from flax import nnx
-from test_zoo_families import check_loaded, random_source, write_keras3
+from test_zoo_families import check_loaded, forward, random_source, write_keras3
 
 from fnn import preprocessing, pretrained
 from fnn.models import nasnet, registry
@@ -36,8 +36,10 @@ TWO = dict(num_blocks=2, penultimate_filters=96)  # every adjust mode (projectio
 
 @functools.cache
 def tiny(variant="mobile", **options):
-    """The tiny network in eval mode (built once per options: building is not cheap)."""
-    model = nasnet.NASNet(variant, rngs=nnx.Rngs(0), **TINY, **options)
+    """The tiny network as shapes only (`nnx.eval_shape`; cached: tracing it is not free), eval
+    mode: `forward` fills its weights inside one compiled program (initialising it eagerly
+    compiles ~1,500 small programs)."""
+    model = nnx.eval_shape(lambda: nasnet.NASNet(variant, rngs=nnx.Rngs(0), **TINY, **options))
     model.eval()
     return model
 
@@ -230,9 +232,10 @@ def test_keras3_key_table_matches_keras():
 
 def test_tiny_outputs_and_features():
     x = np.random.default_rng(0).standard_normal((2, 75, 64, 3)).astype(np.float32)
-    logits = run(tiny(num_classes=7), x)
+    options = [dict(num_classes=7), dict(features=True), dict(include_top=False, pooling="avg")]
+    logits, maps, avg = forward([tiny(**o) for o in options], x)
     assert logits.shape == (2, 7) and bool(jnp.all(jnp.isfinite(logits)))
-    maps = run(tiny(features=True), x)
+    assert float(jnp.std(logits)) > 1e-3  # not a constant: the weights reached the logits
     # stem (75-3)//2+1 = 37, (64-3)//2+1 = 31, then each reduction cell ceil(n / 2)
     assert [m.shape for m in maps] == [
         (2, 37, 31, 32),
@@ -242,8 +245,8 @@ def test_tiny_outputs_and_features():
         (2, 3, 2, 96),
     ]
     assert all(float(m.min()) >= 0.0 for m in maps)  # each after the ReLU its consumers apply
-    # the same seed builds the same backbone: the headless, average-pooled output
-    avg = run(tiny(include_top=False, pooling="avg"), x)
+    # the same weights (`forward` fills each path alike) give the same backbone: the headless,
+    # average-pooled output
     fmap = np.asarray(maps[-1])
     np.testing.assert_allclose(np.asarray(avg), fmap.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
 
@@ -273,7 +276,7 @@ def test_bad_options():
 
 
 def test_mismatched_file_names_path_and_shapes(tmp_path):
-    model = nasnet.NASNet(rngs=nnx.Rngs(0), **TINY)  # written into: not the cached one
+    model = nnx.eval_shape(lambda: nasnet.NASNet(rngs=nnx.Rngs(0), **TINY))  # written into
     spec = nasnet.SPECS["nasnet_mobile"]
     flat, names = random_source(model, "keras3")
     stem_key = names["stem_conv/conv/kernel"][0]
@@ -291,7 +294,7 @@ def test_mismatched_file_names_path_and_shapes(tmp_path):
     with pytest.raises(WeightsMismatchError, match=r"missing keys.*unexpected keys.*conv2d_999/0"):
         spec.convert(model, missing)
     # a headless model tolerates the file's classifier and loads the rest
-    headless = nasnet.NASNet(include_top=False, rngs=nnx.Rngs(0), **TINY)
+    headless = nnx.eval_shape(lambda: nasnet.NASNet(include_top=False, rngs=nnx.Rngs(0), **TINY))
     zr.load_converted(spec, headless, flat)
     check_loaded(headless, flat, weight_names(headless, "keras3"))
 
