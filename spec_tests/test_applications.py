@@ -291,7 +291,8 @@ def test_target_augmentation_bad_inputs():
 
 def test_localizer_outputs_valid_boxes_inside_the_image():
     m = Localizer(4, input_shape=(32, 32, 3), filters=(4, 8), rngs=nnx.Rngs(0))
-    out = m(jax.random.normal(jax.random.key(0), (3, 32, 32, 3)))
+    # one compiled forward (eagerly, each of its ops would be a program of its own)
+    out = nnx.jit(lambda m, x: m(x))(m, jax.random.normal(jax.random.key(0), (3, 32, 32, 3)))
     assert out["class"].shape == (3, 4)
     boxes.check_boxes(np.asarray(out["box"]), image_size=(32, 32))
 
@@ -355,17 +356,20 @@ def test_centernet_decode_inverts_the_targets_and_scores_map_one():
     det = _data("detection")
     logits = []
     decoded = []
+    # one compiled program each for the targets and the decoding of the six images
+    targets = jax.jit(
+        functools.partial(detection.centernet_targets, num_classes=4, image_size=(64, 64))
+    )
+    decode = jax.jit(functools.partial(detection.decode, image_size=(64, 64), max_detections=8))
     for i in range(6):
-        t = detection.centernet_targets(
-            det["box"][i], det["label"][i], num_classes=4, image_size=(64, 64)
-        )
+        t = targets(det["box"][i], det["label"][i])
         out = {
             "heatmap": jnp.where(t["heatmap"] == 1, 6.0, -6.0),
             "size": t["size"],
             "offset": t["offset"],
         }
         logits.append(out)
-        decoded.append(detection.decode(out, image_size=(64, 64), max_detections=8))
+        decoded.append(decode(out))
     for i, d in enumerate(decoded):
         n = int(det["num_objects"][i])
         got = sorted(np.asarray(d["boxes"][:n]).round(3).tolist())
@@ -525,14 +529,24 @@ def _images(n=2, size=64):
     return jnp.asarray(_data("segmentation", size=size)["image"][:n])  # floats in [0, 1]
 
 
+@functools.cache
+def _backbone(name):
+    """``load(name, weights=None, features=True, freeze_batchnorm=True)``, built once per module
+    (building one compiles its initialiser: ~10 s of CPU). Tests that change it take a clone."""
+    return fnn.pretrained.load(name, weights=None, features=True, freeze_batchnorm=True)
+
+
 @pytest.mark.parametrize("name", sorted(BACKBONE_CHANNELS))
 def test_pretrained_features_keep_the_backbone_contract(name):
-    base = fnn.pretrained.load(name, weights=None, features=True)
+    """The contract's attributes and map shapes at a size other than the 224 of ImageNet (the
+    maps traced abstractly: only their shapes are checked here; the train-step test below runs
+    each backbone for real)."""
+    base = _backbone(name)
     channels, reductions = check_backbone(base.model)
     assert channels == BACKBONE_CHANNELS[name] and reductions == (2, 4, 8, 16, 32)
     x = base.preprocess(_images(size=96), value_range=(0, 1), keep_size=True)
     assert x.shape == (2, 96, 96, 3)  # its normalisation, not its 224 crop
-    maps = base.model(x)
+    maps = nnx.eval_shape(lambda m, x: m(x), base.model, x)
     assert [m.shape for m in maps] == [
         (2, 96 // r, 96 // r, c) for c, r in zip(channels, reductions)
     ]
@@ -573,8 +587,8 @@ def _head(task, encoder):
 
 def _by_path(tree):
     """``{"encoder/stem/kernel": max |leaf|}`` of a pure-dict tree."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {fnn.transfer.path_str(p): float(jnp.abs(v).max()) for p, v in leaves}
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]  # NumPy: no program per leaf shape
+    return {fnn.transfer.path_str(p): float(np.abs(np.asarray(v)).max()) for p, v in leaves}
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
@@ -582,8 +596,8 @@ def test_one_train_step_on_a_pretrained_backbone(name):
     """The gradient reaches the backbone; an optimizer mask freezes its weights and
     ``freeze_batchnorm`` its statistics, while the head trains."""
     task, loss_fn = HEADS[name]
-    base = fnn.pretrained.load(name, weights=None, features=True, freeze_batchnorm=True)
-    model = _head(task, base.model)
+    base = _backbone(name)  # loaded with freeze_batchnorm=True
+    model = _head(task, nnx.clone(base.model))  # a copy: this test changes its flag and stats
     ds = _data(task)
     batch = {k: jnp.asarray(ds[k][:2]) for k in ("label", "box", "mask") if k in ds}
     batch["image"] = base.preprocess(ds["image"][:2], value_range=(0, 1), keep_size=True)
@@ -614,7 +628,7 @@ def test_one_train_step_on_a_pretrained_backbone(name):
 
 
 def test_heads_reject_encoders_whose_reductions_do_not_fit():
-    base = fnn.pretrained.load("mobilenet_v2", weights=None, features=True)
+    base = _backbone("mobilenet_v2")
     with pytest.raises(
         ValueError,
         match=r"stride must be one of the encoder's reductions \(2, 4, 8, 16, 32\), got 1",
@@ -624,7 +638,8 @@ def test_heads_reject_encoders_whose_reductions_do_not_fit():
         Localizer(4, input_shape=(48, 48, 3), encoder=base.model, rngs=nnx.Rngs(0))
     unet = UNet(5, encoder=base.model, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"multiples of the deepest reduction.*\(1, 3, 3, 96\)"):
-        unet(jnp.zeros((1, 48, 48, 3)))  # 48 / 32 is not an integer: maps 24, 12, 6, 3, 2
+        # 48 / 32 is not an integer: maps 24, 12, 6, 3, 2 (the check is on shapes: traced)
+        nnx.eval_shape(lambda m, x: m(x), unet, jax.ShapeDtypeStruct((1, 48, 48, 3), jnp.float32))
 
     class Skipping(nnx.Module):  # reductions 2, 8: a missing level
         channels, reductions = (4, 8), (2, 8)

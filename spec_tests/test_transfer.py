@@ -99,7 +99,7 @@ def depthwise_pair():
 
 
 @given(
-    size=st.integers(5, 12),
+    size=st.sampled_from([5, 8, 11]),  # a few fixed sizes (odd and even): few programs to compile
     k=st.sampled_from([3, 5]),
     stride=st.sampled_from([1, 2]),
     seed=st.integers(0, 100),
