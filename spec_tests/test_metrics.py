@@ -336,11 +336,13 @@ def _two_class(y, p):
 
 @st.composite
 def _binary_batches(draw):
-    n = draw(st.integers(2, 24))
+    # A few fixed sizes and cut points (one-element batches at either end, halves), so the
+    # metrics' programs compile for a handful of batch shapes; labels, scores, weights are free.
+    n = draw(st.sampled_from([2, 8, 24]))
     y = np.asarray(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.int32)
     p = np.asarray(draw(st.lists(st.floats(0, 1, width=32), min_size=n, max_size=n)), np.float32)
     w = np.asarray(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), np.float32)
-    cuts = sorted(draw(st.lists(st.integers(1, n - 1), max_size=3, unique=True)))
+    cuts = sorted(draw(st.lists(st.sampled_from(sorted({1, n // 2, n - 1})), unique=True)))
     return y, p, w, cuts
 
 
