@@ -62,10 +62,12 @@ def oracle_nms(b, s, thr):
     return keep
 
 
-# Boxes with x1 <= x2, y1 <= y2 and area > 0, small integer-ish pixel coordinates.
+# Boxes with x1 <= x2, y1 <= y2 and area > 0, small integer-ish pixel coordinates. The number of
+# boxes comes from a few fixed counts (the fewest, the most, one between), so the jitted functions
+# below compile once per count and serve every drawn example of it.
 @st.composite
 def box_arrays(draw, min_n=1, max_n=8):
-    n = draw(st.integers(min_n, max_n))
+    n = draw(st.sampled_from(sorted({min_n, (min_n + max_n) // 2, max_n})))
     xy = np.array(
         draw(st.lists(st.tuples(*[st.integers(0, 30)] * 2), min_size=n, max_size=n)), np.float32
     )
@@ -128,26 +130,46 @@ def test_iou_hand_computed():
     assert float(boxes.giou([0.0, 0, 1, 1], [2.0, 0, 3, 1])) == pytest.approx(-1 / 3, abs=1e-6)
 
 
+@jax.jit
+def _iou_and_giou_matrices(a, b):
+    return boxes.iou_matrix(a, b), boxes.giou_matrix(a, b)
+
+
 @given(box_arrays(), box_arrays())
 def test_iou_and_giou_match_oracle(a, b):
-    np.testing.assert_allclose(boxes.iou_matrix(a, b), oracle_iou(a, b), atol=1e-5)
-    np.testing.assert_allclose(boxes.giou_matrix(a, b), oracle_giou(a, b), atol=1e-5)
+    m, g = _iou_and_giou_matrices(a, b)
+    np.testing.assert_allclose(m, oracle_iou(a, b), atol=1e-5)
+    np.testing.assert_allclose(g, oracle_giou(a, b), atol=1e-5)
+
+
+@jax.jit
+def _iou_invariant_terms(a, b):
+    n = min(len(a), len(b))
+    shift = jnp.array([3.0, -2.0, 3.0, -2.0], jnp.float32)
+    return (
+        boxes.iou_matrix(a, b),
+        boxes.giou_matrix(a, b),
+        boxes.iou_matrix(b, a),
+        boxes.iou_matrix(a, a),
+        boxes.iou_matrix(a + shift, b + shift),
+        boxes.giou_matrix(2 * a, 2 * b),
+        boxes.iou(a[:n], b[:n]),
+    )
 
 
 @given(box_arrays(), box_arrays())
 def test_iou_invariants(a, b):
-    m, g = np.asarray(boxes.iou_matrix(a, b)), np.asarray(boxes.giou_matrix(a, b))
+    m, g, m_ba, m_aa, m_shifted, g_scaled, elementwise = map(np.asarray, _iou_invariant_terms(a, b))
     assert np.all((m >= 0) & (m <= 1 + 1e-6))
     assert np.all((g > -1 - 1e-6) & (g <= m + 1e-6))  # GIoU <= IoU, > -1
-    np.testing.assert_allclose(boxes.iou_matrix(b, a), m.T, atol=1e-6)  # symmetric
-    np.testing.assert_allclose(np.diag(boxes.iou_matrix(a, a)), 1.0, atol=1e-5)
+    np.testing.assert_allclose(m_ba, m.T, atol=1e-6)  # symmetric
+    np.testing.assert_allclose(np.diag(m_aa), 1.0, atol=1e-5)
     # Translating both boxes together changes nothing; scaling both scales nothing.
-    shift = np.array([3.0, -2.0, 3.0, -2.0], np.float32)
-    np.testing.assert_allclose(boxes.iou_matrix(a + shift, b + shift), m, atol=1e-5)
-    np.testing.assert_allclose(boxes.giou_matrix(2 * a, 2 * b), g, atol=1e-5)
+    np.testing.assert_allclose(m_shifted, m, atol=1e-5)
+    np.testing.assert_allclose(g_scaled, g, atol=1e-5)
     # Elementwise == diagonal of the pairwise matrix.
     n = min(len(a), len(b))
-    np.testing.assert_allclose(boxes.iou(a[:n], b[:n]), np.diag(m[:n, :n]), atol=1e-6)
+    np.testing.assert_allclose(elementwise, np.diag(m[:n, :n]), atol=1e-6)
 
 
 def test_iou_jit_vmap_and_no_recompile():
@@ -185,15 +207,24 @@ def test_iou_giou_and_loss_match_torchvision():
 # ------------------------------------------------------------------------------------------------
 
 
+@jax.jit
+def _losses_and_metric(t, p):
+    return (
+        boxes.iou_loss(y_true=t, y_pred=p),
+        boxes.giou_loss(y_true=t, y_pred=p),
+        boxes.box_iou(y_true=t, y_pred=p),
+    )
+
+
 @given(box_arrays(min_n=2), st.data())
 def test_losses_match_oracle_and_are_per_example(t, data):
     p = data.draw(box_arrays(min_n=len(t), max_n=len(t)))
     ref_iou = np.diag(oracle_iou(t, p))
     ref_giou = np.diag(oracle_giou(t, p))
-    np.testing.assert_allclose(boxes.iou_loss(y_true=t, y_pred=p), 1 - ref_iou, atol=1e-5)
-    np.testing.assert_allclose(boxes.giou_loss(y_true=t, y_pred=p), 1 - ref_giou, atol=1e-5)
-    np.testing.assert_allclose(boxes.box_iou(y_true=t, y_pred=p), ref_iou, atol=1e-5)
-    gl = np.asarray(boxes.giou_loss(y_true=t, y_pred=p))
+    il, gl, bi = map(np.asarray, _losses_and_metric(t, p))
+    np.testing.assert_allclose(il, 1 - ref_iou, atol=1e-5)
+    np.testing.assert_allclose(gl, 1 - ref_giou, atol=1e-5)
+    np.testing.assert_allclose(bi, ref_iou, atol=1e-5)
     assert gl.shape == (len(t),) and np.all((gl >= -1e-6) & (gl < 2))
 
 
@@ -257,6 +288,10 @@ def test_nms_threshold_is_strict_like_torchvision():
     assert idx.tolist() == [0, -1, -1]
 
 
+# The threshold is traced: one program per box count serves every threshold.
+_nms = jax.jit(lambda b, s, thr: boxes.nms(b, s, iou_threshold=thr))
+
+
 @given(box_arrays(max_n=12), st.data(), st.sampled_from([0.0, 0.3, 0.5, 0.7]))
 def test_nms_matches_greedy_oracle(b, data, thr):
     s = np.array(
@@ -268,7 +303,7 @@ def test_nms_matches_greedy_oracle(b, data, thr):
         ),
         np.float32,
     )
-    idx, n = boxes.nms(b, s, iou_threshold=thr)
+    idx, n = _nms(b, s, np.float32(thr))
     ref = oracle_nms(b, s, thr)
     assert idx.tolist()[: int(n)] == ref
     assert all(i == -1 for i in idx.tolist()[int(n) :])

@@ -2256,7 +2256,10 @@ def test_extreme_inputs_where_keras_is_not_finite(keras):
     assert np.isfinite(np.asarray(L.log_cosh(y_true=np.zeros_like(e), y_pred=e))).all()
 
 
+@pytest.mark.heavy
 def test_docstring_examples_run():
+    """fnn.losses' docstring examples pass. CI runs them already: the nox `tests` session collects
+    `--doctest-modules --pyargs fnn`, which includes fnn.losses; opt-in here (--run-heavy)."""
     import doctest
 
     result = doctest.testmod(L, optionflags=doctest.NORMALIZE_WHITESPACE)
