@@ -251,7 +251,8 @@ def _depthwise_and_grouped(shape, kh, s, pads):
 @given(st.sampled_from(_DEPTHWISE_CASES), st.integers(0, 2**32 - 1))
 def test_depthwise_conv_oracle_and_grouped_convolution(case, seed):
     """The zoo's depthwise convolution (shifted sums, hand-written backward pass on CPU) equals a
-    float64 oracle and XLA's grouped convolution, values and both gradients, for any padding."""
+    float64 oracle and XLA's grouped convolution, values and both gradients, on the padding,
+    stride and kernel-size kinds of `_DEPTHWISE_CASES` with random values."""
     shape, kh, s, pads = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
