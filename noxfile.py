@@ -79,16 +79,6 @@ def notebooks(session):
 
 
 @nox.session
-def demos(session):
-    """`examples` then `notebooks` in one virtualenv (CI's: one install of JAX and friends, about
-    a minute, instead of two)."""
-    session.install(".[notebooks]")  # includes the examples' extras
-    session.install(*MOBILENET_WEIGHTS)
-    _run_examples(session)
-    session.run("python", "notebooks/run_all.py")
-
-
-@nox.session
 def bench(session):
     """Benchmarks side by side with peers (optional peers are skipped when absent)."""
     session.install(".[examples]")

@@ -460,9 +460,12 @@ def test_relu_options_finite_monotone_and_capped(x, a, m, t):
     if m is not None:
         assert np.all(value <= np.float32(m))
     inside = (x > t) & (m is None or x < np.float32(m))
-    # XLA:CPU flushes subnormal floats to zero (the strategies draw them on purpose)
+    # XLA:CPU may flush subnormal floats to zero (the strategies draw them on purpose): whether
+    # a selection keeps one depends on the program XLA emits (a worker that ran other tests
+    # first once kept 1.6e-39), so either the value or its flushed form is exact
     flushed = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.float32(0), x)
-    np.testing.assert_array_equal(value[inside], flushed[inside])
+    exact = (value == x) | (value == flushed)
+    assert exact[inside].all(), (x[inside & ~exact], value[inside & ~exact])
 
 
 @pytest.mark.parametrize(
